@@ -1,0 +1,25 @@
+using Hcsc.Benchmarks;
+
+// Every comparison benchmark, by name. Usage: hcsc-bench --list | hcsc-bench NAME [options]
+IBenchmark[] benchmarks = [];
+
+if (args.Length == 0 || args[0] is "--list" or "-h" or "--help")
+{
+    Console.WriteLine("Usage: dotnet run --project benchmarks/Hcsc.Benchmarks -c Release -- NAME [options]");
+    Console.WriteLine(benchmarks.Length == 0 ? "No benchmarks are registered yet." : "Benchmarks:");
+    foreach (var benchmark in benchmarks)
+    {
+        Console.WriteLine($"  {benchmark.Name,-24} {benchmark.Description}");
+    }
+
+    return 0;
+}
+
+var chosen = benchmarks.FirstOrDefault(b => b.Name == args[0]);
+if (chosen is null)
+{
+    Console.Error.WriteLine($"Unknown benchmark '{args[0]}'. Run with --list to see them.");
+    return 2;
+}
+
+return chosen.Run(args[1..]);

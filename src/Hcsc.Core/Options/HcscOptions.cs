@@ -1,0 +1,166 @@
+namespace Hcsc.Core.Options;
+
+/// <summary>
+/// Every hyper-parameter of HCSC (spec: notation table, §2, §4), with the reference
+/// implementation's defaults: ResNet-50, d = 128, Q = 16384, τ = 0.2, m = 0.999,
+/// prototypes 3000 → 2000 → 1000, 20 warm-up epochs of 200, batch 256, lr 0.03.
+/// Bind it from configuration with <see cref="HcscServiceCollectionExtensions.AddHcscOptions"/>
+/// and check it with <see cref="HcscOptionsValidator"/>.
+/// </summary>
+public sealed class HcscOptions
+{
+    /// <summary>Configuration section name: <c>Hcsc</c>.</summary>
+    public const string SectionName = "Hcsc";
+
+    /// <summary>The encoder and the contrastive setup.</summary>
+    public ModelOptions Model { get; set; } = new();
+
+    /// <summary>Optimisation and the run.</summary>
+    public TrainingOptions Training { get; set; } = new();
+
+    /// <summary>Hierarchical k-means (spec §1).</summary>
+    public ClusteringOptions Clustering { get; set; } = new();
+
+    /// <summary>Instance and prototype selection (spec §2, §3).</summary>
+    public SelectionOptions Selection { get; set; } = new();
+
+    /// <summary>Augmentation and multi-crop (spec §2, §4).</summary>
+    public AugmentationOptions Augmentation { get; set; } = new();
+}
+
+/// <summary>The encoder, the momentum encoder and the queue.</summary>
+public sealed class ModelOptions
+{
+    /// <summary>Backbone: resnet18, resnet34, resnet50, resnet101 or resnet152. Default resnet50.</summary>
+    public string Arch { get; set; } = "resnet50";
+
+    /// <summary>d: embedding size; every embedding is L2-normalised. Default 128.</summary>
+    public int Dim { get; set; } = 128;
+
+    /// <summary>Use the MLP projection head (Linear → ReLU → Linear), as MoCo v2 and HCSC do. Default true.</summary>
+    public bool Mlp { get; set; } = true;
+
+    /// <summary>m: EMA momentum of the key encoder, θ_k ← m·θ_k + (1−m)·θ_q. Default 0.999.</summary>
+    public double EncoderMomentum { get; set; } = 0.999;
+
+    /// <summary>Q: number of past keys kept as negatives; a multiple of the batch size. Default 16384.</summary>
+    public int QueueLength { get; set; } = 16384;
+
+    /// <summary>τ: softmax temperature. Default 0.2.</summary>
+    public double Temperature { get; set; } = 0.2;
+
+    /// <summary>Sub-batches of split-batch BN for the key encoder on one device (spec R5); divides the batch size. Default 8.</summary>
+    public int BatchNormSplits { get; set; } = 8;
+}
+
+/// <summary>SGD, the schedule and the run.</summary>
+public sealed class TrainingOptions
+{
+    /// <summary>Total epochs. Default 200.</summary>
+    public int Epochs { get; set; } = 200;
+
+    /// <summary>Epochs of plain MoCo InfoNCE before the first clustering; equal to <see cref="Epochs"/> means plain MoCo. Default 20.</summary>
+    public int WarmupEpochs { get; set; } = 20;
+
+    /// <summary>Images per step. Default 256.</summary>
+    public int BatchSize { get; set; } = 256;
+
+    /// <summary>Base learning rate for a batch of 256; the rate used is lr · batch / 256 (see <see cref="ScaledLearningRate"/>). Default 0.03.</summary>
+    public double LearningRate { get; set; } = 0.03;
+
+    /// <summary>SGD momentum. Default 0.9.</summary>
+    public double SgdMomentum { get; set; } = 0.9;
+
+    /// <summary>SGD weight decay. Default 1e-4.</summary>
+    public double WeightDecay { get; set; } = 1e-4;
+
+    /// <summary>Cosine learning-rate schedule to 0 over the run, set per epoch. Default true.</summary>
+    public bool Cosine { get; set; } = true;
+
+    /// <summary>Write a checkpoint every this many epochs (and at the end). Default 5.</summary>
+    public int CheckpointEvery { get; set; } = 5;
+
+    /// <summary>Seed of every random source of the run. Default 0.</summary>
+    public long Seed { get; set; }
+
+    /// <summary>auto, cpu, cuda or cuda:N. Default auto.</summary>
+    public string Device { get; set; } = "auto";
+
+    /// <summary>Data-loading threads; 0 loads on the training thread. Default 4.</summary>
+    public int Workers { get; set; } = 4;
+
+    /// <summary>The learning rate actually used at epoch 0: <see cref="LearningRate"/> · <see cref="BatchSize"/> / 256.</summary>
+    public double ScaledLearningRate => LearningRate * BatchSize / 256.0;
+}
+
+/// <summary>Hierarchical k-means settings (spec §1).</summary>
+public sealed class ClusteringOptions
+{
+    /// <summary>k_l: prototypes per level, finest first, strictly decreasing. Default 3000, 2000, 1000.</summary>
+    public int[] NumClusters { get; set; } = [3000, 2000, 1000];
+
+    /// <summary>Lloyd iterations per restart. Default 20.</summary>
+    public int Iterations { get; set; } = 20;
+
+    /// <summary>Restarts per level; the lowest objective wins. Default 5.</summary>
+    public int Restarts { get; set; } = 5;
+
+    /// <summary>The training subsample has at most this many points per centroid. Default 1000.</summary>
+    public int MaxPointsPerCentroid { get; set; } = 1000;
+
+    /// <summary>Fewer points per centroid than this draws a warning. Default 10.</summary>
+    public int MinPointsPerCentroid { get; set; } = 10;
+
+    /// <summary>Lower percentile of the concentration clip. Default 10.</summary>
+    public double ConcentrationLowPercentile { get; set; } = 10;
+
+    /// <summary>Upper percentile of the concentration clip. Default 90.</summary>
+    public double ConcentrationHighPercentile { get; set; } = 90;
+}
+
+/// <summary>Which selections are on and how they treat negatives (spec §2, §3).</summary>
+public sealed class SelectionOptions
+{
+    /// <summary>ICSC: drop queue negatives that probably share the query's cluster. Default true.</summary>
+    public bool InstanceSelection { get; set; } = true;
+
+    /// <summary>PCSC: drop negative prototypes that probably share the positive's parent. Default true.</summary>
+    public bool PrototypeSelection { get; set; } = true;
+
+    /// <summary>Apply instance selection to the local views of multi-crop too. Default true.</summary>
+    public bool SelectionOnLocalViews { get; set; } = true;
+
+    /// <summary>R1: how an unselected negative enters the softmax. Default <see cref="UnselectedNegativeHandling.ZeroLogit"/>, as the reference.</summary>
+    public UnselectedNegativeHandling UnselectedNegatives { get; set; } = UnselectedNegativeHandling.ZeroLogit;
+
+    /// <summary>R2: how ICSC terms are combined over levels. Default <see cref="LevelReduction.Sum"/>, as the reference.</summary>
+    public LevelReduction InstanceLevelReduction { get; set; } = LevelReduction.Sum;
+
+    /// <summary>
+    /// R3 compatibility switch: reproduce the reference's off-by-one, where the prototype with the
+    /// largest id is never a candidate negative. Default false (the bug is fixed).
+    /// </summary>
+    public bool ReproduceReferenceOffByOne { get; set; }
+}
+
+/// <summary>Augmentation and multi-crop (spec §2, §4).</summary>
+public sealed class AugmentationOptions
+{
+    /// <summary>MoCo v2 augmentation (colour jitter, grey, blur); false uses MoCo v1's. Default true.</summary>
+    public bool AugPlus { get; set; } = true;
+
+    /// <summary>Side of the global crops. Default 224.</summary>
+    public int ImageSize { get; set; } = 224;
+
+    /// <summary>Add local views (the 73.3 % setting). Default false.</summary>
+    public bool MultiCrop { get; set; }
+
+    /// <summary>Sides of the local views. Default 192, 160, 128, 96.</summary>
+    public int[] LocalCropSizes { get; set; } = [192, 160, 128, 96];
+
+    /// <summary>Lower RandomResizedCrop scale of each local view. Default 0.172, 0.143, 0.114, 0.086.</summary>
+    public double[] LocalCropMinScales { get; set; } = [0.172, 0.143, 0.114, 0.086];
+
+    /// <summary>Upper RandomResizedCrop scale of each local view. Default 0.86, 0.715, 0.571, 0.429.</summary>
+    public double[] LocalCropMaxScales { get; set; } = [0.86, 0.715, 0.571, 0.429];
+}

@@ -1,0 +1,122 @@
+using Hcsc.Core.Options;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace Hcsc.Tests.Core;
+
+public class HcscOptionsTests
+{
+    private static HcscOptions Bind(params string[] commandLine)
+    {
+        var configuration = new ConfigurationBuilder().AddCommandLine(commandLine).Build();
+        using var services = new ServiceCollection().AddHcscOptions(configuration.GetSection(HcscOptions.SectionName)).BuildServiceProvider();
+        return services.GetRequiredService<IOptions<HcscOptions>>().Value;
+    }
+
+    [Fact]
+    public void Defaults_are_the_reference_implementations()
+    {
+        var options = new HcscOptions();
+        HcscOptionsValidator.Problems(options).Should().BeEmpty();
+        options.Model.Arch.Should().Be("resnet50");
+        options.Model.Dim.Should().Be(128);
+        options.Model.QueueLength.Should().Be(16384);
+        options.Model.Temperature.Should().Be(0.2);
+        options.Model.EncoderMomentum.Should().Be(0.999);
+        options.Clustering.NumClusters.Should().Equal(3000, 2000, 1000);
+        options.Clustering.Iterations.Should().Be(20);
+        options.Clustering.Restarts.Should().Be(5);
+        options.Training.WarmupEpochs.Should().Be(20);
+        options.Training.Epochs.Should().Be(200);
+        options.Training.BatchSize.Should().Be(256);
+        options.Training.LearningRate.Should().Be(0.03);
+        options.Training.WeightDecay.Should().Be(1e-4);
+        options.Selection.UnselectedNegatives.Should().Be(UnselectedNegativeHandling.ZeroLogit);
+        options.Selection.InstanceLevelReduction.Should().Be(LevelReduction.Sum);
+        options.Selection.ReproduceReferenceOffByOne.Should().BeFalse();
+    }
+
+    [Fact]
+    public void The_learning_rate_scales_with_the_batch()
+    {
+        new TrainingOptions { LearningRate = 0.03, BatchSize = 512 }.ScaledLearningRate.Should().BeApproximately(0.06, 1e-12);
+    }
+
+    [Fact]
+    public void Configuration_binds_and_lists_replace_the_defaults()
+    {
+        var options = Bind(
+            "--Hcsc:Model:QueueLength=4096", "--Hcsc:Training:BatchSize=64", "--Hcsc:Selection:UnselectedNegatives=Exclude",
+            "--Hcsc:Clustering:NumClusters:0=30", "--Hcsc:Clustering:NumClusters:1=20");
+        options.Model.QueueLength.Should().Be(4096);
+        options.Training.BatchSize.Should().Be(64);
+        options.Selection.UnselectedNegatives.Should().Be(UnselectedNegativeHandling.Exclude);
+        options.Clustering.NumClusters.Should().Equal(30, 20);
+    }
+
+    [Fact]
+    public void Json_configuration_binds()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"hcsc-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, """{ "Hcsc": { "Training": { "Epochs": 10, "WarmupEpochs": 10 }, "Clustering": { "NumClusters": [ 100, 50 ] } } }""");
+        try
+        {
+            var configuration = new ConfigurationBuilder().AddJsonFile(path).Build();
+            var options = new HcscOptions();
+            HcscOptionsBinder.Bind(configuration.GetSection(HcscOptions.SectionName), options);
+            options.Training.Epochs.Should().Be(10);
+            options.Clustering.NumClusters.Should().Equal(100, 50);
+            HcscOptionsValidator.Problems(options).Should().BeEmpty("a warm-up as long as the run is plain MoCo");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Unknown_keys_are_an_error()
+    {
+        var act = () => Bind("--Hcsc:Model:QueueLenght=4096");
+        act.Should().Throw<InvalidOperationException>().WithMessage("*QueueLenght*");
+    }
+
+    public static TheoryData<string, Action<HcscOptions>, string> InvalidCases => new()
+    {
+        { "queue", o => o.Model.QueueLength = 1000, "Model:QueueLength (1000) must be a multiple of Training:BatchSize (256)*e.g. 768*" },
+        { "decreasing", o => o.Clustering.NumClusters = [1000, 2000], "Clustering:NumClusters must be strictly decreasing*got 1000, 2000*" },
+        { "equal counts", o => o.Clustering.NumClusters = [100, 100], "Clustering:NumClusters must be strictly decreasing*" },
+        { "no counts", o => o.Clustering.NumClusters = [], "Clustering:NumClusters must list at least one prototype count*" },
+        { "temperature zero", o => o.Model.Temperature = 0, "Model:Temperature (τ) must be a finite number > 0, got 0*" },
+        { "temperature NaN", o => o.Model.Temperature = double.NaN, "Model:Temperature (τ) must be a finite number > 0, got NaN*" },
+        { "warm-up", o => o.Training.WarmupEpochs = 201, "Training:WarmupEpochs (201) is longer than the run (Training:Epochs = 200)*" },
+        { "momentum", o => o.Model.EncoderMomentum = 1, "Model:EncoderMomentum (m) must be in [0, 1), got 1*" },
+        { "arch", o => o.Model.Arch = "vit", "Model:Arch is 'vit'; use one of resnet18, resnet34, resnet50, resnet101, resnet152*" },
+        { "device", o => o.Training.Device = "tpu", "Training:Device is 'tpu'; use auto, cpu, cuda or cuda:N*" },
+        { "bn splits", o => o.Model.BatchNormSplits = 3, "Training:BatchSize (256) must be a multiple of Model:BatchNormSplits (3)*" },
+        { "percentiles", o => o.Clustering.ConcentrationLowPercentile = 95, "Clustering:ConcentrationLowPercentile (95) and ConcentrationHighPercentile (90) must satisfy*" },
+        { "points per centroid", o => o.Clustering.MaxPointsPerCentroid = 5, "Clustering:MaxPointsPerCentroid (5) must be > 0 and >= Clustering:MinPointsPerCentroid (10)*" },
+        { "multi-crop lengths", o => { o.Augmentation.MultiCrop = true; o.Augmentation.LocalCropSizes = [96]; }, "*one entry per local view; got 1, 4 and 4*" },
+        { "multi-crop scales", o => { o.Augmentation.MultiCrop = true; o.Augmentation.LocalCropMaxScales = [0.86, 0.715, 0.571, 0.05]; }, "*0 < min <= max <= 1 for every local view*" },
+        { "weight decay", o => o.Training.WeightDecay = -1, "Training:WeightDecay must be a finite number >= 0, got -1*" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidCases))]
+    public void Each_invalid_setting_gets_its_message(string name, Action<HcscOptions> corrupt, string message)
+    {
+        var options = new HcscOptions();
+        corrupt(options);
+        HcscOptionsValidator.Problems(options).Should().ContainMatch(message, name);
+    }
+
+    [Fact]
+    public void Every_problem_is_reported_at_once_through_the_options_pattern()
+    {
+        var act = () => Bind("--Hcsc:Model:Temperature=0", "--Hcsc:Model:QueueLength=1000", "--Hcsc:Training:WarmupEpochs=300");
+        var failures = act.Should().Throw<OptionsValidationException>().Which.Failures.ToList();
+        failures.Should().HaveCount(3);
+        failures.Should().ContainMatch("Model:Temperature*").And.ContainMatch("Model:QueueLength*").And.ContainMatch("Training:WarmupEpochs*");
+    }
+}
