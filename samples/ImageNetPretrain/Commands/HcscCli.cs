@@ -1,0 +1,15 @@
+using System.CommandLine;
+
+namespace Hcsc.Samples.ImageNetPretrain.Commands;
+
+/// <summary>The sample's command line: one root command, one subcommand per job.</summary>
+public static class HcscCli
+{
+    /// <summary>Builds the root command with every subcommand.</summary>
+    public static RootCommand Create()
+    {
+        var root = new RootCommand("HCSC (Hierarchical Contrastive Selective Coding) pretraining and evaluation on TorchSharp.");
+        CheckCommand.Configure(root);
+        return root;
+    }
+}
