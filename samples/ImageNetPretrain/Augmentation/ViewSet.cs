@@ -1,0 +1,29 @@
+using Hcsc.Core.Options;
+
+namespace Hcsc.Samples.ImageNetPretrain.Augmentation;
+
+/// <summary>The views made of every training image: two global MoCo v2 crops, plus the local crops of multi-crop.</summary>
+public static class ViewSet
+{
+    /// <summary>
+    /// Views per image: [query view, key view, local views...]. Global crops use scale (0.2, 1) and
+    /// MoCo v2's photometric recipe (<see cref="AugmentationOptions.AugPlus"/>; without it MoCo v1's);
+    /// local views use <see cref="AugmentationOptions.LocalCropSizes"/> and their scales.
+    /// </summary>
+    public static IReadOnlyList<ViewTransform> Training(AugmentationOptions options, float[] mean, float[] std)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var recipe = options.AugPlus ? PhotometricRecipe.MoCoV2 : PhotometricRecipe.MoCoV1;
+        var global = new ViewTransform(options.ImageSize, 0.2, 1.0, recipe) { Mean = mean, Std = std };
+        var views = new List<ViewTransform> { global, global };
+        if (options.MultiCrop)
+        {
+            for (int i = 0; i < options.LocalCropSizes.Length; i++)
+            {
+                views.Add(new ViewTransform(options.LocalCropSizes[i], options.LocalCropMinScales[i], options.LocalCropMaxScales[i], recipe) { Mean = mean, Std = std });
+            }
+        }
+
+        return views;
+    }
+}

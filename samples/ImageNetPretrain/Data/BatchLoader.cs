@@ -1,0 +1,196 @@
+using System.Threading.Channels;
+using Hcsc.Samples.ImageNetPretrain.Augmentation;
+
+namespace Hcsc.Samples.ImageNetPretrain.Data;
+
+/// <summary>
+/// Decodes and augments batches on <c>workers</c> threads, <c>prefetch</c> batches ahead of the
+/// consumer. Every image's randomness comes from (seed, epoch, index), so batches are identical
+/// whatever the thread count. An image that cannot be decoded is replaced by the next decodable one
+/// and reported through <see cref="Skipped"/>, so one bad file does not end a long run.
+/// </summary>
+public sealed class BatchLoader
+{
+    private readonly IImageDataset _dataset;
+    private readonly IReadOnlyList<ViewTransform> _views;
+    private readonly int _workers;
+    private readonly int _prefetch;
+    private readonly long _seed;
+
+    /// <summary>Creates a loader of <paramref name="batchSize"/> images with one output per entry of <paramref name="views"/>.</summary>
+    public BatchLoader(IImageDataset dataset, IReadOnlyList<ViewTransform> views, int batchSize, int workers, long seed, int prefetch = 2)
+    {
+        ArgumentNullException.ThrowIfNull(dataset);
+        ArgumentNullException.ThrowIfNull(views);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(workers);
+        ArgumentOutOfRangeException.ThrowIfLessThan(prefetch, 1);
+        if (views.Count == 0)
+        {
+            throw new ArgumentException("At least one view transform is needed.", nameof(views));
+        }
+
+        _dataset = dataset;
+        _views = views;
+        BatchSize = batchSize;
+        _workers = workers;
+        _prefetch = prefetch;
+        _seed = seed;
+    }
+
+    /// <summary>Images per batch.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>Called with the index and error of each image that could not be decoded (from a worker thread).</summary>
+    public Action<int, Exception>? Skipped { get; init; }
+
+    /// <summary>Full batches in one shuffled epoch (the last incomplete batch is dropped, as the reference does).</summary>
+    public int TrainingBatches => _dataset.Count / BatchSize;
+
+    /// <summary>
+    /// The batches of training epoch <paramref name="epoch"/>: a permutation seeded by (seed, epoch),
+    /// incomplete last batch dropped. Starts at batch <paramref name="firstBatch"/> (for resuming mid-epoch).
+    /// </summary>
+    public IEnumerable<ImageBatch> TrainingEpoch(int epoch, int firstBatch = 0, CancellationToken cancellation = default)
+    {
+        int[] order = Enumerable.Range(0, _dataset.Count).ToArray();
+        StableSeed.Random(_seed, epoch, -1).Shuffle(order);
+        var batches = Enumerable.Range(firstBatch, Math.Max(0, TrainingBatches - firstBatch)).Select(b => order.AsMemory(b * BatchSize, BatchSize));
+        return Produce(batches, epoch, cancellation);
+    }
+
+    /// <summary>Every image once, in dataset order, the last batch possibly smaller (for embedding and evaluation).</summary>
+    public IEnumerable<ImageBatch> Sequential(CancellationToken cancellation = default)
+    {
+        int[] order = Enumerable.Range(0, _dataset.Count).ToArray();
+        var batches = Enumerable.Range(0, (order.Length + BatchSize - 1) / BatchSize)
+            .Select(b => order.AsMemory(b * BatchSize, Math.Min(BatchSize, order.Length - (b * BatchSize))));
+        return Produce(batches, epoch: -1, cancellation);
+    }
+
+    private IEnumerable<ImageBatch> Produce(IEnumerable<Memory<int>> batches, int epoch, CancellationToken cancellation)
+    {
+        if (_workers == 0)
+        {
+            foreach (var indices in batches)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                yield return Build(indices.Span, epoch, parallel: false);
+            }
+
+            yield break;
+        }
+
+        var channel = Channel.CreateBounded<ImageBatch>(new BoundedChannelOptions(_prefetch) { SingleWriter = true, SingleReader = true });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        var producer = Task.Run(
+            async () =>
+            {
+                try
+                {
+                    foreach (var indices in batches)
+                    {
+                        stop.Token.ThrowIfCancellationRequested();
+                        await channel.Writer.WriteAsync(Build(indices.Span, epoch, parallel: true), stop.Token).ConfigureAwait(false);
+                    }
+
+                    channel.Writer.Complete();
+                }
+                catch (Exception e)
+                {
+                    channel.Writer.Complete(e);
+                }
+            },
+            CancellationToken.None);
+
+        try
+        {
+            while (true)
+            {
+                ImageBatch batch;
+                try
+                {
+                    if (!channel.Reader.WaitToReadAsync(cancellation).AsTask().GetAwaiter().GetResult() || !channel.Reader.TryRead(out batch!))
+                    {
+                        break;
+                    }
+                }
+                catch (ChannelClosedException e) when (e.InnerException is not null)
+                {
+                    throw e.InnerException;
+                }
+
+                yield return batch;
+            }
+
+            if (channel.Reader.Completion.IsFaulted)
+            {
+                channel.Reader.Completion.GetAwaiter().GetResult();
+            }
+        }
+        finally
+        {
+            stop.Cancel();
+            try
+            {
+                producer.GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
+    private ImageBatch Build(ReadOnlySpan<int> indices, int epoch, bool parallel)
+    {
+        int count = indices.Length;
+        int[] chosen = indices.ToArray();
+        var views = _views.Select(v => new float[count * v.Length]).ToArray();
+        var labels = new int[count];
+        var dataIndices = new long[count];
+        void One(int i)
+        {
+            int index = chosen[i];
+            var image = LoadOrReplace(ref index);
+            dataIndices[i] = index;
+            labels[i] = _dataset.Labels[index];
+            var random = StableSeed.Random(_seed, epoch, index);
+            for (int v = 0; v < _views.Count; v++)
+            {
+                _views[v].Apply(image, random, views[v].AsSpan(i * _views[v].Length, _views[v].Length));
+            }
+        }
+
+        if (parallel && _workers > 1)
+        {
+            Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = _workers }, One);
+        }
+        else
+        {
+            for (int i = 0; i < count; i++)
+            {
+                One(i);
+            }
+        }
+
+        return new ImageBatch(views, _views.Select(v => v.Size).ToArray(), dataIndices, labels);
+    }
+
+    private RgbImage LoadOrReplace(ref int index)
+    {
+        for (int attempt = 0; attempt < Math.Min(_dataset.Count, 100); attempt++)
+        {
+            try
+            {
+                return _dataset.Load(index);
+            }
+            catch (InvalidDataException e)
+            {
+                Skipped?.Invoke(index, e);
+                index = (index + 1) % _dataset.Count;
+            }
+        }
+
+        throw new InvalidDataException($"100 consecutive images from index {index} could not be decoded; check the dataset.");
+    }
+}

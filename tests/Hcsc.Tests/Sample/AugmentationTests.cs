@@ -1,0 +1,139 @@
+using Hcsc.Samples.ImageNetPretrain.Augmentation;
+using Hcsc.Samples.ImageNetPretrain.Data;
+
+namespace Hcsc.Tests.Sample;
+
+public class AugmentationTests
+{
+    private static RgbImage Gradient(int width, int height)
+    {
+        var pixels = new byte[width * height * 3];
+        for (int y = 0; y < height; y++)
+        {
+            for (int x = 0; x < width; x++)
+            {
+                int o = ((y * width) + x) * 3;
+                pixels[o] = (byte)(x * 255 / (width - 1));
+                pixels[o + 1] = (byte)(y * 255 / (height - 1));
+                pixels[o + 2] = 77;
+            }
+        }
+
+        return new RgbImage(width, height, pixels);
+    }
+
+    [Fact]
+    public void A_full_crop_at_the_same_size_reproduces_the_pixels_and_flip_mirrors_them()
+    {
+        var image = Gradient(16, 16);
+        var plain = new float[3 * 16 * 16];
+        var flipped = new float[3 * 16 * 16];
+        ResizedCrop.Apply(image, new CropBox(0, 0, 16, 16), 16, flip: false, plain);
+        ResizedCrop.Apply(image, new CropBox(0, 0, 16, 16), 16, flip: true, flipped);
+        for (int y = 0; y < 16; y++)
+        {
+            for (int x = 0; x < 16; x++)
+            {
+                for (int c = 0; c < 3; c++)
+                {
+                    float expected = image.Pixels[(((y * 16) + x) * 3) + c] / 255f;
+                    plain[(c * 256) + (y * 16) + x].Should().BeApproximately(expected, 1e-6f);
+                    flipped[(c * 256) + (y * 16) + (15 - x)].Should().BeApproximately(expected, 1e-6f);
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Halving_averages_pixel_pairs_with_the_triangle_filter()
+    {
+        // 4x1 row [0, 100, 200, 250] -> 2 pixels; centres at 1.0 and 3.0 with support 2:
+        // weights over source centres 0.5,1.5 (and 2.5 at distance 0.75) = 0.75, 0.75, 0.25 normalised.
+        var image = new RgbImage(4, 1, [0, 0, 0, 100, 100, 100, 200, 200, 200, 250, 250, 250]);
+        var output = new float[3 * 2 * 2];
+        ResizedCrop.Apply(image, new CropBox(0, 0, 4, 1), 2, flip: false, output);
+        double first = ((0.75 * 0) + (0.75 * 100) + (0.25 * 200)) / 1.75 / 255;
+        double second = ((0.25 * 100) + (0.75 * 200) + (0.75 * 250)) / 1.75 / 255;
+        output[0].Should().BeApproximately((float)first, 1e-5f);
+        output[1].Should().BeApproximately((float)second, 1e-5f);
+    }
+
+    [Fact]
+    public void Random_resized_crops_stay_inside_the_image_and_respect_the_scale()
+    {
+        var random = new Random(1);
+        for (int i = 0; i < 500; i++)
+        {
+            var box = CropBox.RandomResized(400, 300, 0.2, 1.0, random);
+            box.X.Should().BeGreaterThanOrEqualTo(0);
+            box.Y.Should().BeGreaterThanOrEqualTo(0);
+            (box.X + box.Width).Should().BeLessThanOrEqualTo(400);
+            (box.Y + box.Height).Should().BeLessThanOrEqualTo(300);
+            double area = box.Width * box.Height / (400.0 * 300.0);
+            area.Should().BeInRange(0.18, 1.0);
+        }
+    }
+
+    [Fact]
+    public void The_evaluation_crop_is_the_centre_after_resizing_the_short_side_to_256()
+    {
+        var box = CropBox.Center(512, 256, 224);
+        box.Width.Should().BeApproximately(224 * 256.0 / 256.0, 1e-9); // short side 256 -> scale 1
+        box.X.Should().BeApproximately((512 - 224) / 2.0, 1e-9);
+        box.Y.Should().BeApproximately(16, 1e-9);
+    }
+
+    [Fact]
+    public void Colour_operations_follow_their_formulas()
+    {
+        float[] view = [1f, 0.5f, 0f, 0f, 0.5f, 1f, 0f, 0.5f, 0f]; // planar CHW, 3 pixels: red, grey, green
+        var grey = (float[])view.Clone();
+        ColorOps.Grayscale(grey);
+        grey[0].Should().BeApproximately(0.299f, 1e-6f);
+        grey[3].Should().BeApproximately(0.299f, 1e-6f);
+        grey[1].Should().BeApproximately(0.5f, 1e-6f);
+        grey[2].Should().BeApproximately(0.587f, 1e-6f);
+
+        var bright = (float[])view.Clone();
+        ColorOps.Brightness(bright, 1.5f);
+        bright.Should().Equal(1f, 0.75f, 0f, 0f, 0.75f, 1f, 0f, 0.75f, 0f);
+
+        var hue = (float[])view.Clone();
+        ColorOps.Hue(hue, 1f / 3f); // red -> green; the grey pixel is unchanged
+        new[] { hue[0], hue[3], hue[6] }.Should().BeEquivalentTo(new[] { 0f, 1f, 0f }, o => o.Using<float>(c => c.Subject.Should().BeApproximately(c.Expectation, 1e-5f)).WhenTypeIs<float>());
+        new[] { hue[1], hue[4], hue[7] }.Should().Equal(0.5f, 0.5f, 0.5f);
+
+        var saturated = (float[])view.Clone();
+        ColorOps.Saturation(saturated, 0f);
+        saturated.Should().BeEquivalentTo(grey, o => o.Using<float>(c => c.Subject.Should().BeApproximately(c.Expectation, 1e-6f)).WhenTypeIs<float>());
+    }
+
+    [Fact]
+    public void Blur_keeps_a_constant_image_and_spreads_an_impulse_symmetrically()
+    {
+        var constant = Enumerable.Repeat(0.3f, 3 * 9 * 9).ToArray();
+        ColorOps.GaussianBlur(constant, 9, 9, 1.5f);
+        constant.Should().OnlyContain(v => Math.Abs(v - 0.3f) < 1e-6f);
+
+        var impulse = new float[3 * 9 * 9];
+        impulse[(4 * 9) + 4] = 1;
+        ColorOps.GaussianBlur(impulse, 9, 9, 1f);
+        impulse.Take(81).Sum().Should().BeApproximately(1f, 1e-3f);
+        impulse[(4 * 9) + 3].Should().BeApproximately(impulse[(4 * 9) + 5], 1e-7f);
+        impulse[(3 * 9) + 4].Should().BeApproximately(impulse[(4 * 9) + 3], 1e-7f);
+        impulse[(4 * 9) + 4].Should().BeGreaterThan(impulse[(4 * 9) + 3]);
+    }
+
+    [Fact]
+    public void A_view_is_deterministic_for_a_seed()
+    {
+        var image = Gradient(40, 30);
+        var view = new ViewTransform(24, 0.2, 1.0, PhotometricRecipe.MoCoV2);
+        var a = new float[view.Length];
+        var b = new float[view.Length];
+        view.Apply(image, new Random(5), a);
+        view.Apply(image, new Random(5), b);
+        a.Should().Equal(b);
+        a.Should().OnlyContain(v => float.IsFinite(v));
+    }
+}

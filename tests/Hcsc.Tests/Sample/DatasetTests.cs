@@ -1,0 +1,109 @@
+using System.IO.Compression;
+using Hcsc.Samples.ImageNetPretrain.Augmentation;
+using Hcsc.Samples.ImageNetPretrain.Data;
+using SkiaSharp;
+
+namespace Hcsc.Tests.Sample;
+
+public sealed class DatasetTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("hcsc-data-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public void The_synthetic_dataset_is_deterministic_and_balanced()
+    {
+        var a = new SyntheticHierarchicalDataset(coarseClasses: 3, finePerCoarse: 2, imagesPerClass: 4, size: 16, seed: 7);
+        var b = new SyntheticHierarchicalDataset(coarseClasses: 3, finePerCoarse: 2, imagesPerClass: 4, size: 16, seed: 7);
+        a.Count.Should().Be(24);
+        a.Labels.GroupBy(l => l).Should().OnlyContain(g => g.Count() == 4);
+        a.CoarseLabels.Should().Equal(a.Labels.Select(l => l / 2));
+        a.Load(5).Pixels.Should().Equal(b.Load(5).Pixels);
+        a.Load(5).Pixels.Should().NotEqual(a.Load(11).Pixels);
+    }
+
+    [Fact]
+    public void Idx_files_are_read_plain_and_gzipped()
+    {
+        byte[] images = [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        byte[] labels = [0, 0, 8, 1, 0, 0, 0, 2, 4, 9];
+        File.WriteAllBytes(Path.Combine(_directory, "train-images-idx3-ubyte"), images);
+        using (var gz = new GZipStream(File.Create(Path.Combine(_directory, "train-labels-idx1-ubyte.gz")), CompressionLevel.Fastest))
+        {
+            gz.Write(labels);
+        }
+
+        var dataset = MnistIdxDataset.Open(_directory, "train");
+        dataset.Count.Should().Be(2);
+        dataset.Labels.Should().Equal(4, 9);
+        var second = dataset.Load(1);
+        (second.Width, second.Height).Should().Be((3, 2));
+        second.Pixels.Should().Equal(7, 7, 7, 8, 8, 8, 9, 9, 9, 10, 10, 10, 11, 11, 11, 12, 12, 12);
+    }
+
+    [Fact]
+    public void A_bad_idx_header_gets_a_clear_error()
+    {
+        string images = Path.Combine(_directory, "x-images");
+        string labels = Path.Combine(_directory, "x-labels");
+        File.WriteAllBytes(images, new byte[20]);
+        File.WriteAllBytes(labels, [0, 0, 8, 1, 0, 0, 0, 0]);
+        var act = () => MnistIdxDataset.Read(images, labels);
+        act.Should().Throw<InvalidDataException>().WithMessage("*is not an idx3 image file*");
+    }
+
+    [Fact]
+    public void Image_folders_decode_colour_and_grey_images_and_name_corrupt_files()
+    {
+        Directory.CreateDirectory(Path.Combine(_directory, "cats"));
+        Directory.CreateDirectory(Path.Combine(_directory, "dogs"));
+        WritePng(Path.Combine(_directory, "cats", "a.png"), SKColorType.Rgba8888, new SKColor(200, 10, 20));
+        WritePng(Path.Combine(_directory, "dogs", "b.png"), SKColorType.Gray8, new SKColor(90, 90, 90));
+        File.WriteAllText(Path.Combine(_directory, "dogs", "broken.jpg"), "not a jpeg");
+
+        var dataset = new ImageFolderDataset(_directory);
+        dataset.ClassNames.Should().Equal("cats", "dogs");
+        dataset.Labels.Should().Equal(0, 1, 1);
+        dataset.Load(0).Pixels.Take(3).Should().Equal(200, 10, 20);
+        dataset.Load(1).Pixels.Take(3).Should().Equal(90, 90, 90);
+        var act = () => dataset.Load(2);
+        act.Should().Throw<InvalidDataException>().WithMessage("*broken.jpg*");
+
+        var skipped = new List<int>();
+        var loader = new BatchLoader(dataset, [ViewTransform.Eval(8)], batchSize: 3, workers: 2, seed: 0) { Skipped = (i, _) => { lock (skipped) { skipped.Add(i); } } };
+        var batch = loader.Sequential().Single();
+        skipped.Should().Equal(2);
+        batch.Indices.Should().Equal([0L, 1L, 0L], "the corrupt image is replaced by the next decodable one");
+    }
+
+    [Fact]
+    public void Batches_do_not_depend_on_the_number_of_workers()
+    {
+        var dataset = new SyntheticHierarchicalDataset(imagesPerClass: 3, size: 16);
+        var views = ViewSet.Training(new Hcsc.Core.Options.AugmentationOptions { ImageSize = 12 }, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        var serial = new BatchLoader(dataset, views, batchSize: 8, workers: 0, seed: 3).TrainingEpoch(epoch: 1).ToList();
+        var parallel = new BatchLoader(dataset, views, batchSize: 8, workers: 2, seed: 3).TrainingEpoch(epoch: 1).ToList();
+        serial.Should().HaveCount(36 / 8);
+        parallel.Should().HaveCount(serial.Count);
+        for (int b = 0; b < serial.Count; b++)
+        {
+            parallel[b].Indices.Should().Equal(serial[b].Indices);
+            parallel[b].Views[0].Should().Equal(serial[b].Views[0]);
+            parallel[b].Views[1].Should().Equal(serial[b].Views[1]);
+        }
+
+        serial.SelectMany(b => b.Indices).Should().OnlyHaveUniqueItems();
+        var resumed = new BatchLoader(dataset, views, batchSize: 8, workers: 1, seed: 3).TrainingEpoch(epoch: 1, firstBatch: 2).ToList();
+        resumed.Select(b => b.Indices).Should().BeEquivalentTo(serial.Skip(2).Select(b => b.Indices), o => o.WithStrictOrdering());
+    }
+
+    private static void WritePng(string path, SKColorType type, SKColor colour)
+    {
+        using var bitmap = new SKBitmap(new SKImageInfo(4, 3, type, SKAlphaType.Opaque));
+        bitmap.Erase(colour);
+        using var image = SKImage.FromBitmap(bitmap);
+        using var data = image.Encode(SKEncodedImageFormat.Png, 100);
+        File.WriteAllBytes(path, data.ToArray());
+    }
+}
