@@ -26,13 +26,18 @@ public static class CheckCommand
         root.Options.Add(device);
         root.SetAction(parse =>
         {
-            var overrides = (parse.GetValue(set) ?? []).ToList();
-            if (parse.GetValue(device) is { } deviceSpec)
+            var overrides = SettingParser.Parse(parse.GetValue(set) ?? [], Console.Error);
+            if (overrides is null)
             {
-                overrides.Add($"Training:Device={deviceSpec}");
+                return 2;
             }
 
-            var options = HcscOptionsLoader.Load(parse.GetValue(config), overrides, Console.Error);
+            if (parse.GetValue(device) is { } deviceSpec)
+            {
+                overrides["Training:Device"] = deviceSpec;
+            }
+
+            var options = HcscOptionsLoader.Load(preset: null, parse.GetValue(config), overrides, Console.Error);
             if (options is null)
             {
                 return 2;

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Hcsc.Core.Options;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -5,16 +6,22 @@ using Microsoft.Extensions.Options;
 
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
 
-/// <summary>Loads <see cref="HcscOptions"/> from defaults, an optional JSON file and <c>Section:Key=value</c> overrides.</summary>
-public static class HcscOptionsLoader
+/// <summary>
+/// Loads <see cref="HcscOptions"/> from layers of <c>Section:Key</c> settings, later layers winning:
+/// a preset, then an optional JSON file (its <c>Hcsc</c> section), then the command line. A list
+/// given in a later layer replaces the earlier list whole.
+/// </summary>
+public static partial class HcscOptionsLoader
 {
-    /// <summary>
-    /// Returns the validated options, or writes every problem to <paramref name="error"/> and returns null.
-    /// The JSON file holds an <c>Hcsc</c> section; each override is <c>Model:QueueLength=4096</c>.
-    /// </summary>
-    public static HcscOptions? Load(FileInfo? configFile, IEnumerable<string> overrides, TextWriter error)
+    /// <summary>Returns the validated options, or writes every problem to <paramref name="error"/> and returns null.</summary>
+    public static HcscOptions? Load(IReadOnlyDictionary<string, string?>? preset, FileInfo? configFile, IReadOnlyDictionary<string, string?> overrides, TextWriter error)
     {
-        var builder = new ConfigurationBuilder();
+        var layers = new List<IReadOnlyDictionary<string, string?>>();
+        if (preset is not null)
+        {
+            layers.Add(preset);
+        }
+
         if (configFile is not null)
         {
             if (!configFile.Exists)
@@ -23,25 +30,21 @@ public static class HcscOptionsLoader
                 return null;
             }
 
-            builder.AddJsonFile(configFile.FullName, optional: false);
-        }
-
-        var pairs = new Dictionary<string, string?>();
-        foreach (string item in overrides)
-        {
-            int equals = item.IndexOf('=', StringComparison.Ordinal);
-            if (equals <= 0)
+            try
             {
-                error.WriteLine($"The setting '{item}' is not of the form Section:Key=value, e.g. Model:QueueLength=4096.");
+                var json = new ConfigurationBuilder().AddJsonFile(configFile.FullName, optional: false).Build().GetSection(HcscOptions.SectionName);
+                layers.Add(json.AsEnumerable(makePathsRelative: true).Where(p => p.Value is not null).ToDictionary(p => p.Key, p => p.Value));
+            }
+            catch (Exception e) when (e is InvalidDataException or FormatException or IOException)
+            {
+                error.WriteLine($"The configuration file '{configFile.FullName}' could not be read: {e.Message}");
                 return null;
             }
-
-            pairs[$"{HcscOptions.SectionName}:{item[..equals]}"] = item[(equals + 1)..];
         }
 
-        builder.AddInMemoryCollection(pairs);
-        var configuration = builder.Build();
-        using var services = new ServiceCollection().AddHcscOptions(configuration.GetSection(HcscOptions.SectionName)).BuildServiceProvider();
+        layers.Add(overrides);
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(Merge(layers)).Build();
+        using var services = new ServiceCollection().AddHcscOptions(configuration).BuildServiceProvider();
         try
         {
             return services.GetRequiredService<IOptions<HcscOptions>>().Value;
@@ -62,4 +65,28 @@ public static class HcscOptionsLoader
             return null;
         }
     }
+
+    /// <summary>Merges layers of settings; a list (keys ending in <c>:N</c>) in a later layer drops the earlier layers' entries of that list.</summary>
+    public static Dictionary<string, string?> Merge(IEnumerable<IReadOnlyDictionary<string, string?>> layers)
+    {
+        var merged = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        foreach (var layer in layers)
+        {
+            var lists = layer.Keys.Select(k => ListItem().Match(k)).Where(m => m.Success).Select(m => m.Groups[1].Value).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            foreach (string key in merged.Keys.Where(k => ListItem().Match(k) is { Success: true } m && lists.Contains(m.Groups[1].Value)).ToList())
+            {
+                merged.Remove(key);
+            }
+
+            foreach (var (key, value) in layer)
+            {
+                merged[key] = value;
+            }
+        }
+
+        return merged;
+    }
+
+    [GeneratedRegex(@"^(.*):\d+$")]
+    private static partial Regex ListItem();
 }

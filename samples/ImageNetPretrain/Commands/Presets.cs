@@ -1,0 +1,57 @@
+namespace Hcsc.Samples.ImageNetPretrain.Commands;
+
+/// <summary>
+/// Named configurations, as <c>Section:Key</c> settings of <see cref="Hcsc.Core.Options.HcscOptions"/>.
+/// The six reference configurations are single- or multi-crop HCSC with ResNet-50 on ImageNet for
+/// 200, 400 or 800 epochs; <c>synthetic-quick</c> is the built-in default that finishes in minutes on a CPU.
+/// </summary>
+public static class Presets
+{
+    private static readonly Dictionary<string, string?> MultiCrop = new()
+    {
+        ["Augmentation:MultiCrop"] = "true",
+        ["Augmentation:LocalCropSizes:0"] = "192", ["Augmentation:LocalCropSizes:1"] = "160", ["Augmentation:LocalCropSizes:2"] = "128", ["Augmentation:LocalCropSizes:3"] = "96",
+        ["Augmentation:LocalCropMinScales:0"] = "0.172", ["Augmentation:LocalCropMinScales:1"] = "0.143", ["Augmentation:LocalCropMinScales:2"] = "0.114", ["Augmentation:LocalCropMinScales:3"] = "0.086",
+        ["Augmentation:LocalCropMaxScales:0"] = "0.86", ["Augmentation:LocalCropMaxScales:1"] = "0.715", ["Augmentation:LocalCropMaxScales:2"] = "0.571", ["Augmentation:LocalCropMaxScales:3"] = "0.429",
+    };
+
+    /// <summary>Every preset by name.</summary>
+    public static readonly IReadOnlyDictionary<string, IReadOnlyDictionary<string, string?>> All = new Dictionary<string, IReadOnlyDictionary<string, string?>>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["hcsc-200ep"] = Reference(200, multiCrop: false),
+        ["hcsc-400ep"] = Reference(400, multiCrop: false),
+        ["hcsc-800ep"] = Reference(800, multiCrop: false),
+        ["hcsc-multicrop-200ep"] = Reference(200, multiCrop: true),
+        ["hcsc-multicrop-400ep"] = Reference(400, multiCrop: true),
+        ["hcsc-multicrop-800ep"] = Reference(800, multiCrop: true),
+        ["synthetic-quick"] = new Dictionary<string, string?>
+        {
+            ["Model:Arch"] = "resnet18", ["Model:Dim"] = "64", ["Model:QueueLength"] = "1024", ["Model:BatchNormSplits"] = "4", ["Model:EncoderMomentum"] = "0.99",
+            ["Training:Epochs"] = "8", ["Training:WarmupEpochs"] = "2", ["Training:BatchSize"] = "64", ["Training:LearningRate"] = "0.06", ["Training:CheckpointEvery"] = "2",
+            ["Training:Workers"] = "2",
+            ["Clustering:NumClusters:0"] = "24", ["Clustering:NumClusters:1"] = "12", ["Clustering:NumClusters:2"] = "4",
+            ["Clustering:Restarts"] = "2", ["Augmentation:ImageSize"] = "32",
+        },
+    };
+
+    private static Dictionary<string, string?> Reference(int epochs, bool multiCrop)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Model:Arch"] = "resnet50", ["Model:Dim"] = "128", ["Model:Mlp"] = "true", ["Model:QueueLength"] = "16384", ["Model:Temperature"] = "0.2", ["Model:EncoderMomentum"] = "0.999",
+            ["Training:Epochs"] = epochs.ToString(System.Globalization.CultureInfo.InvariantCulture), ["Training:WarmupEpochs"] = "20", ["Training:BatchSize"] = "256",
+            ["Training:LearningRate"] = "0.03", ["Training:Cosine"] = "true", ["Augmentation:AugPlus"] = "true", ["Augmentation:ImageSize"] = "224",
+            ["Clustering:NumClusters:0"] = "3000", ["Clustering:NumClusters:1"] = "2000", ["Clustering:NumClusters:2"] = "1000",
+            ["Augmentation:MultiCrop"] = "false",
+        };
+        if (multiCrop)
+        {
+            foreach (var (key, value) in MultiCrop)
+            {
+                settings[key] = value;
+            }
+        }
+
+        return settings;
+    }
+}

@@ -1,0 +1,48 @@
+using System.Text.Json;
+
+namespace Hcsc.Samples.ImageNetPretrain.Training;
+
+/// <summary>Appends one JSON object per line to <c>metrics.jsonl</c>, flushed at once so a crash loses nothing written.</summary>
+public sealed class MetricsLog
+{
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+    private readonly string _path;
+
+    /// <summary>Writes to <paramref name="path"/>, appending to what is there (a resumed run continues the file).</summary>
+    public MetricsLog(string path)
+    {
+        _path = path;
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    /// <summary>The file.</summary>
+    public string Path => _path;
+
+    /// <summary>Appends <paramref name="record"/> as one line.</summary>
+    public void Append(IReadOnlyDictionary<string, object?> record)
+    {
+        using var stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read);
+        using var writer = new StreamWriter(stream);
+        writer.WriteLine(JsonSerializer.Serialize(record, Json));
+        writer.Flush();
+        stream.Flush(flushToDisk: true);
+    }
+
+    /// <summary>Drops lines of epochs at or after <paramref name="epoch"/> (before a resumed run rewrites them).</summary>
+    public void TruncateFrom(int epoch)
+    {
+        if (!File.Exists(_path))
+        {
+            return;
+        }
+
+        var kept = File.ReadAllLines(_path).Where(line =>
+        {
+            using var document = JsonDocument.Parse(line);
+            return !document.RootElement.TryGetProperty("epoch", out var e) || e.GetInt32() < epoch;
+        }).ToArray();
+        string temp = _path + ".tmp";
+        File.WriteAllLines(temp, kept);
+        File.Move(temp, _path, overwrite: true);
+    }
+}
