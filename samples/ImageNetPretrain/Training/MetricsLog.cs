@@ -12,7 +12,7 @@ public sealed class MetricsLog
     public MetricsLog(string path)
     {
         _path = path;
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
     }
 
     /// <summary>The file.</summary>
