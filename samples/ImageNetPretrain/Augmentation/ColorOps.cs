@@ -114,42 +114,36 @@ public static class ColorOps
         }
 
         int plane = width * height;
-        var line = new float[Math.Max(width, height)];
+        var padded = new float[width + (2 * radius)];
+        var source = new float[plane];
         for (int c = 0; c < 3; c++)
         {
             var channel = view.Slice(c * plane, plane);
+
+            // Horizontal: each row, padded with its edge values, as a sum of shifted rows (vectorised).
             for (int y = 0; y < height; y++)
             {
                 var row = channel.Slice(y * width, width);
-                row.CopyTo(line);
-                for (int x = 0; x < width; x++)
+                row.CopyTo(padded.AsSpan(radius));
+                padded.AsSpan(0, radius).Fill(row[0]);
+                padded.AsSpan(radius + width, radius).Fill(row[width - 1]);
+                var output = source.AsSpan(y * width, width);
+                output.Clear();
+                for (int k = 0; k < kernel.Length; k++)
                 {
-                    float sum = 0;
-                    for (int k = -radius; k <= radius; k++)
-                    {
-                        sum += kernel[k + radius] * line[Math.Clamp(x + k, 0, width - 1)];
-                    }
-
-                    row[x] = sum;
+                    VectorMath.MultiplyAdd(padded.AsSpan(k, width), kernel[k], output);
                 }
             }
 
-            for (int x = 0; x < width; x++)
+            // Vertical: whole rows at once (contiguous, vectorised), edge rows clamped.
+            for (int y = 0; y < height; y++)
             {
-                for (int y = 0; y < height; y++)
+                var output = channel.Slice(y * width, width);
+                output.Clear();
+                for (int k = -radius; k <= radius; k++)
                 {
-                    line[y] = channel[(y * width) + x];
-                }
-
-                for (int y = 0; y < height; y++)
-                {
-                    float sum = 0;
-                    for (int k = -radius; k <= radius; k++)
-                    {
-                        sum += kernel[k + radius] * line[Math.Clamp(y + k, 0, height - 1)];
-                    }
-
-                    channel[(y * width) + x] = sum;
+                    int sourceRow = Math.Clamp(y + k, 0, height - 1);
+                    VectorMath.MultiplyAdd(source.AsSpan(sourceRow * width, width), kernel[k + radius], output);
                 }
             }
         }

@@ -48,30 +48,29 @@ public static class ResizedCrop
             }
         }
 
-        // Vertical pass into planar CHW, scaled to [0, 1].
-        int plane = size * size;
+        // Vertical pass, a weighted sum of whole interleaved rows (vectorised), then planar CHW scaled to [0, 1].
+        int plane = size * size, rowLength = size * 3;
+        float[] row = System.Buffers.ArrayPool<float>.Shared.Rent(rowLength);
         for (int y = 0; y < size; y++)
         {
             var (start, weights) = rows[y];
+            var sum = row.AsSpan(0, rowLength);
+            sum.Clear();
+            for (int k = 0; k < weights.Length; k++)
+            {
+                VectorMath.MultiplyAdd(horizontal.AsSpan((start - firstRow + k) * rowLength, rowLength), weights[k], sum);
+            }
+
             for (int x = 0; x < size; x++)
             {
-                float red = 0, green = 0, blue = 0;
-                for (int k = 0; k < weights.Length; k++)
-                {
-                    int o = ((((start - firstRow) + k) * size) + x) * 3;
-                    float w = weights[k];
-                    red += w * horizontal[o];
-                    green += w * horizontal[o + 1];
-                    blue += w * horizontal[o + 2];
-                }
-
                 int d = (y * size) + x;
-                destination[d] = Math.Clamp(red / 255f, 0f, 1f);
-                destination[plane + d] = Math.Clamp(green / 255f, 0f, 1f);
-                destination[(2 * plane) + d] = Math.Clamp(blue / 255f, 0f, 1f);
+                destination[d] = Math.Clamp(sum[3 * x] / 255f, 0f, 1f);
+                destination[plane + d] = Math.Clamp(sum[(3 * x) + 1] / 255f, 0f, 1f);
+                destination[(2 * plane) + d] = Math.Clamp(sum[(3 * x) + 2] / 255f, 0f, 1f);
             }
         }
 
+        System.Buffers.ArrayPool<float>.Shared.Return(row);
         System.Buffers.ArrayPool<float>.Shared.Return(horizontal);
     }
 
