@@ -10,14 +10,15 @@ using static TorchSharp.torch;
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
 
 /// <summary>
-/// The root command's own job for now: print the validated configuration and the device, and run
-/// one forward pass of a small network to show the TorchSharp backend computes.
+/// <c>check</c>: prints the validated configuration and the device, and runs one forward pass of a
+/// small network to show the TorchSharp backend computes. A quick test of an installation.
 /// </summary>
 public static class CheckCommand
 {
-    /// <summary>Adds the options and the action to <paramref name="root"/>.</summary>
-    public static void Configure(RootCommand root)
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
     {
+        var root = new Command("check", "Print the validated configuration and the device, and run one forward pass.");
         var config = new Option<FileInfo?>("--config") { Description = "JSON file with an \"Hcsc\" section of options." };
         var set = new Option<string[]>("--set") { Description = "Override one option, e.g. --set Model:QueueLength=4096 (repeatable).", AllowMultipleArgumentsPerToken = true };
         var device = new Option<string?>("--device") { Description = "auto, cpu, cuda or cuda:N (overrides Training:Device)." };
@@ -78,5 +79,6 @@ public static class CheckCommand
                 $"row norms {string.Join(", ", norms.Select(n => n.ToString("F4", CultureInfo.InvariantCulture)))}");
             return 0;
         });
+        return root;
     }
 }

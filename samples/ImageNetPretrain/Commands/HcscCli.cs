@@ -8,8 +8,13 @@ public static class HcscCli
     /// <summary>Builds the root command with every subcommand.</summary>
     public static RootCommand Create()
     {
-        var root = new RootCommand("HCSC (Hierarchical Contrastive Selective Coding) pretraining and evaluation on TorchSharp.");
-        CheckCommand.Configure(root);
+        var root = new RootCommand(
+            "HCSC (Hierarchical Contrastive Selective Coding) pretraining and evaluation on TorchSharp. " +
+            "Without a subcommand it runs 'pretrain' (by default on the built-in synthetic dataset).");
+        PretrainCommand.Configure(root);
+        root.Subcommands.Add(PretrainCommand.Create());
+        root.Subcommands.Add(KnnCommand.Create());
+        root.Subcommands.Add(CheckCommand.Create());
         return root;
     }
 }

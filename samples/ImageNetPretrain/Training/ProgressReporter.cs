@@ -28,8 +28,8 @@ public sealed class ProgressReporter
     /// <summary>Elapsed time since the reporter was created.</summary>
     public TimeSpan Elapsed => _clock.Elapsed;
 
-    /// <summary>Prints a line when the interval has passed or the work is done; <paramref name="fields"/> is e.g. "loss 5.12".</summary>
-    public void Report(long done, string fields, bool force = false)
+    /// <summary>Prints a line when the interval has passed or the work is done; <paramref name="fields"/> (e.g. "loss 5.12") is only evaluated then.</summary>
+    public void Report(long done, Func<string> fields, bool force = false)
     {
         var now = _clock.Elapsed;
         if (!force && done < _total && now - _lastPrint < _interval)
@@ -41,7 +41,7 @@ public sealed class ProgressReporter
         double rate = done / Math.Max(now.TotalSeconds, 1e-9);
         var eta = TimeSpan.FromSeconds(rate > 0 ? (_total - done) / rate : 0);
         double percent = 100.0 * done / _total;
-        _output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{_label} {done}/{_total} ({percent:F0}%) {fields} | {Format(now)} elapsed, ETA {Format(eta)}"));
+        _output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{_label} {done}/{_total} ({percent:F0}%) {fields()} | {Format(now)} elapsed, ETA {Format(eta)}"));
     }
 
     /// <summary>Formats a duration as <c>1h02m</c>, <c>3m05s</c> or <c>12s</c>.</summary>

@@ -1,0 +1,131 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Hcsc.Samples.ImageNetPretrain.Data;
+using Hcsc.Samples.ImageNetPretrain.Training;
+
+namespace Hcsc.Samples.ImageNetPretrain.Commands;
+
+/// <summary>
+/// <c>pretrain</c>: the full HCSC pipeline. Option names follow the reference's <c>pretrain.py</c>.
+/// Settings come from a preset (<c>--preset</c>; <c>synthetic-quick</c> for the built-in data),
+/// then <c>--config</c>, then the options given on the command line.
+/// </summary>
+public static class PretrainCommand
+{
+    /// <summary>Builds the command; <paramref name="command"/> may be the root command (the no-argument run).</summary>
+    public static Command Configure(Command command)
+    {
+        var map = new OptionMap();
+        map.Scalar<string>(command, "--arch", "Model:Arch", "Backbone: resnet18, resnet34, resnet50, resnet101 or resnet152", "-a");
+        map.Scalar<int>(command, "--epochs", "Training:Epochs", "Total epochs");
+        map.Scalar<int>(command, "--batch-size", "Training:BatchSize", "Images per step", "-b");
+        map.Scalar<double>(command, "--lr", "Training:LearningRate", "Base learning rate for a batch of 256 (scaled by batch/256)");
+        map.Scalar<double>(command, "--momentum", "Training:SgdMomentum", "SGD momentum");
+        map.Scalar<double>(command, "--wd", "Training:WeightDecay", "Weight decay");
+        map.Scalar<int>(command, "--dim", "Model:Dim", "Embedding size d");
+        map.Scalar<int>(command, "--queue-length", "Model:QueueLength", "Queue length Q (a multiple of the batch size)");
+        map.Scalar<double>(command, "--m", "Model:EncoderMomentum", "EMA momentum of the key encoder");
+        map.Scalar<double>(command, "--T", "Model:Temperature", "Softmax temperature τ");
+        map.Scalar<bool>(command, "--mlp", "Model:Mlp", "MLP projection head");
+        map.Scalar<bool>(command, "--aug-plus", "Augmentation:AugPlus", "MoCo v2 augmentation (false: MoCo v1's)");
+        map.Scalar<bool>(command, "--cos", "Training:Cosine", "Cosine learning-rate schedule");
+        map.List(command, "--num-cluster", "Clustering:NumClusters", "Prototypes per level, finest first, e.g. 3000,2000,1000");
+        map.Scalar<int>(command, "--warmup-epoch", "Training:WarmupEpochs", "Epochs of plain MoCo before the first clustering");
+        map.Scalar<bool>(command, "--multi-crop", "Augmentation:MultiCrop", "Add the local views of multi-crop");
+        map.List(command, "--local-crop-sizes", "Augmentation:LocalCropSizes", "Local view sizes, e.g. 192,160,128,96");
+        map.List(command, "--local-crop-min-scales", "Augmentation:LocalCropMinScales", "Lower crop scale of each local view");
+        map.List(command, "--local-crop-max-scales", "Augmentation:LocalCropMaxScales", "Upper crop scale of each local view");
+        map.Scalar<bool>(command, "--instance-selection", "Selection:InstanceSelection", "ICSC: instance-wise selection of queue negatives");
+        map.Scalar<bool>(command, "--proto-selection", "Selection:PrototypeSelection", "PCSC: selection of negative prototypes");
+        map.Scalar<bool>(command, "--selection-on-local", "Selection:SelectionOnLocalViews", "Instance selection on the local views too");
+        map.Scalar<string>(command, "--unselected", "Selection:UnselectedNegatives", "How unselected negatives count: ZeroLogit (reference) or Exclude (paper)");
+        map.Scalar<string>(command, "--level-reduction", "Selection:InstanceLevelReduction", "ICSC over levels: Sum (reference) or Mean");
+        map.Scalar<bool>(command, "--reference-off-by-one", "Selection:ReproduceReferenceOffByOne", "Reproduce the reference's candidate-prototype off-by-one (R3)");
+        map.Scalar<int>(command, "--image-size", "Augmentation:ImageSize", "Side of the global crops");
+        map.Scalar<long>(command, "--seed", "Training:Seed", "Seed of every random source");
+        map.Scalar<int>(command, "--workers", "Training:Workers", "Data-loading threads", "-j");
+        map.Scalar<string>(command, "--device", "Training:Device", "auto, cpu, cuda or cuda:N");
+        map.Scalar<int>(command, "--save-freq", "Training:CheckpointEvery", "Checkpoint every this many epochs");
+
+        var preset = new Option<string?>("--preset") { Description = $"Named configuration: {string.Join(", ", Presets.All.Keys)} (default: synthetic-quick for the built-in data)" };
+        var config = new Option<FileInfo?>("--config") { Description = "JSON file with an \"Hcsc\" section of options" };
+        var set = new Option<string[]>("--set") { Description = "Any option as Section:Key=value, e.g. --set Clustering:Restarts=3 (repeatable)" };
+        var dataset = new Option<string>("--dataset") { Description = $"Dataset: {string.Join(", ", DatasetFactory.Names)}", DefaultValueFactory = _ => "synthetic" };
+        var data = new Option<string?>("--data") { Description = "Data folder: idx files, or an ImageFolder root with train/ and val/" };
+        var experiment = new Option<string>("--exp-dir") { Description = "Experiment folder for checkpoints and metrics.jsonl", DefaultValueFactory = _ => "runs/hcsc" };
+        var resume = new Option<string?>("--resume") { Description = "Checkpoint to resume from, or 'auto' for the experiment folder's latest" };
+        var width = new Option<int?>("--width") { Description = "ResNet base width (64 standard; default 16 for synthetic data)" };
+        var smallStem = new Option<bool?>("--small-stem") { Description = "Small-image stem for 28-64 px inputs (default on for synthetic and MNIST data)" };
+        var knnEvery = new Option<int>("--knn-every") { Description = "Evaluate kNN every this many epochs (0: before and after training only)" };
+        var maxImages = new Option<int>("--max-images") { Description = "Use at most this many training images (0: all)" };
+        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages })
+        {
+            command.Options.Add(option);
+        }
+
+        command.SetAction((parse, cancellation) =>
+        {
+            string datasetName = parse.GetValue(dataset)!;
+            bool smallImages = datasetName is "synthetic" or "fashion-mnist" or "mnist";
+            string? presetName = parse.GetValue(preset) ?? (datasetName == "synthetic" ? "synthetic-quick" : null);
+            IReadOnlyDictionary<string, string?>? presetSettings = null;
+            if (presetName is not null && !Presets.All.TryGetValue(presetName, out presetSettings))
+            {
+                Console.Error.WriteLine($"Unknown preset '{presetName}'. Presets: {string.Join(", ", Presets.All.Keys)}.");
+                return Task.FromResult(2);
+            }
+
+            var overrides = SettingParser.Parse(parse.GetValue(set) ?? [], Console.Error);
+            if (overrides is null)
+            {
+                return Task.FromResult(2);
+            }
+
+            foreach (var (key, value) in map.Settings(parse))
+            {
+                overrides[key] = value;
+            }
+
+            if (smallImages && presetName is null && !overrides.ContainsKey("Augmentation:ImageSize"))
+            {
+                overrides["Augmentation:ImageSize"] = "32";
+            }
+
+            var options = HcscOptionsLoader.Load(presetSettings, parse.GetValue(config), overrides, Console.Error);
+            if (options is null)
+            {
+                return Task.FromResult(2);
+            }
+
+            var settings = new PretrainSettings
+            {
+                Dataset = datasetName,
+                Data = parse.GetValue(data),
+                ExperimentDirectory = parse.GetValue(experiment)!,
+                Resume = parse.GetValue(resume),
+                Width = parse.GetValue(width) ?? (datasetName == "synthetic" ? 16 : 64),
+                SmallStem = parse.GetValue(smallStem) ?? smallImages,
+                KnnEvery = parse.GetValue(knnEvery),
+                MaxImages = parse.GetValue(maxImages),
+            };
+
+            Console.WriteLine($"HCSC pretraining{(presetName is null ? string.Empty : $" (preset {presetName})")}; options:");
+            Console.WriteLine(JsonSerializer.Serialize(options, new JsonSerializerOptions { Converters = { new JsonStringEnumConverter() } }));
+            try
+            {
+                new PretrainRun(options, settings, Console.Out).Execute(cancellation);
+                return Task.FromResult(0);
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return Task.FromResult(1);
+            }
+        });
+        return command;
+    }
+
+    /// <summary>A <c>pretrain</c> subcommand.</summary>
+    public static Command Create() => Configure(new Command("pretrain", "HCSC pretraining: warm-up with MoCo, then hierarchical prototypes and selective contrast every epoch."));
+}

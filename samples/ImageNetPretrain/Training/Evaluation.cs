@@ -1,0 +1,49 @@
+using Hcsc.Clustering;
+using Hcsc.Core.Options;
+using Hcsc.Samples.ImageNetPretrain.Augmentation;
+using Hcsc.Samples.ImageNetPretrain.Data;
+using Hcsc.Samples.ImageNetPretrain.Evaluation;
+using Hcsc.Models;
+using static TorchSharp.torch;
+
+namespace Hcsc.Samples.ImageNetPretrain.Training;
+
+/// <summary>kNN top-1 / top-5 on backbone features (spec §5) and, optionally, NMI of each clustering level against the labels.</summary>
+public sealed record EvaluationReport(IReadOnlyList<KnnAccuracy> Knn, IReadOnlyList<double> Nmi, IReadOnlyList<double> CoarseNmi)
+{
+    /// <summary>Top-1 of the largest k that fits the training set (the report's headline; the reference reports k = 200).</summary>
+    public double Top1 => Knn.Count == 0 ? double.NaN : Knn[^1].Top1;
+}
+
+/// <summary>Evaluates a model the way the reference's evaluation script does.</summary>
+public static class ModelEvaluation
+{
+    /// <summary>kNN on backbone features of <paramref name="data"/>'s train and validation sets.</summary>
+    public static IReadOnlyList<KnnAccuracy> Knn(HcscModel model, DatasetPair data, int imageSize, int batchSize, int workers, Device device, IReadOnlyList<int>? ks = null)
+    {
+        model.eval();
+        using var scope = NewDisposeScope();
+        var train = FeatureExtractor.Extract(data.Train, model.BackboneFeatures, imageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        var validation = FeatureExtractor.Extract(data.Validation, model.BackboneFeatures, imageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        var trainLabels = tensor(data.Train.Labels.Select(l => (long)l).ToArray()).to(device);
+        var validationLabels = tensor(data.Validation.Labels.Select(l => (long)l).ToArray()).to(device);
+        return KnnClassifier.Evaluate(train, trainLabels, validation, validationLabels, data.Train.ClassNames.Count, ks ?? KnnClassifier.ReferenceKs);
+    }
+
+    /// <summary>NMI of every level's assignment in <paramref name="clustering"/> against <paramref name="labels"/>.</summary>
+    public static IReadOnlyList<double> Nmi(HierarchicalKMeansResult clustering, IReadOnlyList<int> labels)
+    {
+        long[] truth = labels.Select(l => (long)l).ToArray();
+        return clustering.Hierarchy.Levels
+            .Select(level => ClusteringMetrics.NormalizedMutualInformation(level.Assignments.cpu().data<long>().ToArray(), truth))
+            .ToArray();
+    }
+
+    /// <summary>Embeds the training set with the key encoder and clusters it hierarchically (spec §1).</summary>
+    public static HierarchicalKMeansResult Cluster(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, IProgress<ClusteringProgress>? progress = null)
+    {
+        model.eval();
+        using var embeddings = FeatureExtractor.Extract(train, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        return new HierarchicalKMeans(options.Clustering, options.Model.Temperature).Fit(embeddings, progress);
+    }
+}

@@ -1,0 +1,273 @@
+using System.Diagnostics;
+using System.Globalization;
+using Hcsc.Clustering;
+using Hcsc.Core.Devices;
+using Hcsc.Core.Options;
+using Hcsc.Core.Randomness;
+using Hcsc.Losses;
+using Hcsc.Models;
+using Hcsc.Models.Backbones;
+using Hcsc.Models.Checkpoints;
+using Hcsc.Models.Queue;
+using Hcsc.Samples.ImageNetPretrain.Augmentation;
+using Hcsc.Samples.ImageNetPretrain.Commands;
+using Hcsc.Samples.ImageNetPretrain.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Samples.ImageNetPretrain.Training;
+
+/// <summary>
+/// The HCSC pretraining loop (spec §2, §4): warm-up epochs of MoCo InfoNCE; then, every epoch,
+/// the training set embedded by the key encoder and clustered hierarchically, and the HCSC
+/// objective with instance and prototype selection. SGD with the lr scaling rule and a cosine
+/// schedule; checkpoints every few epochs and at the end (atomic); metrics.jsonl per epoch;
+/// resume from a checkpoint continues at the next epoch with the same model, optimiser, queue and
+/// random state.
+/// </summary>
+public sealed class PretrainRun
+{
+    /// <summary>The checkpoint file name of the latest completed epoch in the experiment folder.</summary>
+    public const string LatestCheckpoint = "checkpoint_latest.hcsc";
+
+    private readonly HcscOptions _options;
+    private readonly PretrainSettings _settings;
+    private readonly TextWriter _output;
+
+    /// <summary>Prepares a run; nothing happens until <see cref="Execute"/>.</summary>
+    public PretrainRun(HcscOptions options, PretrainSettings settings, TextWriter output)
+    {
+        _options = options;
+        _settings = settings;
+        _output = output;
+    }
+
+    /// <summary>Trains, evaluates before and after, and returns the final evaluation.</summary>
+    public PretrainOutcome Execute(CancellationToken cancellation = default)
+    {
+        var training = _options.Training;
+        var device = TorchDevices.Resolve(training.Device);
+        using var random = RandomSources.SeedEverything(training.Seed);
+        var data = DatasetFactory.Open(_settings.Dataset, _settings.Data, _options.Augmentation.ImageSize, _settings.MaxImages);
+        int workers = training.Workers;
+        int imageSize = _options.Augmentation.ImageSize;
+        _output.WriteLine($"Data: {data.Train.Description}; kNN against {data.Validation.Description}");
+        _output.WriteLine($"Device: {device}; {get_num_threads()} torch threads, {workers} data workers");
+        if (data.Train.Count < training.BatchSize)
+        {
+            throw new ArgumentException($"The training set has {data.Train.Count} images, fewer than one batch of {training.BatchSize}; lower --batch-size.");
+        }
+
+        Directory.CreateDirectory(_settings.ExperimentDirectory);
+        var metrics = new MetricsLog(Path.Combine(_settings.ExperimentDirectory, "metrics.jsonl"));
+
+        using var model = new HcscModel(_options.Model, () => ResNet.Create(new ResNetOptions
+        {
+            Arch = _options.Model.Arch,
+            SmallImageStem = _settings.SmallStem,
+            BaseWidth = _settings.Width,
+        }));
+        model.to(device);
+        using var optimizer = optim.SGD(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weight_decay: training.WeightDecay);
+        using var queue = new KeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
+        using var objective = new HcscObjective(HcscObjectiveOptions.From(_options));
+        using var cache = new QueueSelectionCache();
+        using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1, device);
+
+        int startEpoch = 0;
+        string? resume = _settings.Resume == "auto" ? AutoResume() : _settings.Resume;
+        if (resume is not null)
+        {
+            startEpoch = Resume(resume, model, optimizer, queue, maskGenerator);
+            metrics.TruncateFrom(startEpoch);
+        }
+
+        EvaluationReport? before = null;
+        if (startEpoch == 0)
+        {
+            before = Evaluate(model, data, device, "untrained");
+            metrics.Append(EvaluationRecord(-1, before));
+        }
+
+        var views = ViewSet.Training(_options.Augmentation, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        var loader = new BatchLoader(data.Train, views, training.BatchSize, workers, training.Seed)
+        {
+            Skipped = (index, error) => _output.WriteLine($"warning: image {index} skipped: {error.Message}"),
+        };
+
+        for (int epoch = startEpoch; epoch < training.Epochs; epoch++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var record = TrainEpoch(epoch, model, optimizer, queue, objective, cache, maskGenerator, loader, data, device, cancellation);
+            int completed = epoch + 1;
+            if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs)
+            {
+                var report = Evaluate(model, data, device, $"epoch {completed}");
+                record["knn_top1"] = report.Top1;
+                record["nmi"] = report.Nmi;
+            }
+
+            metrics.Append(record);
+            if (completed % training.CheckpointEvery == 0 || completed == training.Epochs)
+            {
+                SaveCheckpoint(completed, model, optimizer, queue, maskGenerator);
+            }
+        }
+
+        var after = Evaluate(model, data, device, "trained");
+        metrics.Append(EvaluationRecord(training.Epochs, after));
+        if (before is not null)
+        {
+            _output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"kNN top-1: untrained {before.Top1:F2} % -> trained {after.Top1:F2} %"));
+            _output.WriteLine($"NMI per level (fine labels): untrained {Join(before.Nmi)} -> trained {Join(after.Nmi)}");
+        }
+
+        return new PretrainOutcome(before, after, Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint), metrics.Path);
+    }
+
+    private Dictionary<string, object?> TrainEpoch(
+        int epoch, HcscModel model, optim.Optimizer optimizer, KeyQueue queue, HcscObjective objective, QueueSelectionCache cache,
+        Generator maskGenerator, BatchLoader loader, DatasetPair data, Device device, CancellationToken cancellation)
+    {
+        var training = _options.Training;
+        var clock = Stopwatch.StartNew();
+        double lr = LearningRateSchedule.At(epoch, training.Epochs, training.ScaledLearningRate, training.Cosine);
+        foreach (var group in optimizer.ParamGroups)
+        {
+            group.LearningRate = lr;
+        }
+
+        HierarchicalKMeansResult? clustering = null;
+        var record = new Dictionary<string, object?> { ["epoch"] = epoch, ["lr"] = lr };
+        try
+        {
+            if (epoch >= training.WarmupEpochs)
+            {
+                var clusterClock = Stopwatch.StartNew();
+                clustering = ModelEvaluation.Cluster(model, data.Train, _options, training.BatchSize, training.Workers, device);
+                cache.Refresh(clustering.Hierarchy, queue.Keys);
+                record["nmi"] = ModelEvaluation.Nmi(clustering, data.Train.Labels);
+                record["clustering_seconds"] = clusterClock.Elapsed.TotalSeconds;
+                _output.WriteLine($"epoch {epoch + 1}: clustered {data.Train.Count} embeddings into {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes in {clusterClock.Elapsed.TotalSeconds:F1}s; NMI {Join((IReadOnlyList<double>)record["nmi"]!)}");
+            }
+
+            model.train();
+            using var sums = new EpochAccumulator();
+            var progress = new ProgressReporter(_output, $"epoch {epoch + 1}/{training.Epochs}", loader.TrainingBatches);
+            int step = 0;
+            foreach (var batch in loader.TrainingEpoch(epoch, cancellation: cancellation))
+            {
+                using var scope = NewDisposeScope();
+                var tensors = batch.Views.Select((v, i) => tensor(v, [batch.Count, 3, batch.ViewSizes[i], batch.ViewSizes[i]]).to(device)).ToArray();
+                var indices = tensor(batch.Indices).to(device);
+                var (q, k) = model.Forward(tensors[0], tensors[1], maskGenerator);
+                var locals = tensors.Length > 2 ? model.ForwardLocal(tensors[2..]) : null;
+                var loss = objective.Compute(q, k, queue.Keys, indices, clustering?.Hierarchy, maskGenerator, locals, clustering is null ? null : cache);
+                optimizer.zero_grad();
+                loss.Total.backward();
+                optimizer.step();
+                long slot = queue.Enqueue(k.detach(), indices);
+                if (clustering is not null)
+                {
+                    cache.Update(slot, k.detach());
+                }
+
+                sums.Add(loss);
+                step++;
+                progress.Report(step, sums.Summary);
+            }
+
+            var summary = sums.Means();
+            foreach (var (name, value) in summary)
+            {
+                record[name] = value;
+            }
+
+            record["seconds"] = clock.Elapsed.TotalSeconds;
+            record["images_per_second"] = step * training.BatchSize / clock.Elapsed.TotalSeconds;
+            return record;
+        }
+        finally
+        {
+            clustering?.Dispose();
+        }
+    }
+
+    private EvaluationReport Evaluate(HcscModel model, DatasetPair data, Device device, string label)
+    {
+        var clock = Stopwatch.StartNew();
+        var knn = ModelEvaluation.Knn(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device);
+        using var clustering = ModelEvaluation.Cluster(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device);
+        var nmi = ModelEvaluation.Nmi(clustering, data.Train.Labels);
+        var coarse = data.Train is IHierarchicalDataset hierarchical ? ModelEvaluation.Nmi(clustering, hierarchical.CoarseLabels) : [];
+        var report = new EvaluationReport(knn, nmi, coarse);
+        _output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"evaluation ({label}): kNN top-1 {string.Join(", ", knn.Select(a => $"k={a.K}: {a.Top1:F2} %"))}; NMI per level {Join(nmi)}" +
+            (coarse.Count > 0 ? $"; vs coarse labels {Join(coarse)}" : string.Empty) + $" ({clock.Elapsed.TotalSeconds:F1}s)"));
+        return report;
+    }
+
+    private static Dictionary<string, object?> EvaluationRecord(int epoch, EvaluationReport report) => new()
+    {
+        ["epoch"] = epoch,
+        ["evaluation"] = epoch < 0 ? "untrained" : "final",
+        ["knn_top1"] = report.Top1,
+        ["knn"] = report.Knn.ToDictionary(a => a.K.ToString(CultureInfo.InvariantCulture), a => new { top1 = a.Top1, top5 = a.Top5 }),
+        ["nmi"] = report.Nmi,
+        ["nmi_coarse"] = report.CoarseNmi,
+    };
+
+    private void SaveCheckpoint(int completedEpochs, HcscModel model, optim.Optimizer optimizer, KeyQueue queue, Generator maskGenerator)
+    {
+        string path = Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint);
+        using var generatorState = maskGenerator.get_state();
+        TrainingCheckpoint.Save(
+            path,
+            completedEpochs,
+            model,
+            optimizer,
+            queue,
+            new Dictionary<string, Tensor> { ["mask_generator_state"] = generatorState },
+            new Dictionary<string, string> { ["arch"] = _options.Model.Arch, ["dataset"] = _settings.Dataset });
+        File.Copy(path, Path.Combine(_settings.ExperimentDirectory, $"checkpoint_{completedEpochs:D4}.hcsc"), overwrite: true);
+        _output.WriteLine($"checkpoint: {path} (epoch {completedEpochs})");
+    }
+
+    private int Resume(string path, HcscModel model, optim.Optimizer optimizer, KeyQueue queue, Generator maskGenerator)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"The checkpoint to resume from, '{path}', does not exist.");
+        }
+
+        var contents = TrainingCheckpoint.Load(path, model, optimizer, queue);
+        try
+        {
+            if (contents.ExtraTensors.TryGetValue("mask_generator_state", out var state))
+            {
+                maskGenerator.set_state(state);
+            }
+        }
+        finally
+        {
+            foreach (var tensor in contents.ExtraTensors.Values)
+            {
+                tensor.Dispose();
+            }
+        }
+
+        _output.WriteLine($"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {contents.Epoch + 1}.");
+        return checked((int)contents.Epoch);
+    }
+
+    private string? AutoResume()
+    {
+        string path = Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint);
+        return File.Exists(path) ? path : null;
+    }
+
+    private static string Join(IReadOnlyList<double> values) => string.Join(" / ", values.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));
+}
+
+/// <summary>What a run produced: the evaluations before (null when resumed) and after training, and its files.</summary>
+public sealed record PretrainOutcome(EvaluationReport? Before, EvaluationReport After, string Checkpoint, string Metrics);
