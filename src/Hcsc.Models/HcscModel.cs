@@ -1,0 +1,210 @@
+using Hcsc.Core.Options;
+using Hcsc.Core.Tensors;
+using Hcsc.Models.Backbones;
+using Hcsc.Models.Heads;
+using Hcsc.Models.Momentum;
+using Hcsc.Models.Normalization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Models;
+
+/// <summary>
+/// The HCSC / MoCo v2 encoder pair. <c>encoder_q</c> is a backbone whose <c>fc</c> is the projection head
+/// (<see cref="ProjectionHead"/>); <c>encoder_k</c> is a copy that never gets gradients and follows
+/// <c>encoder_q</c> by EMA (<see cref="MomentumUpdate"/>). With <see cref="ModelOptions.BatchNormSplits"/> S &gt; 1
+/// and a default-BN backbone, the key encoder uses <see cref="SplitBatchNorm2d"/> and its batch is shuffled
+/// before and unshuffled after it (spec R5). State-dict names are MoCo's (<c>encoder_q.conv1.weight</c>,
+/// <c>encoder_k.fc.0.weight</c>, …), so a checkpoint's <c>module.</c>-stripped state dict matches.
+/// </summary>
+public sealed class HcscModel : nn.Module
+{
+    private readonly ResNet encoder_q;
+    private readonly ResNet encoder_k;
+
+    /// <summary>Builds both encoders.</summary>
+    /// <param name="options">Dim (d), Mlp, EncoderMomentum (m) and BatchNormSplits (S) are used.</param>
+    /// <param name="backboneFactory">Makes a fresh backbone; called for the query encoder, and again for the key encoder when it cannot be derived from the query's options.</param>
+    /// <exception cref="ArgumentException">The options are invalid; the message lists every problem.</exception>
+    public HcscModel(ModelOptions options, Func<ResNet> backboneFactory) : base(nameof(HcscModel))
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(backboneFactory);
+        var problems = new List<string>();
+        if (options.Dim < 1)
+        {
+            problems.Add($"Dim must be at least 1 (got {options.Dim}).");
+        }
+
+        if (double.IsNaN(options.EncoderMomentum) || options.EncoderMomentum < 0 || options.EncoderMomentum > 1)
+        {
+            problems.Add($"EncoderMomentum must lie in [0, 1] (got {options.EncoderMomentum}).");
+        }
+
+        if (options.BatchNormSplits < 1)
+        {
+            problems.Add($"BatchNormSplits must be at least 1 (got {options.BatchNormSplits}).");
+        }
+
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException("Invalid ModelOptions: " + string.Join(" ", problems), nameof(options));
+        }
+
+        Dim = options.Dim;
+        Momentum = options.EncoderMomentum;
+        BatchNormSplits = options.BatchNormSplits;
+
+        encoder_q = backboneFactory() ?? throw new ArgumentException("The backbone factory returned null.", nameof(backboneFactory));
+        ShuffledKeyBatchNorm = BatchNormSplits > 1 && encoder_q.Options.NormLayer is null;
+        encoder_k = ShuffledKeyBatchNorm
+            ? ResNet.Create(encoder_q.Options with { NormLayer = channels => new SplitBatchNorm2d(channels, BatchNormSplits) })
+            : backboneFactory();
+        if (ReferenceEquals(encoder_k, encoder_q))
+        {
+            throw new ArgumentException("The backbone factory must return a new backbone on every call.", nameof(backboneFactory));
+        }
+
+        encoder_q.ReplaceHead(ProjectionHead.Create(encoder_q.FeatureDim, Dim, options.Mlp));
+        encoder_k.ReplaceHead(ProjectionHead.Create(encoder_k.FeatureDim, Dim, options.Mlp));
+        RegisterComponents();
+
+        // The key encoder starts as an exact copy (parameters and buffers) and never gets gradients.
+        using var noGrad = no_grad();
+        var source = encoder_q.state_dict();
+        foreach (var (name, tensor) in encoder_k.state_dict())
+        {
+            tensor.copy_(source[name]);
+        }
+
+        foreach (var parameter in encoder_k.parameters())
+        {
+            parameter.requires_grad = false;
+        }
+    }
+
+    /// <summary>d, the embedding size.</summary>
+    public int Dim { get; }
+
+    /// <summary>m, the EMA momentum of the key encoder.</summary>
+    public double Momentum { get; }
+
+    /// <summary>S, the BN splits of the key encoder in training mode.</summary>
+    public int BatchNormSplits { get; }
+
+    /// <summary>Whether the key encoder uses split-batch BN with the key batch shuffled around it.</summary>
+    public bool ShuffledKeyBatchNorm { get; }
+
+    /// <summary>f_q: backbone with the projection head as <c>fc</c>. Its parameters are the ones to optimise.</summary>
+    public ResNet QueryEncoder => encoder_q;
+
+    /// <summary>f_k: the momentum encoder (no gradients).</summary>
+    public ResNet KeyEncoder => encoder_k;
+
+    /// <summary>The parameters to give the optimiser (the query encoder's).</summary>
+    public IEnumerable<TorchSharp.Modules.Parameter> TrainableParameters() => encoder_q.parameters();
+
+    /// <summary>
+    /// One training forward: q = normalize(f_q(view1)) [B, d] with gradient; then, without gradient, the EMA
+    /// update θ_k ← m·θ_k + (1 − m)·θ_q and k = normalize(f_k(view2)) [B, d]. With split BN in training mode the
+    /// key batch is permuted with <paramref name="generator"/> before f_k and put back in order after, so k[n]
+    /// belongs to view2[n]; B must then be a multiple of S.
+    /// </summary>
+    /// <param name="view1">Query images [B, C, H, W].</param>
+    /// <param name="view2">Key images [B, C, H', W'].</param>
+    /// <param name="generator">Random source of the shuffle (a CPU generator), or <c>null</c> for the global one.</param>
+    public (Tensor Query, Tensor Key) Forward(Tensor view1, Tensor view2, Generator? generator = null)
+    {
+        ArgumentNullException.ThrowIfNull(view1);
+        ArgumentNullException.ThrowIfNull(view2);
+        if (view1.dim() != 4 || view2.dim() != 4 || view1.shape[0] != view2.shape[0])
+        {
+            throw new ArgumentException($"Expected two views [B, C, H, W] with the same B; got {view1.Describe()} and {view2.Describe()}.");
+        }
+
+        using var scope = NewDisposeScope();
+        var q = nn.functional.normalize(encoder_q.forward(view1), dim: 1);   // [B, d]
+        Tensor k;
+        using (no_grad())
+        {
+            MomentumUpdate.Apply(encoder_q, encoder_k, Momentum);
+            k = nn.functional.normalize(KeyForward(view2, generator), dim: 1);   // [B, d]
+        }
+
+        return (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Query embeddings of local (multi-crop) views: each [B_v, C, H_v, W_v] → normalize(f_q(v)) [B_v, d], with gradient.</summary>
+    public IReadOnlyList<Tensor> ForwardLocal(IReadOnlyList<Tensor> localViews)
+    {
+        ArgumentNullException.ThrowIfNull(localViews);
+        var result = new List<Tensor>(localViews.Count);
+        foreach (var view in localViews)
+        {
+            using var scope = NewDisposeScope();
+            result.Add(nn.functional.normalize(encoder_q.forward(view), dim: 1).MoveToOuterDisposeScope());
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// Embeddings for clustering: the key encoder in eval mode (BN running statistics), no gradient,
+    /// images [B, C, H, W] → normalize(f_k(images)) [B, d]. The encoder's mode is restored afterwards.
+    /// </summary>
+    public Tensor Embed(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        var wasTraining = encoder_k.training;
+        encoder_k.eval();
+        try
+        {
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            return nn.functional.normalize(encoder_k.forward(images), dim: 1).MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            encoder_k.train(wasTraining);
+        }
+    }
+
+    /// <summary>
+    /// Backbone features for kNN and the linear probe: the query encoder's pooled features before the projection
+    /// head, eval mode, no gradient, images [B, C, H, W] → [B, F] (not normalised). The mode is restored afterwards.
+    /// </summary>
+    public Tensor BackboneFeatures(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        var wasTraining = encoder_q.training;
+        encoder_q.eval();
+        try
+        {
+            using var noGrad = no_grad();
+            return encoder_q.Features(images);
+        }
+        finally
+        {
+            encoder_q.train(wasTraining);
+        }
+    }
+
+    private Tensor KeyForward(Tensor images, Generator? generator)
+    {
+        if (!ShuffledKeyBatchNorm || !encoder_k.training)
+        {
+            return encoder_k.forward(images);
+        }
+
+        var batch = images.shape[0];
+        if (batch % BatchNormSplits != 0)
+        {
+            throw new ArgumentException(
+                $"Split-batch BN with {BatchNormSplits} splits needs a batch size that is a multiple of {BatchNormSplits}; got {images.Describe()}.", nameof(images));
+        }
+
+        var permutation = randperm(batch, generator: generator).to(images.device);   // [B]
+        var shuffled = encoder_k.forward(images.index_select(0, permutation));       // row i is f_k(images[perm[i]])
+        return zeros_like(shuffled).index_copy_(0, permutation, shuffled);           // row perm[i] gets it back
+    }
+}

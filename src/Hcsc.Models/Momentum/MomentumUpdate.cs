@@ -1,0 +1,54 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Models.Momentum;
+
+/// <summary>
+/// The momentum (EMA) update of the key encoder: θ_k ← m·θ_k + (1 − m)·θ_q for every parameter, matched by name.
+/// Buffers (BN running statistics) are not touched: the key encoder keeps its own, as in the reference.
+/// </summary>
+public static class MomentumUpdate
+{
+    /// <summary>Applies one EMA step in place on <paramref name="target"/>'s parameters, without gradient.</summary>
+    /// <param name="source">The query encoder (θ_q).</param>
+    /// <param name="target">The key encoder (θ_k); must have the same parameter names and shapes.</param>
+    /// <param name="momentum">m in [0, 1]; 0 copies θ_q, 1 leaves θ_k unchanged.</param>
+    /// <exception cref="ArgumentException">The parameter sets differ; every difference is listed.</exception>
+    public static void Apply(nn.Module source, nn.Module target, double momentum)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(target);
+        if (double.IsNaN(momentum) || momentum < 0 || momentum > 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "The EMA momentum must lie in [0, 1].");
+        }
+
+        var sourceParameters = source.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var targetParameters = target.named_parameters().ToList();
+        var problems = new List<string>();
+        foreach (var (name, parameter) in targetParameters)
+        {
+            if (!sourceParameters.TryGetValue(name, out var from))
+            {
+                problems.Add($"'{name}' is missing from the source");
+            }
+            else if (!from.shape.SequenceEqual(parameter.shape))
+            {
+                problems.Add($"'{name}' has shape [{string.Join(", ", from.shape)}] in the source and [{string.Join(", ", parameter.shape)}] in the target");
+            }
+        }
+
+        var targetNames = targetParameters.Select(p => p.name).ToHashSet();
+        problems.AddRange(sourceParameters.Keys.Where(n => !targetNames.Contains(n)).Select(n => $"'{n}' is missing from the target"));
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException("The encoders' parameters do not match: " + string.Join("; ", problems) + ".", nameof(target));
+        }
+
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in targetParameters)
+        {
+            parameter.mul_(momentum).add_(sourceParameters[name], alpha: 1 - momentum);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using Hcsc.Models.Backbones;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Tests.Models;
+
+public class ResNetTests
+{
+    private static long ParameterCount(nn.Module module) => module.parameters().Sum(p => p.numel());
+
+    [Theory]
+    [InlineData("resnet18", 11_689_512L)]
+    [InlineData("resnet50", 25_557_032L)]
+    public void Standard_configs_have_torchvisions_parameter_counts(string arch, long expected)
+    {
+        using var net = ResNet.Create(new ResNetOptions { Arch = arch });
+        ParameterCount(net).Should().Be(expected);
+    }
+
+    [Theory]
+    [InlineData("resnet18", 1, 8L)]
+    [InlineData("resnet34", 1, 8L)]
+    [InlineData("resnet50", 4, 8L)]
+    [InlineData("resnet101", 4, 4L)]
+    [InlineData("resnet152", 4, 4L)]
+    public void Every_arch_gives_the_expected_shapes_at_small_width(string arch, int expansion, long width)
+    {
+        using var scope = NewDisposeScope();
+        using var net = ResNet.Create(new ResNetOptions { Arch = arch, BaseWidth = (int)width, SmallImageStem = true, InputChannels = 1, NumClasses = 5 });
+        net.FeatureDim.Should().Be(8 * expansion * width);
+        using var noGrad = no_grad();
+        var x = randn(2, 1, 8, 8);
+        net.Features(x).shape.Should().Equal(2, 8 * expansion * width);
+        net.forward(x).shape.Should().Equal(2, 5);
+    }
+
+    [Fact]
+    public void Imagenet_stem_downsamples_by_32_and_pools()
+    {
+        using var scope = NewDisposeScope();
+        using var net = ResNet.Create(new ResNetOptions { Arch = "resnet18", BaseWidth = 4, NumClasses = 0 });
+        using var noGrad = no_grad();
+        net.forward(randn(3, 3, 40, 40)).shape.Should().Equal(3, 32);
+    }
+
+    [Fact]
+    public void Parameter_names_are_torchvisions()
+    {
+        using var net = ResNet.Create(new ResNetOptions { Arch = "resnet50", BaseWidth = 4 });
+        var names = net.state_dict().Keys.ToList();
+        names.Should().Contain([
+            "conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
+            "layer1.0.conv1.weight", "layer1.0.bn3.weight", "layer1.0.downsample.0.weight", "layer1.0.downsample.1.running_var",
+            "layer4.2.conv3.weight", "layer4.0.downsample.0.weight", "fc.weight", "fc.bias"]);
+        names.Should().HaveCount(320);
+    }
+
+    [Fact]
+    public void Zero_init_residual_zeroes_the_last_bn_of_every_block()
+    {
+        using var net = ResNet.Create(new ResNetOptions { Arch = "resnet18", BaseWidth = 4, ZeroInitResidual = true });
+        var sd = net.state_dict();
+        sd["layer1.0.bn2.weight"].abs().sum().item<float>().Should().Be(0);
+        sd["layer3.1.bn2.weight"].abs().sum().item<float>().Should().Be(0);
+        sd["layer3.1.bn1.weight"].min().item<float>().Should().Be(1);
+    }
+
+    [Fact]
+    public void Invalid_options_are_listed_together()
+    {
+        var act = () => ResNet.Create(new ResNetOptions { Arch = "resnet19", BaseWidth = 0, InputChannels = 0 });
+        act.Should().Throw<ArgumentException>()
+            .WithMessage("*resnet19*")
+            .And.Message.Should().Contain("BaseWidth").And.Contain("InputChannels");
+    }
+}
