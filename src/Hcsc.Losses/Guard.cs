@@ -1,0 +1,119 @@
+using Hcsc.Core.Hierarchy;
+using Hcsc.Core.Tensors;
+using static TorchSharp.torch;
+
+namespace Hcsc.Losses;
+
+/// <summary>Input checks shared by the losses and selectors; every failure is an <see cref="ArgumentException"/> naming the tensors and their shapes.</summary>
+internal static class Guard
+{
+    public static void Matrix(Tensor tensor, string name, string shape)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, name);
+        if (tensor.dim() != 2 || !is_floating_point(tensor))
+        {
+            throw new ArgumentException($"{name} must be a 2-D floating-point tensor {shape}; got {tensor.Describe()}.", name);
+        }
+
+        if (tensor.shape[0] == 0 || tensor.shape[1] == 0)
+        {
+            throw new ArgumentException($"{name} must not be empty {shape}; got {tensor.Describe()}.", name);
+        }
+    }
+
+    public static void Indices(Tensor tensor, string name, long length)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, name);
+        if (tensor.dim() != 1 || tensor.dtype != ScalarType.Int64 || tensor.shape[0] != length)
+        {
+            throw new ArgumentException($"{name} must be a 1-D int64 tensor [{length}]; got {tensor.Describe()}.", name);
+        }
+    }
+
+    public static void Labels(Tensor tensor, string name)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, name);
+        if (tensor.dim() != 1 || tensor.dtype != ScalarType.Int64 || tensor.shape[0] == 0)
+        {
+            throw new ArgumentException($"{name} must be a non-empty 1-D int64 tensor [B]; got {tensor.Describe()}.", name);
+        }
+    }
+
+    public static void Vector(Tensor tensor, string name, long length)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, name);
+        if (tensor.dim() != 1 || !is_floating_point(tensor) || tensor.shape[0] != length)
+        {
+            throw new ArgumentException($"{name} must be a 1-D floating-point tensor [{length}]; got {tensor.Describe()}.", name);
+        }
+    }
+
+    public static void SameShape(Tensor tensor, string name, Tensor reference, string referenceName)
+    {
+        if (!tensor.shape.SequenceEqual(reference.shape))
+        {
+            throw new ArgumentException($"{name} must have the shape of {referenceName}; got {name} {tensor.Describe()} and {referenceName} {reference.Describe()}.", name);
+        }
+    }
+
+    public static void SameDtypeAndDevice(Tensor tensor, string name, Tensor reference, string referenceName)
+    {
+        if (tensor.dtype != reference.dtype)
+        {
+            throw new ArgumentException($"{name} and {referenceName} must have the same dtype; got {name} {tensor.Describe()} and {referenceName} {reference.Describe()}.", name);
+        }
+
+        SameDevice(tensor, name, reference, referenceName);
+    }
+
+    public static void SameDevice(Tensor tensor, string name, Tensor reference, string referenceName)
+    {
+        if (tensor.device.type != reference.device.type || tensor.device.index != reference.device.index)
+        {
+            throw new ArgumentException($"{name} and {referenceName} must be on the same device; got {name} {tensor.Describe()} and {referenceName} {reference.Describe()}.", name);
+        }
+    }
+
+    public static void EmbeddingSize(Tensor tensor, string name, long size, string what)
+    {
+        if (tensor.shape[^1] != size)
+        {
+            throw new ArgumentException($"{name} has embedding size {tensor.shape[^1]} but {what} has {size}; got {name} {tensor.Describe()}.", name);
+        }
+    }
+
+    public static void Temperature(double temperature, string name)
+    {
+        if (!double.IsFinite(temperature) || temperature <= 0)
+        {
+            throw new ArgumentException($"{name} must be finite and > 0; got {temperature}.", name);
+        }
+    }
+
+    public static void Level(ClusterLevel level, Tensor reference, string referenceName)
+    {
+        ArgumentNullException.ThrowIfNull(level);
+        SameDevice(level.Prototypes, $"level {level.Index} prototypes", reference, referenceName);
+        EmbeddingSize(reference, referenceName, level.Prototypes.shape[1], $"level {level.Index} prototypes {level.Prototypes.Describe()}");
+    }
+
+    /// <summary>
+    /// Checks that every value of <paramref name="indices"/> lies in [0, <paramref name="upper"/>). This reads
+    /// the tensor back, so it only runs on CPU tensors (free there) or when <paramref name="force"/> is set.
+    /// </summary>
+    public static void Range(Tensor indices, string name, long upper, string what, bool force)
+    {
+        if (indices.shape[0] == 0 || (indices.device.type != TorchSharp.DeviceType.CPU && !force))
+        {
+            return;
+        }
+
+        using var scope = NewDisposeScope();
+        long min = indices.min().item<long>();
+        long max = indices.max().item<long>();
+        if (min < 0 || max >= upper)
+        {
+            throw new ArgumentException($"{name} must lie in [0, {upper}) ({what}); found values from {min} to {max} in {indices.Describe()}.", name);
+        }
+    }
+}

@@ -1,0 +1,319 @@
+using Hcsc.Core.Hierarchy;
+using Hcsc.Core.Options;
+using Hcsc.Core.Tensors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Losses;
+
+/// <summary>
+/// The HCSC training objective for one step (spec §2): InfoNCE during warm-up, then per level l
+/// ICSC_l (queue negatives selected by <see cref="InstanceSelector"/>) and PCSC_l (prototype negatives
+/// selected by <see cref="PrototypeSelector"/>), combined as
+/// <code>
+///   Total = R2_l( ICSC_l ) + (1/L) Σ_l PCSC_l
+///         + Σ_v [ R2_l( ICSC_l(v) ) + (1/L) Σ_l PCSC_l(v) ]        (local views v of multi-crop)
+/// </code>
+/// where R2 is a sum (reference) or a mean over levels, and a local view's ICSC uses the global query's
+/// masks (without <see cref="HcscObjectiveOptions.SelectionOnLocalViews"/> it is one plain InfoNCE term).
+/// With instance selection off, R2_l(ICSC_l) is replaced by InfoNCE.
+/// </summary>
+/// <remarks>
+/// <para>Shapes: queries q and keys k <c>[B, d]</c> L2-normalised, queue <c>[Q, d]</c>, batch indices <c>[B]</c>
+/// int64 dataset indices, local views <c>[B, d]</c> each. Gradients flow into the queries only.</para>
+/// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection costs one
+/// <c>[B, d] × [d, Q]</c> product per level (spec R4) and the prototype selection's normalisers are computed
+/// once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax,
+/// as the reference code does. Both paths give the same values (and, for a given generator state, the same masks
+/// up to rounding at the sampling threshold).</para>
+/// <para>Random draws, in order per level: the ICSC mask <c>[B, Q]</c>, then the PCSC mask <c>[B, k_l]</c> (below the
+/// top level, when selection is on). Not thread-safe.</para>
+/// </remarks>
+/// <example>
+/// <code>
+/// using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
+/// var r = objective.Compute(q, k, queue.Keys, idx, hierarchy, generator, cache: cache);
+/// r.Total.backward();
+/// </code>
+/// </example>
+public sealed class HcscObjective : IDisposable
+{
+    private readonly HcscObjectiveOptions _options;
+    private PrototypeNormaliserMemo? _memo;
+
+    /// <summary>Creates the objective.</summary>
+    /// <param name="options">Switches and τ; copied. Null uses the defaults.</param>
+    public HcscObjective(HcscObjectiveOptions? options = null)
+    {
+        _options = (options ?? new HcscObjectiveOptions()).Clone();
+        Guard.Temperature(_options.Temperature, "options.Temperature");
+    }
+
+    /// <summary>A copy of the options in use.</summary>
+    public HcscObjectiveOptions Options => _options.Clone();
+
+    /// <summary>Computes the objective and all its parts for one step.</summary>
+    /// <param name="query">Global queries q <c>[B, d]</c>, L2-normalised, with gradient.</param>
+    /// <param name="key">Keys k <c>[B, d]</c>, L2-normalised (detached here).</param>
+    /// <param name="queue">Queue keys z <c>[Q, d]</c> (detached here).</param>
+    /// <param name="batchIndices">Dataset index of each sample <c>[B]</c>, int64 in [0, N).</param>
+    /// <param name="hierarchy">The cluster hierarchy; null during warm-up (plain InfoNCE).</param>
+    /// <param name="generator">Random source of the masks, on the queries' device.</param>
+    /// <param name="localQueries">Optional local views of multi-crop, each <c>[B, d]</c>, with gradient.</param>
+    /// <param name="cache">Optional R4 cache, refreshed for <paramref name="hierarchy"/> and <paramref name="queue"/>; null computes everything directly.</param>
+    /// <returns>The total and every component, as tensors.</returns>
+    public HcscLossResult Compute(
+        Tensor query,
+        Tensor key,
+        Tensor queue,
+        Tensor batchIndices,
+        ClusterHierarchy? hierarchy,
+        Generator generator,
+        IReadOnlyList<Tensor>? localQueries = null,
+        QueueSelectionCache? cache = null)
+    {
+        var locals = localQueries ?? [];
+        Validate(query, key, queue, batchIndices, hierarchy, generator, locals, cache);
+        using var scope = NewDisposeScope();
+        var views = new List<Tensor> { query };
+        views.AddRange(locals);
+        var queueD = queue.detach();
+        var keyD = key.detach();
+        var contrasts = views.Select(v => QueueContrast.Create(v, keyD, queueD.t(), _options.Temperature)).ToArray();
+        var infoNce = contrasts.Select(c => c.InfoNce().mean()).ToArray();
+        var instanceAccuracy = contrasts[0].Top1.to(query.dtype).mean();
+
+        HcscLossResult result;
+        if (hierarchy is null)
+        {
+            result = new HcscLossResult
+            {
+                Total = Sum(infoNce),
+                InfoNce = infoNce[0],
+                Instance = [],
+                Prototype = [],
+                LocalInfoNce = infoNce.Skip(1).ToArray(),
+                LocalInstance = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
+                LocalPrototype = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
+                AcceptanceRatio = [],
+                InstanceAccuracy = instanceAccuracy,
+                PrototypeAccuracy = [],
+                InstanceMasks = [],
+                PrototypeMasks = [],
+                PrototypeCandidates = [],
+            };
+        }
+        else
+        {
+            result = Selective(views, contrasts, infoNce, instanceAccuracy, queueD, batchIndices, hierarchy, generator, cache);
+        }
+
+        foreach (var tensor in result.Tensors())
+        {
+            tensor.MoveToOuterDisposeScope();
+        }
+
+        return result;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _memo?.Dispose();
+        _memo = null;
+    }
+
+    private HcscLossResult Selective(
+        List<Tensor> views,
+        QueueContrast[] contrasts,
+        Tensor[] infoNce,
+        Tensor instanceAccuracy,
+        Tensor queue,
+        Tensor batchIndices,
+        ClusterHierarchy hierarchy,
+        Generator generator,
+        QueueSelectionCache? cache)
+    {
+        double tau = _options.Temperature;
+        var handling = _options.UnselectedNegatives;
+        var dtype = views[0].dtype;
+        long batch = views[0].shape[0];
+        long queueLength = queue.shape[0];
+        int levels = hierarchy.LevelCount;
+        bool instanceSelection = _options.InstanceSelection;
+        bool localSelection = instanceSelection && _options.SelectionOnLocalViews;
+
+        PrototypeNormaliserMemo? stepMemo = null;
+        var memo = cache is null ? stepMemo = PrototypeNormaliserMemo.Create(hierarchy, tau) : Memo(hierarchy);
+        try
+        {
+            var instance = views.Select(_ => new List<Tensor>()).ToArray();
+            var prototype = views.Select(_ => new List<Tensor>()).ToArray();
+            var acceptance = new List<Tensor>();
+            var prototypeAccuracy = new List<Tensor>();
+            var instanceMasks = new List<Tensor>();
+            var prototypeMasks = new List<Tensor>();
+            var candidatesPerLevel = new List<Tensor>();
+            for (int l = 0; l < levels; l++)
+            {
+                var level = hierarchy.Levels[l];
+                var labels = level.Assignments.index_select(0, batchIndices);          // [B]
+
+                // ICSC: kept ⇔ u > max(p_l(y | z), 1e-3) = 1 − clamp(accept, 0, 0.999).
+                if (instanceSelection)
+                {
+                    var logZ = cache is null ? InstanceSelector.LogNormalisers(queue, level) : cache.LogNormalisers[l];
+                    Tensor mask;
+                    using (no_grad())
+                    {
+                        var threshold = InstanceSelector.LogMembership(queue, labels, level, logZ)
+                            .clamp_min_(Math.Log(1.0 - InstanceSelector.MaxAcceptance)).exp_(); // [B, Q]
+                        mask = rand(threshold.shape, dtype: dtype, device: threshold.device, generator: generator)
+                            .sub_(threshold).ceil_();                                             // [B, Q] in {0, 1}
+                    }
+
+                    var keptCount = mask.sum(1);                                                  // [B]
+                    instanceMasks.Add(mask);
+                    acceptance.Add(keptCount.mean().div(queueLength));
+                    for (int v = 0; v < views.Count; v++)
+                    {
+                        if (v == 0 || localSelection)
+                        {
+                            instance[v].Add(contrasts[v].Selected(mask, keptCount, handling).mean());
+                        }
+                    }
+                }
+                else
+                {
+                    acceptance.Add(ones(Array.Empty<long>(), dtype: dtype, device: views[0].device));
+                }
+
+                // PCSC: candidates, then (below the top, when on) the Bernoulli selection.
+                var candidates = PrototypeSelector.CandidatesCore(labels, level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
+                Tensor prototypeMask;
+                if (_options.PrototypeSelection && l < levels - 1)
+                {
+                    using (no_grad())
+                    {
+                        var accept = PrototypeSelector.AcceptanceCore(labels, level, hierarchy.Levels[l + 1], tau, memo.ParentLogNormalisers(l));
+                        prototypeMask = PrototypeSelector.SampleCore(accept, candidates, generator).to(dtype);
+                    }
+                }
+                else
+                {
+                    prototypeMask = candidates.unsqueeze(0).expand(batch, level.ClusterCount).to(dtype);
+                }
+
+                candidatesPerLevel.Add(candidates);
+                prototypeMasks.Add(prototypeMask);
+                for (int v = 0; v < views.Count; v++)
+                {
+                    var (loss, top1) = PcscLoss.PerSample(views[v], labels, level, prototypeMask, candidates, handling);
+                    prototype[v].Add(loss.mean());
+                    if (v == 0)
+                    {
+                        prototypeAccuracy.Add(top1.to(dtype).mean());
+                    }
+                }
+            }
+
+            var parts = new List<Tensor>();
+            for (int v = 0; v < views.Count; v++)
+            {
+                bool selected = v == 0 ? instanceSelection : localSelection;
+                parts.Add(selected ? ReduceInstance(instance[v]) : infoNce[v]);
+                parts.Add(stack(prototype[v]).mean());
+            }
+
+            return new HcscLossResult
+            {
+                Total = Sum(parts),
+                InfoNce = infoNce[0],
+                Instance = instance[0],
+                Prototype = prototype[0],
+                LocalInfoNce = infoNce.Skip(1).ToArray(),
+                LocalInstance = instance.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
+                LocalPrototype = prototype.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
+                AcceptanceRatio = acceptance,
+                InstanceAccuracy = instanceAccuracy,
+                PrototypeAccuracy = prototypeAccuracy,
+                InstanceMasks = instanceMasks,
+                PrototypeMasks = prototypeMasks,
+                PrototypeCandidates = candidatesPerLevel,
+            };
+        }
+        finally
+        {
+            stepMemo?.Dispose();
+        }
+    }
+
+    private Tensor ReduceInstance(List<Tensor> terms) =>
+        _options.InstanceLevelReduction == LevelReduction.Sum ? Sum(terms) : stack(terms).mean();
+
+    private static Tensor Sum(IReadOnlyList<Tensor> terms)
+    {
+        var total = terms[0].alias();
+        for (int i = 1; i < terms.Count; i++)
+        {
+            total = total.add(terms[i]);
+        }
+
+        return total;
+    }
+
+    private PrototypeNormaliserMemo Memo(ClusterHierarchy hierarchy)
+    {
+        if (_memo is null || !ReferenceEquals(_memo.Hierarchy, hierarchy))
+        {
+            _memo?.Dispose();
+            _memo = PrototypeNormaliserMemo.Create(hierarchy, _options.Temperature);
+        }
+
+        return _memo;
+    }
+
+    private void Validate(
+        Tensor query,
+        Tensor key,
+        Tensor queue,
+        Tensor batchIndices,
+        ClusterHierarchy? hierarchy,
+        Generator generator,
+        IReadOnlyList<Tensor> locals,
+        QueueSelectionCache? cache)
+    {
+        IcscLoss.CheckQueryKeyQueue(query, key, queue, _options.Temperature);
+        Guard.Indices(batchIndices, nameof(batchIndices), query.shape[0]);
+        Guard.SameDevice(batchIndices, nameof(batchIndices), query, nameof(query));
+        ArgumentNullException.ThrowIfNull(generator);
+        for (int i = 0; i < locals.Count; i++)
+        {
+            string name = $"localQueries[{i}]";
+            Guard.Matrix(locals[i], name, "[B, d]");
+            Guard.SameShape(locals[i], name, query, nameof(query));
+            Guard.SameDtypeAndDevice(locals[i], name, query, nameof(query));
+        }
+
+        if (hierarchy is null)
+        {
+            return;
+        }
+
+        Guard.SameDevice(hierarchy.Levels[0].Prototypes, nameof(hierarchy) + " prototypes", query, nameof(query));
+        Guard.EmbeddingSize(query, nameof(query), hierarchy.EmbeddingSize, "the hierarchy's prototypes");
+        Guard.Range(batchIndices, nameof(batchIndices), hierarchy.SampleCount, $"the hierarchy covers {hierarchy.SampleCount} samples", _options.CheckIndexRangesOnDevice);
+        if (cache is not null)
+        {
+            if (!ReferenceEquals(cache.Hierarchy, hierarchy))
+            {
+                throw new ArgumentException("The queue selection cache was refreshed for another hierarchy (or never); call cache.Refresh(hierarchy, queue) after each clustering.", nameof(cache));
+            }
+
+            if (cache.QueueLength != queue.shape[0])
+            {
+                throw new ArgumentException($"The queue selection cache covers {cache.QueueLength} slots but {nameof(queue)} is {queue.Describe()}.", nameof(cache));
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+using Hcsc.Core.Hierarchy;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Losses;
+
+/// <summary>
+/// PCSC's acceptance-rejection sampler (spec §2). The candidate negatives of level l are the
+/// prototypes that are not the positive c⁺_n = a_l(idx_n) of any query in the batch. Below the top
+/// level, candidate c is kept for query n with probability
+/// <code>
+///   φ'_{l+1}      = τ · φ_{l+1} / mean(φ_{l+1})
+///   accept[n, c]  = 1 − softmax_p( S_l[c, p] / φ'_{l+1}(p) ) at p = parent_l(c⁺_n)
+///   mask[n, c]    ~ Bernoulli( clamp(accept[n, c], 1e-4, 0.999) )   (non-candidates: 0)
+/// </code>
+/// with S_l = C_l · C_{l+1}ᵀ; at the top level every candidate is kept. The softmax's normaliser
+/// depends only on the hierarchy (<see cref="ParentLogNormalisers"/>), so it can be computed once per
+/// hierarchy and passed in. Everything here runs without gradient.
+/// </summary>
+public static class PrototypeSelector
+{
+    /// <summary>Acceptance probabilities are clamped to at least this value before sampling.</summary>
+    public const double MinAcceptance = 1e-4;
+
+    /// <summary>Acceptance probabilities are clamped to at most this value before sampling.</summary>
+    public const double MaxAcceptance = 0.999;
+
+    /// <summary>
+    /// The candidate negative prototypes of a level: every prototype that is not the positive of a query
+    /// in the batch. With <paramref name="reproduceReferenceOffByOne"/> (spec R3) the candidates are
+    /// <c>range(max_i a_l(i))</c> minus the positives, as in the reference code, so the prototype with the
+    /// largest assigned id is never a candidate.
+    /// </summary>
+    /// <param name="labels">Positive prototypes c⁺ <c>[B]</c> int64 in [0, k_l).</param>
+    /// <param name="level">The cluster level l.</param>
+    /// <param name="reproduceReferenceOffByOne">Reproduce the reference's off-by-one (R3); false is the fixed behaviour.</param>
+    /// <returns>A bool mask <c>[k_l]</c>, true for candidates.</returns>
+    public static Tensor Candidates(Tensor labels, ClusterLevel level, bool reproduceReferenceOffByOne)
+    {
+        Guard.Labels(labels, nameof(labels));
+        ArgumentNullException.ThrowIfNull(level);
+        Guard.SameDevice(labels, nameof(labels), level.Prototypes, $"level {level.Index} prototypes");
+        Guard.Range(labels, nameof(labels), level.ClusterCount, $"level {level.Index} has {level.ClusterCount} prototypes", force: false);
+        return CandidatesCore(labels, level, reproduceReferenceOffByOne ? level.Assignments.max() : null);
+    }
+
+    /// <summary>
+    /// logsumexp over parents p of S_l[c, p] / φ'_{l+1}(p) for every prototype c of <paramref name="level"/>.
+    /// </summary>
+    /// <param name="level">Level l (not the top).</param>
+    /// <param name="parentLevel">Level l + 1.</param>
+    /// <param name="temperature">τ, used to rescale the parents' concentrations.</param>
+    /// <returns><c>[k_l]</c>, in the dtype of the level's prototypes.</returns>
+    public static Tensor ParentLogNormalisers(ClusterLevel level, ClusterLevel parentLevel, double temperature)
+    {
+        CheckPair(level, parentLevel, temperature);
+        using var outer = NewDisposeScope();
+        using var noGrad = no_grad();
+        var similarity = level.SimilarityToParents!;
+        return similarity.div(RescaledParentConcentrations(parentLevel, temperature, similarity.dtype)).logsumexp(1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// accept[n, c] = 1 − softmax_p(S_l[c, p] / φ'_{l+1}(p)) at p = parent_l(labels[n]), unclamped, for every
+    /// prototype c (candidates or not).
+    /// </summary>
+    /// <param name="labels">Positive prototypes c⁺ <c>[B]</c> int64 in [0, k_l).</param>
+    /// <param name="level">Level l (not the top).</param>
+    /// <param name="parentLevel">Level l + 1.</param>
+    /// <param name="temperature">τ.</param>
+    /// <param name="parentLogNormalisers">Optional cached <see cref="ParentLogNormalisers"/>; null computes them.</param>
+    /// <returns><c>[B, k_l]</c> in the dtype of the level's prototypes.</returns>
+    public static Tensor AcceptanceProbabilities(Tensor labels, ClusterLevel level, ClusterLevel parentLevel, double temperature, Tensor? parentLogNormalisers = null)
+    {
+        CheckPair(level, parentLevel, temperature);
+        Guard.Labels(labels, nameof(labels));
+        Guard.SameDevice(labels, nameof(labels), level.Prototypes, $"level {level.Index} prototypes");
+        Guard.Range(labels, nameof(labels), level.ClusterCount, $"level {level.Index} has {level.ClusterCount} prototypes", force: false);
+        if (parentLogNormalisers is not null)
+        {
+            Guard.Vector(parentLogNormalisers, nameof(parentLogNormalisers), level.ClusterCount);
+        }
+
+        using var outer = NewDisposeScope();
+        using var noGrad = no_grad();
+        var logZ = parentLogNormalisers ?? ParentLogNormalisers(level, parentLevel, temperature);
+        return AcceptanceCore(labels, level, parentLevel, temperature, logZ).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Draws the selection mask: for candidates, mask[n, c] = 1 with probability clamp(accept[n, c], 1e-4, 0.999)
+    /// (one u ~ U[0, 1) per entry: kept ⇔ u &gt; 1 − clamp(accept)); non-candidates are 0.
+    /// </summary>
+    /// <param name="acceptance">Acceptance probabilities <c>[B, k]</c>.</param>
+    /// <param name="candidates">Bool candidate mask <c>[k]</c> (see <see cref="Candidates"/>).</param>
+    /// <param name="generator">The random source.</param>
+    /// <returns>A 0/1 mask <c>[B, k]</c> in the dtype of <paramref name="acceptance"/>.</returns>
+    public static Tensor SampleMask(Tensor acceptance, Tensor candidates, Generator generator)
+    {
+        Guard.Matrix(acceptance, nameof(acceptance), "[B, k]");
+        ArgumentNullException.ThrowIfNull(candidates);
+        ArgumentNullException.ThrowIfNull(generator);
+        if (candidates.dim() != 1 || candidates.dtype != ScalarType.Bool || candidates.shape[0] != acceptance.shape[1])
+        {
+            throw new ArgumentException(
+                $"{nameof(candidates)} must be a 1-D bool tensor [{acceptance.shape[1]}] matching {nameof(acceptance)} {Core.Tensors.TensorDescription.Describe(acceptance)}; got {Core.Tensors.TensorDescription.Describe(candidates)}.",
+                nameof(candidates));
+        }
+
+        using var outer = NewDisposeScope();
+        return SampleCore(acceptance.detach(), candidates, generator).MoveToOuterDisposeScope();
+    }
+
+    internal static Tensor CandidatesCore(Tensor labels, ClusterLevel level, Tensor? offByOneBound)
+    {
+        var candidates = ones(level.ClusterCount, dtype: ScalarType.Bool, device: labels.device);
+        candidates.index_fill_(0, labels, false);
+        if (offByOneBound is not null)
+        {
+            candidates.logical_and_(arange(level.ClusterCount, dtype: ScalarType.Int64, device: labels.device).lt(offByOneBound));
+        }
+
+        return candidates;
+    }
+
+    internal static Tensor AcceptanceCore(Tensor labels, ClusterLevel level, ClusterLevel parentLevel, double temperature, Tensor parentLogNormalisers)
+    {
+        var similarity = level.SimilarityToParents!;                                   // [k_l, k_{l+1}]
+        var parents = level.Parents!.index_select(0, labels);                          // [B]
+        var scale = RescaledParentConcentrations(parentLevel, temperature, similarity.dtype).index_select(0, parents); // [B]
+        var logP = similarity.index_select(1, parents).div(scale).sub(parentLogNormalisers.to(similarity.dtype).unsqueeze(1)); // [k_l, B]
+        return logP.exp_().neg_().add_(1.0).t();                                       // [B, k_l]
+    }
+
+    internal static Tensor SampleCore(Tensor acceptance, Tensor candidates, Generator generator)
+    {
+        using var noGrad = no_grad();
+        var reject = acceptance.clamp(MinAcceptance, MaxAcceptance).neg_().add_(1.0);
+        var u = rand(acceptance.shape, dtype: acceptance.dtype, device: acceptance.device, generator: generator);
+        return u.gt(reject).logical_and_(candidates.unsqueeze(0)).to(acceptance.dtype);
+    }
+
+    private static Tensor RescaledParentConcentrations(ClusterLevel parentLevel, double temperature, ScalarType dtype)
+    {
+        var phi = parentLevel.Concentrations.to(dtype);
+        return phi.mul(temperature).div(phi.mean());
+    }
+
+    private static void CheckPair(ClusterLevel level, ClusterLevel parentLevel, double temperature)
+    {
+        ArgumentNullException.ThrowIfNull(level);
+        ArgumentNullException.ThrowIfNull(parentLevel);
+        Guard.Temperature(temperature, nameof(temperature));
+        if (level.SimilarityToParents is null || level.Parents is null || parentLevel.Index != level.Index + 1 || level.SimilarityToParents.shape[1] != parentLevel.ClusterCount)
+        {
+            throw new ArgumentException(
+                $"prototype selection needs a level below the top and the level just above it; got level {level.Index} ({level.ClusterCount} prototypes) and level {parentLevel.Index} ({parentLevel.ClusterCount} prototypes).",
+                nameof(parentLevel));
+        }
+    }
+}

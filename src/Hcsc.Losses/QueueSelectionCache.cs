@@ -1,0 +1,131 @@
+using Hcsc.Core.Hierarchy;
+using Hcsc.Core.Tensors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Losses;
+
+/// <summary>
+/// The R4 cache of instance selection (spec §3): for every slot j of a ring queue of keys and every
+/// level l, the log-normaliser of p_l(· | z_j),
+/// <code>
+///   logZ_l[j] = logsumexp_c( z_j · C_l[c] / max(φ_l(c), 1e-3) )        [L][Q]
+/// </code>
+/// With it, a training step needs only the Q × B numerators per level (O(Q·B·d)) instead of the
+/// Q × k_l softmax. Keep it in step with the queue: <see cref="Refresh"/> whenever the prototypes change
+/// (once per epoch) and <see cref="Update"/> whenever keys are written into the queue. The cache
+/// does not own the queue or the hierarchy; it keeps a reference to the hierarchy, which must stay
+/// undisposed while the cache is used. Not thread-safe.
+/// </summary>
+/// <example>
+/// <code>
+/// using var cache = new QueueSelectionCache();
+/// cache.Refresh(hierarchy, queue.Keys);                 // after each clustering
+/// ... objective.Compute(q, k, queue.Keys, idx, hierarchy, generator, cache: cache);
+/// cache.Update(writePointer, k);                        // right after enqueuing k at writePointer
+/// </code>
+/// </example>
+public sealed class QueueSelectionCache : IDisposable
+{
+    private Tensor[] _logNormalisers = [];
+    private bool _disposed;
+
+    /// <summary>The hierarchy of the last <see cref="Refresh"/>; null before the first.</summary>
+    public ClusterHierarchy? Hierarchy { get; private set; }
+
+    /// <summary>Q: number of queue slots covered; 0 before the first <see cref="Refresh"/>.</summary>
+    public long QueueLength { get; private set; }
+
+    /// <summary>Per level, logZ_l for every queue slot, <c>[Q]</c> (read-only).</summary>
+    public IReadOnlyList<Tensor> LogNormalisers
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _logNormalisers;
+        }
+    }
+
+    /// <summary>Recomputes the whole cache for <paramref name="hierarchy"/> and the current queue (Q × k_l per level).</summary>
+    /// <param name="hierarchy">The cluster hierarchy the next steps use.</param>
+    /// <param name="queue">All queue keys <c>[Q, d]</c>, slot order.</param>
+    public void Refresh(ClusterHierarchy hierarchy, Tensor queue)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(hierarchy);
+        Guard.Matrix(queue, nameof(queue), "[Q, d]");
+        Guard.SameDevice(queue, nameof(queue), hierarchy.Levels[0].Prototypes, "hierarchy prototypes");
+        Guard.EmbeddingSize(queue, nameof(queue), hierarchy.EmbeddingSize, "the hierarchy's prototypes");
+
+        var fresh = new Tensor[hierarchy.LevelCount];
+        for (int l = 0; l < fresh.Length; l++)
+        {
+            fresh[l] = InstanceSelector.LogNormalisers(queue, hierarchy.Levels[l]).DetachFromDisposeScope();
+        }
+
+        ReleaseTensors();
+        _logNormalisers = fresh;
+        Hierarchy = hierarchy;
+        QueueLength = queue.shape[0];
+    }
+
+    /// <summary>
+    /// Recomputes the slots <c>[startSlot, startSlot + M)</c> (wrapping around the end of the ring) after
+    /// <paramref name="keys"/> were written there: O(M · Σ k_l · d).
+    /// </summary>
+    /// <param name="startSlot">The queue's write pointer before the keys were enqueued, in [0, Q).</param>
+    /// <param name="keys">The enqueued keys <c>[M, d]</c>, M ≤ Q.</param>
+    public void Update(long startSlot, Tensor keys)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Hierarchy is null)
+        {
+            throw new InvalidOperationException("Call Refresh(hierarchy, queue) before Update.");
+        }
+
+        Guard.Matrix(keys, nameof(keys), "[M, d]");
+        Guard.EmbeddingSize(keys, nameof(keys), Hierarchy.EmbeddingSize, "the hierarchy's prototypes");
+        Guard.SameDevice(keys, nameof(keys), _logNormalisers[0], "the cache");
+        if (startSlot < 0 || startSlot >= QueueLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(startSlot), startSlot, $"must lie in [0, {QueueLength}).");
+        }
+
+        if (keys.shape[0] > QueueLength)
+        {
+            throw new ArgumentException($"{nameof(keys)} has more rows than the queue has slots ({QueueLength}); got {keys.Describe()}.", nameof(keys));
+        }
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var slots = arange(startSlot, startSlot + keys.shape[0], dtype: ScalarType.Int64, device: keys.device).remainder_(QueueLength);
+        for (int l = 0; l < _logNormalisers.Length; l++)
+        {
+            var values = InstanceSelector.LogNormalisers(keys, Hierarchy.Levels[l]);
+            _logNormalisers[l].index_copy_(0, slots, values.to(_logNormalisers[l].dtype));
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        ReleaseTensors();
+        Hierarchy = null;
+    }
+
+    private void ReleaseTensors()
+    {
+        foreach (var tensor in _logNormalisers)
+        {
+            tensor.Dispose();
+        }
+
+        _logNormalisers = [];
+    }
+}

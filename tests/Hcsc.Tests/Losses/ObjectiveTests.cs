@@ -1,0 +1,224 @@
+using Hcsc.Core.Options;
+using Hcsc.Losses;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Tests.Losses;
+
+/// <summary>The HCSC objective against a naive double-precision transcription of spec §2, using the masks it reports.</summary>
+public class ObjectiveTests
+{
+    private const double Tau = 0.2;
+
+    public static TheoryData<UnselectedNegativeHandling, LevelReduction, bool> Modes() => new()
+    {
+        { UnselectedNegativeHandling.ZeroLogit, LevelReduction.Sum, false },
+        { UnselectedNegativeHandling.ZeroLogit, LevelReduction.Sum, true },
+        { UnselectedNegativeHandling.Exclude, LevelReduction.Sum, false },
+        { UnselectedNegativeHandling.Exclude, LevelReduction.Mean, true },
+        { UnselectedNegativeHandling.ZeroLogit, LevelReduction.Mean, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public void Every_component_and_the_total_match_the_naive_formulas(UnselectedNegativeHandling handling, LevelReduction reduction, bool offByOne)
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        var options = new HcscObjectiveOptions { Temperature = Tau, UnselectedNegatives = handling, InstanceLevelReduction = reduction, ReproduceReferenceOffByOne = offByOne };
+        using var objective = new HcscObjective(options);
+        var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
+
+        // The draws must exercise both outcomes, or the masking modes would be indistinguishable.
+        r.InstanceMasks.Sum(m => (m.numel() - m.sum().item<double>())).Should().BeGreaterThan(0);
+        Enumerable.Range(0, 2).Sum(l => (r.PrototypeCandidates[l].sum().item<long>() * 4) - r.PrototypeMasks[l].sum().item<double>()).Should().BeGreaterThan(0);
+        CheckAgainstNaive(f, options, r, []);
+    }
+
+    [Fact]
+    public void Local_views_use_the_global_masks_and_add_their_own_terms()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        var local = new[] { nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1), nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(9)), dim: 1) };
+        foreach (bool onLocal in new[] { true, false })
+        {
+            var options = new HcscObjectiveOptions { Temperature = Tau, SelectionOnLocalViews = onLocal };
+            using var objective = new HcscObjective(options);
+            var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5), local);
+            r.LocalInstance.Should().HaveCount(2);
+            r.LocalInstance[0].Should().HaveCount(onLocal ? 3 : 0);
+            r.LocalPrototype[1].Should().HaveCount(3);
+            CheckAgainstNaive(f, options, r, local);
+        }
+    }
+
+    [Fact]
+    public void With_both_selections_off_the_total_is_InfoNce_plus_the_mean_unselected_pcsc()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        var options = new HcscObjectiveOptions { Temperature = Tau, InstanceSelection = false, PrototypeSelection = false };
+        using var objective = new HcscObjective(options);
+        var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
+        r.Instance.Should().BeEmpty();
+        r.InstanceMasks.Should().BeEmpty();
+        r.AcceptanceRatio.Select(a => a.item<double>()).Should().AllBeEquivalentTo(1.0);
+        for (int l = 0; l < 3; l++)
+        {
+            r.PrototypeMasks[l].eq(r.PrototypeCandidates[l].unsqueeze(0).to(ScalarType.Float64)).all().item<bool>().Should().BeTrue();
+        }
+
+        CheckAgainstNaive(f, options, r, []);
+    }
+
+    [Fact]
+    public void Warm_up_without_a_hierarchy_is_plain_InfoNce_of_every_view()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        var local = nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1);
+        using var objective = new HcscObjective(new HcscObjectiveOptions { Temperature = Tau });
+        var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, null, new Generator(5), [local]);
+        var (q, k, z) = (LossFixture.Rows(f.Query), LossFixture.Rows(f.Key), LossFixture.Rows(f.Queue));
+        double global = NaiveHcsc.Icsc(q, k, z, null, Tau, UnselectedNegativeHandling.ZeroLogit);
+        double localNce = NaiveHcsc.Icsc(LossFixture.Rows(local), k, z, null, Tau, UnselectedNegativeHandling.ZeroLogit);
+        r.InfoNce.item<double>().Should().BeApproximately(global, 1e-10);
+        r.Total.item<double>().Should().BeApproximately(global + localNce, 1e-10);
+        r.Instance.Should().BeEmpty();
+        r.Prototype.Should().BeEmpty();
+    }
+
+    [Fact]
+    public void The_fused_instance_masks_are_the_canonical_sampler_and_the_top_level_uses_every_candidate()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64, batch: 6, queueLength: 40);
+        using var objective = new HcscObjective(new HcscObjectiveOptions { Temperature = Tau });
+        var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(77));
+
+        // Same generator state → the first draw of the objective is the level-0 instance mask.
+        var level = f.Hierarchy.Levels[0];
+        var labels = level.Assignments.index_select(0, f.BatchIndices);
+        var canonical = InstanceSelector.SampleMask(InstanceSelector.AcceptanceProbabilities(f.Queue, labels, level), new Generator(77));
+        r.InstanceMasks[0].eq(canonical).all().item<bool>().Should().BeTrue();
+
+        var top = r.PrototypeMasks[2];
+        top.eq(r.PrototypeCandidates[2].unsqueeze(0).to(ScalarType.Float64)).all().item<bool>().Should().BeTrue();
+        r.AcceptanceRatio[0].item<double>().Should().BeApproximately(r.InstanceMasks[0].mean().item<double>(), 1e-12);
+    }
+
+    [Fact]
+    public void Cached_and_direct_paths_agree_and_masks_are_deterministic()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32, batch: 6, queueLength: 64, dim: 8);
+        using var cache = new QueueSelectionCache();
+        cache.Refresh(f.Hierarchy, f.Queue);
+        using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
+        var direct = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(21));
+        var cached = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(21), cache: cache);
+        var again = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(21), cache: cache);
+        cached.Total.item<float>().Should().BeApproximately(direct.Total.item<float>(), 1e-5f);
+        for (int l = 0; l < 3; l++)
+        {
+            cached.InstanceMasks[l].eq(direct.InstanceMasks[l]).all().item<bool>().Should().BeTrue();
+            cached.PrototypeMasks[l].eq(direct.PrototypeMasks[l]).all().item<bool>().Should().BeTrue();
+            again.InstanceMasks[l].eq(cached.InstanceMasks[l]).all().item<bool>().Should().BeTrue();
+            cached.Instance[l].item<float>().Should().BeApproximately(direct.Instance[l].item<float>(), 1e-5f);
+            cached.Prototype[l].item<float>().Should().BeApproximately(direct.Prototype[l].item<float>(), 1e-5f);
+        }
+
+        again.Total.item<float>().Should().Be(cached.Total.item<float>());
+    }
+
+    [Fact]
+    public void Gradients_flow_into_the_queries_only_and_match_finite_differences()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        var query = f.Query.clone().requires_grad_(true);
+        var local = nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1).requires_grad_(true);
+        var key = f.Key.clone().requires_grad_(true);
+        var queue = f.Queue.clone().requires_grad_(true);
+        foreach (var options in new[] { HcscObjectiveOptions.Reference(), HcscObjectiveOptions.Paper() })
+        {
+            options.Temperature = Tau;
+            using var objective = new HcscObjective(options);
+            double Loss(Tensor q, Tensor v)
+            {
+                using var inner = NewDisposeScope();
+                using var noGrad = no_grad();
+                return objective.Compute(q, key, queue, f.BatchIndices, f.Hierarchy, new Generator(3), [v]).Total.item<double>();
+            }
+
+            query.grad?.zero_();
+            local.grad?.zero_();
+            objective.Compute(query, key, queue, f.BatchIndices, f.Hierarchy, new Generator(3), [local]).Total.backward();
+            key.grad.Should().BeNull();
+            queue.grad.Should().BeNull();
+            foreach (var (param, isQuery) in new[] { (query, true), (local, false) })
+            {
+                var analytic = LossFixture.Values(param.grad!);
+                var flat = param.detach().clone().reshape(-1);
+                for (int i = 0; i < flat.shape[0]; i++)
+                {
+                    const double eps = 1e-6;
+                    var plus = flat.clone();
+                    plus[i] = plus[i] + eps;
+                    var minus = flat.clone();
+                    minus[i] = minus[i] - eps;
+                    double fp = isQuery ? Loss(plus.reshape(4, 3), local.detach()) : Loss(query.detach(), plus.reshape(4, 3));
+                    double fm = isQuery ? Loss(minus.reshape(4, 3), local.detach()) : Loss(query.detach(), minus.reshape(4, 3));
+                    analytic[i].Should().BeApproximately((fp - fm) / (2 * eps), 1e-6);
+                }
+            }
+        }
+    }
+
+    private static void CheckAgainstNaive(LossFixture f, HcscObjectiveOptions o, HcscLossResult r, Tensor[] locals)
+    {
+        var k = LossFixture.Rows(f.Key);
+        var z = LossFixture.Rows(f.Queue);
+        var views = new[] { LossFixture.Rows(f.Query) }.Concat(locals.Select(LossFixture.Rows)).ToArray();
+        var idx = f.Indices;
+        var h = o.UnselectedNegatives;
+        double total = 0;
+        for (int v = 0; v < views.Length; v++)
+        {
+            var instance = new List<double>();
+            var prototype = new List<double>();
+            for (int l = 0; l < 3; l++)
+            {
+                var labels = idx.Select(i => f.Assignments[l][i]).ToArray();
+                var candidates = NaiveHcsc.Candidates(labels, f.Prototypes[l].Length, f.Assignments[l], o.ReproduceReferenceOffByOne);
+                LossFixture.Values(r.PrototypeCandidates[l]).Select(c => c > 0.5).Should().Equal(candidates);
+                var protoMask = LossFixture.Rows(r.PrototypeMasks[l]);
+                protoMask.Should().OnlyContain(row => row.Select((m, c) => m <= 0.5 || candidates[c]).All(ok => ok));
+                if (o.InstanceSelection)
+                {
+                    var mask = LossFixture.Rows(r.InstanceMasks[l]);
+                    instance.Add(NaiveHcsc.Icsc(views[v], k, z, mask, o.Temperature, h));
+                }
+
+                prototype.Add(NaiveHcsc.Pcsc(views[v], labels, f.Prototypes[l], f.Concentrations[l], candidates, protoMask, h));
+            }
+
+            bool selected = o.InstanceSelection && (v == 0 || o.SelectionOnLocalViews);
+            double infoNce = NaiveHcsc.Icsc(views[v], k, z, null, o.Temperature, h);
+            double instancePart = !selected ? infoNce : o.InstanceLevelReduction == LevelReduction.Sum ? instance.Sum() : instance.Average();
+            total += instancePart + prototype.Average();
+            var reportedInstance = v == 0 ? r.Instance : r.LocalInstance[v - 1];
+            var reportedPrototype = v == 0 ? r.Prototype : r.LocalPrototype[v - 1];
+            (v == 0 ? r.InfoNce : r.LocalInfoNce[v - 1]).item<double>().Should().BeApproximately(infoNce, 1e-10);
+            if (selected)
+            {
+                reportedInstance.Select(t => t.item<double>()).Should().Equal(instance, (a, b) => Math.Abs(a - b) < 1e-10);
+            }
+
+            reportedPrototype.Select(t => t.item<double>()).Should().Equal(prototype, (a, b) => Math.Abs(a - b) < 1e-10);
+        }
+
+        r.Total.item<double>().Should().BeApproximately(total, 1e-10);
+    }
+}
