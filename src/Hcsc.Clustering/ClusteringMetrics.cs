@@ -43,11 +43,8 @@ public static class ClusteringMetrics
         double expected = table.ExpectedMutualInformation();
         double mean = (table.Entropy(table.RowSums) + table.Entropy(table.ColumnSums)) / 2;
         double denominator = mean - expected;
-        double tiny = Math.BitIncrement(0.0);
-        if (Math.Abs(denominator) < 1e-15)
-        {
-            denominator = denominator < 0 ? -Math.Max(-denominator, tiny) : Math.Max(denominator, tiny);
-        }
+        const double MachineEpsilon = 2.220446049250313e-16;
+        denominator = denominator < 0 ? Math.Min(denominator, -MachineEpsilon) : Math.Max(denominator, MachineEpsilon);
 
         return (mi - expected) / denominator;
     }

@@ -104,6 +104,7 @@ public sealed class HierarchicalKMeans
         var assignments = new Tensor[levelCount];
         var concentrations = new Tensor[levelCount];
         var parents = new Tensor[levelCount - 1];
+        var raw = new Tensor[levelCount];
         var reports = new List<LevelReport>(levelCount);
         var points = embeddings.detach();
         for (int level = 0; level < levelCount; level++)
@@ -136,7 +137,8 @@ public sealed class HierarchicalKMeans
 
             concentrations[level] = ConcentrationEstimator.Estimate(
                 result.SquaredDistances, nearest, counts[level], _temperature, _options.ConcentrationLowPercentile, _options.ConcentrationHighPercentile);
-            prototypes[level] = nn.functional.normalize(result.Centroids.to(ScalarType.Float32), dim: 1);
+            raw[level] = result.Centroids.to(ScalarType.Float32).clone();
+            prototypes[level] = nn.functional.normalize(raw[level], dim: 1);
             points = prototypes[level];
             double objective = result.Objective;
             clock.Stop();
@@ -150,6 +152,6 @@ public sealed class HierarchicalKMeans
         }
 
         var hierarchy = ClusterHierarchy.FromTensors(prototypes, assignments, concentrations, parents);
-        return new HierarchicalKMeansResult(hierarchy, reports);
+        return new HierarchicalKMeansResult(hierarchy, raw.Select(r => r.MoveToOuterDisposeScope()).ToArray(), reports);
     }
 }

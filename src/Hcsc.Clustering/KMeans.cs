@@ -22,6 +22,9 @@ namespace Hcsc.Clustering;
 /// </summary>
 public sealed class KMeans
 {
+    /// <summary>Bounds are used only with at least this many training points per centre.</summary>
+    internal const int BoundsMinPointsPerCentroid = 8;
+
     private readonly KMeansOptions _options;
     private readonly ILogger _logger;
 
@@ -106,8 +109,12 @@ public sealed class KMeans
         }
 
         var trainNorms = train.square().sum(1); // [n_train]
-        double margin = 1e-4 * Math.Sqrt(trainNorms.max().item<double>());
+        double margin = 1e-4 * Math.Sqrt(trainNorms.max().ToDouble());
         long rows = NearestCentroidSearch.RowsPerChunk(_options.ChunkBytes, k, all.element_size());
+
+        // Bounds pay only when the points far outnumber the centres: each step costs a k × k
+        // centre-distance GEMM, as much as the whole search when n_train is close to k.
+        bool useBounds = _options.UseBounds && train.shape[0] >= BoundsMinPointsPerCentroid * (long)k;
 
         double bestObjective = double.PositiveInfinity;
         Tensor? bestCentroids = null;
@@ -122,7 +129,7 @@ public sealed class KMeans
             var centroids = initialCentroids is not null
                 ? initialCentroids.detach().to(dtype).clone()
                 : CentroidInitializer.Initialize(train, k, _options.Initialization, random);
-            var assigner = new BoundedAssigner(train, trainNorms, rows, _options.ChunkBytes, _options.UseBounds, margin);
+            var assigner = new BoundedAssigner(train, trainNorms, rows, _options.ChunkBytes, useBounds, margin);
             var objectives = new List<double>(_options.Iterations);
             for (int iteration = 0; iteration < _options.Iterations; iteration++)
             {
@@ -206,7 +213,7 @@ public sealed class KMeans
                 $"The initial centroids must be a floating-point tensor [k, d] = [{k}, {points.shape[1]}]; got {initial.Describe()}.", nameof(initial));
         }
 
-        if (initial.device != points.device)
+        if (!DeviceComparison.SameDevice(initial, points))
         {
             throw new ArgumentException(
                 $"The initial centroids are on {initial.device} but the points are on {points.device}; move them to one device. Centroids: {initial.Describe()}, points: {points.Describe()}.",

@@ -30,7 +30,9 @@ public sealed class KMeansOptions
 
     /// <summary>
     /// Skip distance computations that provably cannot change a point's assignment (Hamerly bounds);
-    /// the assignments are the same as plain Lloyd's up to float rounding on exact ties. Default true.
+    /// the assignments are the same as plain Lloyd's up to float rounding on exact ties. Only used when
+    /// there are at least 8 training points per centre (below that the k × k centre distances the
+    /// bounds need cost as much as the search they save). Default true.
     /// </summary>
     public bool UseBounds { get; init; } = true;
 

@@ -40,7 +40,7 @@ public static class NearestCentroidSearch
             throw new ArgumentException($"Points and centroids must share one floating-point dtype; got points {points.Describe()} and centroids {centroids.Describe()}.");
         }
 
-        if (points.device != centroids.device)
+        if (!DeviceComparison.SameDevice(points, centroids))
         {
             throw new ArgumentException($"Points and centroids must be on one device; got points {points.Describe()} and centroids {centroids.Describe()}.");
         }
@@ -94,7 +94,7 @@ public static class NearestCentroidSearch
                 }
                 else
                 {
-                    block.scatter_(1, index.unsqueeze(1), double.PositiveInfinity);
+                    block.scatter_(1, index.unsqueeze(1), full(rows, 1, double.PositiveInfinity, block.dtype, block.device));
                     secondDistances.narrow(0, start, rows).copy_((block.amin(1) + norms).clamp_min_(0));
                 }
             }
