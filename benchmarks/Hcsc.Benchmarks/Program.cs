@@ -3,6 +3,7 @@ using Hcsc.Benchmarks;
 // Every comparison benchmark, by name. Usage: hcsc-bench --list | hcsc-bench NAME [options]
 IBenchmark[] benchmarks =
 [
+    new Hcsc.Benchmarks.Clustering.KMeansVersusFaissBenchmark(),
     new Hcsc.Benchmarks.Data.DataPipelineBenchmark(),
 ];
 

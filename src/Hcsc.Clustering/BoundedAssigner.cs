@@ -1,0 +1,133 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Clustering;
+
+/// <summary>
+/// The assignment step of Lloyd's algorithm for one fixed set of training points, optionally with
+/// Hamerly's bounds so that points whose assignment provably cannot change skip the distance GEMM.
+/// <para>
+/// State per point i: a(i), its exact squared distance D(i) = ‖x_i − c_{a(i)}‖² and a lower bound
+/// l(i) on the Euclidean distance to every other centre. After the centres move by δ_c,
+/// l(i) ← l(i) − max_{c ≠ a(i)} δ_c. At the next step D(i) is recomputed exactly (an O(N·d) gather,
+/// also needed for the objective), and with s(c) = ½ min_{c' ≠ c} ‖c − c'‖ a point keeps its centre
+/// without a search when √D(i) &lt; max(l(i), s(a(i))) − margin; all other points get a full
+/// nearest / second-nearest search (the chunked GEMM), which also refreshes l(i).
+/// </para>
+/// </summary>
+internal sealed class BoundedAssigner : IDisposable
+{
+    private readonly Tensor _points;      // [n, d]
+    private readonly Tensor _pointNorms;  // [n]
+    private readonly long _rowsPerChunk;
+    private readonly long _exactRows;
+    private readonly bool _useBounds;
+    private readonly double _margin;
+    private Tensor? _lower;               // [n], Euclidean lower bound to the second-nearest centre
+    private bool _first = true;
+
+    public BoundedAssigner(Tensor points, Tensor pointNorms, long rowsPerChunk, long chunkBytes, bool useBounds, double margin)
+    {
+        _points = points;
+        _pointNorms = pointNorms;
+        _rowsPerChunk = rowsPerChunk;
+        _exactRows = Math.Max(1, chunkBytes / (points.shape[1] * points.element_size()));
+        _useBounds = useBounds;
+        _margin = margin;
+        long n = points.shape[0];
+        Assignments = zeros(n, ScalarType.Int64, points.device).DetachFromDisposeScope();
+        Distances = zeros(n, points.dtype, points.device).DetachFromDisposeScope();
+    }
+
+    /// <summary>a(i), [n] int64.</summary>
+    public Tensor Assignments { get; }
+
+    /// <summary>Exact squared distance to the assigned centre, [n].</summary>
+    public Tensor Distances { get; }
+
+    /// <summary>Point-searches done (full GEMM rows) over the life of this assigner.</summary>
+    public long SearchedPoints { get; private set; }
+
+    /// <summary>Point-assignments made (n per step).</summary>
+    public long AssignedPoints { get; private set; }
+
+    /// <summary>Assigns every point to its nearest centre of <paramref name="centroids"/> [k, d].</summary>
+    public void Step(Tensor centroids)
+    {
+        using var scope = NewDisposeScope();
+        long n = _points.shape[0];
+        AssignedPoints += n;
+        if (!_useBounds || _first || centroids.shape[0] == 1)
+        {
+            Tensor? second = _useBounds ? empty(n, _points.dtype, _points.device) : null;
+            NearestCentroidSearch.SearchInto(_points, _pointNorms, centroids, _rowsPerChunk, Assignments, Distances, second);
+            if (second is not null)
+            {
+                _lower?.Dispose();
+                _lower = second.sqrt_().DetachFromDisposeScope();
+            }
+
+            SearchedPoints += n;
+            _first = false;
+            return;
+        }
+
+        ExactDistances(centroids);
+        var centroidNorms = centroids.square().sum(1);                                                        // [k]
+        var between = addmm(centroidNorms.unsqueeze(1) + centroidNorms.unsqueeze(0), centroids, centroids.t(), beta: 1, alpha: -2); // [k, k]
+        between.diagonal().fill_(double.PositiveInfinity);
+        var half = between.amin(1).clamp_min_(0).sqrt_().mul_(0.5);                                           // [k]
+        var bound = maximum(half.index_select(0, Assignments), _lower!);                                       // [n]
+        var candidates = Distances.sqrt().gt(bound - _margin).nonzero().squeeze(1);                            // [m]
+        long m = candidates.shape[0];
+        SearchedPoints += m;
+        for (long start = 0; start < m; start += _rowsPerChunk)
+        {
+            using var chunk = NewDisposeScope();
+            long rows = Math.Min(_rowsPerChunk, m - start);
+            var index = candidates.narrow(0, start, rows);
+            var assigned = empty(rows, ScalarType.Int64, _points.device);
+            var nearest = empty(rows, _points.dtype, _points.device);
+            var second = empty(rows, _points.dtype, _points.device);
+            NearestCentroidSearch.SearchInto(_points.index_select(0, index), _pointNorms.index_select(0, index), centroids, rows, assigned, nearest, second);
+            Assignments.index_copy_(0, index, assigned);
+            Distances.index_copy_(0, index, nearest);
+            _lower!.index_copy_(0, index, second.sqrt_());
+        }
+    }
+
+    /// <summary>Records that centre c moved by <paramref name="movement"/>[c] (Euclidean), loosening the lower bounds.</summary>
+    public void Moved(Tensor movement)
+    {
+        if (!_useBounds || _lower is null || movement.shape[0] < 2)
+        {
+            return;
+        }
+
+        using var scope = NewDisposeScope();
+        var (top, which) = movement.topk(2);                            // [2], [2]
+        var decrement = where(Assignments.eq(which[0]), top[1], top[0]); // [n]: max over c ≠ a(i)
+        _lower.sub_(decrement);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Assignments.Dispose();
+        Distances.Dispose();
+        _lower?.Dispose();
+    }
+
+    /// <summary>D(i) = ‖x_i − c_{a(i)}‖² for every point, in row chunks.</summary>
+    private void ExactDistances(Tensor centroids)
+    {
+        long n = _points.shape[0];
+        for (long start = 0; start < n; start += _exactRows)
+        {
+            using var scope = NewDisposeScope();
+            long rows = Math.Min(_exactRows, n - start);
+            var centres = centroids.index_select(0, Assignments.narrow(0, start, rows));
+            Distances.narrow(0, start, rows).copy_((_points.narrow(0, start, rows) - centres).pow_(2).sum(1));
+        }
+    }
+}

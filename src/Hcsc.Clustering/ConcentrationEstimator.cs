@@ -1,0 +1,86 @@
+using Hcsc.Core.Tensors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Clustering;
+
+/// <summary>
+/// The concentration ("density") φ of each cluster of one level (spec §1, step 4), used as the
+/// prototype's temperature. From the squared distances D_i of the members i of cluster c to their raw
+/// centre, with n_c members:
+/// <list type="number">
+/// <item>φ(c) = mean_i √D_i / ln(n_c + 10) when n_c &gt; 1;</item>
+/// <item>clusters with n_c ≤ 1 get the largest φ of the level (all φ = 1 when no cluster has two members);</item>
+/// <item>every φ is clipped to [P_low, P_high], the percentiles of the φ of the level with linear
+/// interpolation between order statistics (numpy's default), by default the 10th and 90th;</item>
+/// <item>rescale φ ← τ · φ / mean(φ) (φ = τ everywhere when the mean is 0);</item>
+/// <item>φ is floored at 1e-6 · τ so it stays a valid temperature when all members of a cluster coincide with its centre.</item>
+/// </list>
+/// </summary>
+public static class ConcentrationEstimator
+{
+    /// <summary>
+    /// Computes φ for the k clusters of one level.
+    /// </summary>
+    /// <param name="squaredDistances">D_i, squared L2 distance of each member to its raw centre, <c>[n]</c>, floating point, ≥ 0.</param>
+    /// <param name="assignments">Cluster of each member, <c>[n]</c> int64 in [0, k), same device.</param>
+    /// <param name="clusterCount">k.</param>
+    /// <param name="temperature">τ &gt; 0, the mean of the returned φ.</param>
+    /// <param name="lowPercentile">Lower clip percentile in [0, 100]. Default 10.</param>
+    /// <param name="highPercentile">Upper clip percentile in [low, 100]. Default 90.</param>
+    /// <returns>φ, <c>[k]</c> float32 on the inputs' device.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes, devices or settings are invalid.</exception>
+    public static Tensor Estimate(Tensor squaredDistances, Tensor assignments, long clusterCount, double temperature, double lowPercentile = 10, double highPercentile = 90)
+    {
+        ArgumentNullException.ThrowIfNull(squaredDistances);
+        ArgumentNullException.ThrowIfNull(assignments);
+        if (squaredDistances.dim() != 1 || !is_floating_point(squaredDistances) || assignments.dim() != 1
+            || assignments.dtype != ScalarType.Int64 || assignments.shape[0] != squaredDistances.shape[0] || squaredDistances.shape[0] == 0)
+        {
+            throw new ArgumentException(
+                $"Expected squared distances [n] (floating point) and assignments [n] (int64) with the same n > 0; got {squaredDistances.Describe()} and {assignments.Describe()}.");
+        }
+
+        if (!DeviceComparison.SameDevice(squaredDistances, assignments))
+        {
+            throw new ArgumentException($"Squared distances and assignments must be on one device; got {squaredDistances.Describe()} and {assignments.Describe()}.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(clusterCount, 1);
+        if (!(temperature > 0) || !double.IsFinite(temperature))
+        {
+            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "τ must be a finite number > 0.");
+        }
+
+        if (!(lowPercentile >= 0 && lowPercentile <= highPercentile && highPercentile <= 100))
+        {
+            throw new ArgumentException($"Percentiles must satisfy 0 <= low <= high <= 100; got {lowPercentile} and {highPercentile}.");
+        }
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = squaredDistances.device;
+        var root = squaredDistances.detach().to(ScalarType.Float64).clamp_min(0).sqrt();                        // [n]
+        var sums = zeros(clusterCount, ScalarType.Float64, device).index_add_(0, assignments, root, 1.0);       // [k]
+        var counts = bincount(assignments, minlength: clusterCount).to(ScalarType.Float64);                      // [k]
+        var several = counts.gt(1);                                                                               // [k]
+        Tensor phi;
+        if (!several.any().item<bool>())
+        {
+            phi = ones(clusterCount, ScalarType.Float64, device);
+        }
+        else
+        {
+            phi = sums / counts.clamp_min(1) / (counts + 10).log();
+            var largest = where(several, phi, double.NegativeInfinity).max();
+            phi = where(several, phi, largest);
+        }
+
+        var low = phi.quantile(lowPercentile / 100.0);
+        var high = phi.quantile(highPercentile / 100.0);
+        phi = phi.clamp(low, high);
+        var mean = phi.mean();
+        phi = where(mean.gt(0), temperature * phi / mean.clamp_min(double.Epsilon), full_like(phi, temperature));
+        return phi.clamp_min(1e-6 * temperature).to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,229 @@
+using Hcsc.Core.Tensors;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Clustering;
+
+/// <summary>
+/// k-means with squared L2 distance on a <c>[N, d]</c> tensor on any device (spec §1, step 1).
+/// <para>
+/// Each restart draws k starting centres (<see cref="KMeansOptions.Initialization"/>) from a training
+/// subsample of at most <c>MaxPointsPerCentroid · k</c> points and runs Lloyd iterations: assign each
+/// training point to its nearest centre (chunked GEMM <c>‖x‖² − 2x·c + ‖c‖²</c>, optionally skipping
+/// points whose assignment Hamerly's bounds prove unchanged), then move each centre to the mean of its
+/// members (<c>index_add_</c>) and split a large cluster into every empty one
+/// (<see cref="KMeansResult.EmptyClustersSplit"/>). The restart with the lowest last-iteration
+/// objective wins and every one of the N points is then assigned to its centres.
+/// </para>
+/// Computation is in float32 (float64 for float64 input) on the points' device. One host
+/// synchronisation per iteration (the objective and the cluster sizes), none per chunk.
+/// </summary>
+public sealed class KMeans
+{
+    /// <summary>Bounds are used only with at least this many training points per centre.</summary>
+    internal const int BoundsMinPointsPerCentroid = 8;
+
+    private readonly KMeansOptions _options;
+    private readonly ILogger _logger;
+
+    /// <summary>Creates a k-means runner.</summary>
+    /// <param name="options">Settings; validated here.</param>
+    /// <param name="logger">Receives restart and iteration logs; optional.</param>
+    /// <exception cref="ArgumentException">An option is invalid.</exception>
+    public KMeans(KMeansOptions options, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        _logger = logger ?? NullLogger.Instance;
+    }
+
+    /// <summary>
+    /// Clusters <paramref name="points"/> into <paramref name="k"/> clusters.
+    /// </summary>
+    /// <param name="points">Points <c>[N, d]</c>, floating point, finite, N ≥ k, d ≥ 1, any device.</param>
+    /// <param name="k">Number of clusters, ≥ 1.</param>
+    /// <param name="initialCentroids">
+    /// Optional starting centres <c>[k, d]</c> on the points' device (only with one restart); when
+    /// given, no initialisation is drawn.
+    /// </param>
+    /// <param name="generator">
+    /// Optional CPU generator for every random draw (subsample, initialisation, splits); when null each
+    /// restart r uses a fresh generator seeded with <c>Seed + r · 1000003</c>.
+    /// </param>
+    /// <param name="progress">Receives one report per iteration.</param>
+    /// <param name="cancellationToken">Checked between iterations.</param>
+    /// <exception cref="ArgumentException">Invalid input (shape, N &lt; k, d = 0, NaN/Inf rows, device or shape mismatch of the initial centres).</exception>
+    public KMeansResult Fit(
+        Tensor points,
+        int k,
+        Tensor? initialCentroids = null,
+        Generator? generator = null,
+        IProgress<ClusteringProgress>? progress = null,
+        CancellationToken cancellationToken = default) =>
+        FitLevel(points, k, initialCentroids, generator, progress, 0, 1, cancellationToken);
+
+    internal KMeansResult FitLevel(
+        Tensor points,
+        int k,
+        Tensor? initialCentroids,
+        Generator? generator,
+        IProgress<ClusteringProgress>? progress,
+        int level,
+        int levelCount,
+        CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(k, 1);
+        EmbeddingChecks.RequirePoints(points, k, nameof(points));
+        if (initialCentroids is not null)
+        {
+            CheckInitialCentroids(points, k, initialCentroids);
+        }
+
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var dtype = points.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var all = points.detach().to(dtype).contiguous(); // [N, d]
+        long n = all.shape[0];
+        if (n < (long)_options.MinPointsPerCentroid * k)
+        {
+            _logger.LogWarning(
+                "k-means level {Level}: {N} points for k = {K} is fewer than {Min} per centroid; the centroids may be poor.",
+                level, n, k, _options.MinPointsPerCentroid);
+        }
+
+        Generator? shared = generator;
+        Generator GeneratorFor(int restart) => shared ?? new Generator(unchecked((ulong)(_options.Seed + (restart * 1_000_003L))));
+
+        var firstGenerator = GeneratorFor(0);
+        long cap = (long)_options.MaxPointsPerCentroid * k;
+        bool subsampled = n > cap;
+        var train = all;
+        if (subsampled)
+        {
+            var chosen = randperm(n, generator: firstGenerator).narrow(0, 0, cap).to(all.device);
+            train = all.index_select(0, chosen);
+            _logger.LogInformation("k-means level {Level}: training on a subsample of {Cap} of {N} points.", level, cap, n);
+        }
+
+        var trainNorms = train.square().sum(1); // [n_train]
+        double margin = 1e-4 * Math.Sqrt(trainNorms.max().ToDouble());
+        long rows = NearestCentroidSearch.RowsPerChunk(_options.ChunkBytes, k, all.element_size());
+
+        // Bounds pay only when the points far outnumber the centres: each step costs a k × k
+        // centre-distance GEMM, as much as the whole search when n_train is close to k.
+        bool useBounds = _options.UseBounds && train.shape[0] >= BoundsMinPointsPerCentroid * (long)k;
+
+        double bestObjective = double.PositiveInfinity;
+        Tensor? bestCentroids = null;
+        BoundedAssigner? bestAssigner = null;
+        List<double> bestObjectives = [];
+        var restartObjectives = new List<double>();
+        int bestRestart = 0, splits = 0;
+        long searched = 0, assigned = 0;
+        for (int restart = 0; restart < _options.Restarts; restart++)
+        {
+            var random = restart == 0 ? firstGenerator : GeneratorFor(restart);
+            var centroids = initialCentroids is not null
+                ? initialCentroids.detach().to(dtype).clone()
+                : CentroidInitializer.Initialize(train, k, _options.Initialization, random);
+            var assigner = new BoundedAssigner(train, trainNorms, rows, _options.ChunkBytes, useBounds, margin);
+            var objectives = new List<double>(_options.Iterations);
+            for (int iteration = 0; iteration < _options.Iterations; iteration++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var step = NewDisposeScope();
+                assigner.Step(centroids);
+                double objective = assigner.Distances.sum(ScalarType.Float64).item<double>();
+                objectives.Add(objective);
+                progress?.Report(new ClusteringProgress(level, levelCount, restart, _options.Restarts, iteration, _options.Iterations, objective));
+                _logger.LogDebug("k-means level {Level} restart {Restart} iteration {Iteration}: objective {Objective}", level, restart, iteration, objective);
+
+                var (updated, counts) = CentroidUpdate(train, assigner.Assignments, k);
+                splits += EmptyClusterSplitter.Split(updated, counts, random);
+                assigner.Moved((updated - centroids).norm(1));
+                centroids.Dispose();
+                centroids = updated.MoveToOuterDisposeScope();
+            }
+
+            double final = objectives[^1];
+            restartObjectives.Add(final);
+            _logger.LogInformation("k-means level {Level} restart {Restart}: objective {Objective}", level, restart, final);
+            searched += assigner.SearchedPoints;
+            assigned += assigner.AssignedPoints;
+            if (final < bestObjective || bestCentroids is null)
+            {
+                bestCentroids?.Dispose();
+                bestAssigner?.Dispose();
+                bestObjective = final;
+                bestCentroids = centroids;
+                bestAssigner = assigner;
+                bestObjectives = objectives;
+                bestRestart = restart;
+            }
+            else
+            {
+                centroids.Dispose();
+                assigner.Dispose();
+            }
+        }
+
+        Tensor assignments, distances;
+        if (!subsampled)
+        {
+            // The training set is every point: one more (bounded) assignment step gives the final assignment.
+            bestAssigner!.Step(bestCentroids!);
+            assignments = bestAssigner.Assignments.clone();
+            distances = bestAssigner.Distances.clone();
+        }
+        else
+        {
+            (assignments, distances) = NearestCentroidSearch.Assign(all, bestCentroids!, _options.ChunkBytes);
+        }
+
+        bestAssigner!.Dispose();
+        return new KMeansResult(
+            bestCentroids!.MoveToOuterDisposeScope(),
+            assignments.MoveToOuterDisposeScope(),
+            distances.MoveToOuterDisposeScope(),
+            bestObjectives,
+            restartObjectives,
+            bestRestart,
+            splits,
+            train.shape[0],
+            assigned == 0 ? 1.0 : (double)searched / assigned);
+    }
+
+    /// <summary>Means of the members of each cluster ([k, d]; rows of empty clusters are 0) and the sizes on the host.</summary>
+    private static (Tensor Centroids, long[] Counts) CentroidUpdate(Tensor points, Tensor assignments, int k)
+    {
+        var counts = bincount(assignments, minlength: k);                                          // [k] int64
+        var sums = zeros(k, points.shape[1], points.dtype, points.device).index_add_(0, assignments, points, 1.0); // [k, d]
+        var centroids = sums.div_(counts.clamp_min(1).to(points.dtype).unsqueeze(1));
+        return (centroids, counts.cpu().data<long>().ToArray());
+    }
+
+    private static void CheckInitialCentroids(Tensor points, int k, Tensor initial)
+    {
+        if (initial.dim() != 2 || initial.shape[0] != k || initial.shape[1] != points.shape[1] || !is_floating_point(initial))
+        {
+            throw new ArgumentException(
+                $"The initial centroids must be a floating-point tensor [k, d] = [{k}, {points.shape[1]}]; got {initial.Describe()}.", nameof(initial));
+        }
+
+        if (!DeviceComparison.SameDevice(initial, points))
+        {
+            throw new ArgumentException(
+                $"The initial centroids are on {initial.device} but the points are on {points.device}; move them to one device. Centroids: {initial.Describe()}, points: {points.Describe()}.",
+                nameof(initial));
+        }
+
+        using var finite = initial.isfinite().all();
+        if (!finite.item<bool>())
+        {
+            throw new ArgumentException("The initial centroids contain NaN or infinite values.", nameof(initial));
+        }
+    }
+}

@@ -1,0 +1,103 @@
+using Hcsc.Core.Tensors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Clustering;
+
+/// <summary>
+/// Exact nearest-centroid search under squared L2 distance, computed in chunks of rows so the
+/// working memory stays bounded: for a chunk X_b, <c>D = ‖c‖² − 2·X_b·Cᵀ</c> (one GEMM, <c>[b, k]</c>),
+/// the arg-min on the fly, then <c>‖x‖²</c> is added back to the minimum only. Everything stays on
+/// the points' device; no value is copied to the host.
+/// </summary>
+public static class NearestCentroidSearch
+{
+    /// <summary>Default byte budget of one distance block: 32 MiB.</summary>
+    public const long DefaultChunkBytes = 32L << 20;
+
+    /// <summary>
+    /// Assigns every point to its nearest centroid.
+    /// </summary>
+    /// <param name="points">Points <c>[N, d]</c>, floating point.</param>
+    /// <param name="centroids">Centroids <c>[k, d]</c>, same dtype and device as <paramref name="points"/>.</param>
+    /// <param name="chunkBytes">Bytes of one <c>[rows, k]</c> distance block (rows = chunkBytes / (k · element size), at least 1).</param>
+    /// <returns>
+    /// <c>Assignments</c> <c>[N]</c> int64, the index of the nearest centroid, and <c>SquaredDistances</c>
+    /// <c>[N]</c> (dtype of the points), <c>min_c ‖x − c‖²</c> clamped at 0.
+    /// </returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices do not match.</exception>
+    public static (Tensor Assignments, Tensor SquaredDistances) Assign(Tensor points, Tensor centroids, long chunkBytes = DefaultChunkBytes)
+    {
+        ArgumentNullException.ThrowIfNull(points);
+        ArgumentNullException.ThrowIfNull(centroids);
+        if (points.dim() != 2 || centroids.dim() != 2 || points.shape[1] != centroids.shape[1] || centroids.shape[0] == 0)
+        {
+            throw new ArgumentException($"Expected points [N, d] and centroids [k, d] with the same d and k > 0; got points {points.Describe()} and centroids {centroids.Describe()}.");
+        }
+
+        if (points.dtype != centroids.dtype || !is_floating_point(points))
+        {
+            throw new ArgumentException($"Points and centroids must share one floating-point dtype; got points {points.Describe()} and centroids {centroids.Describe()}.");
+        }
+
+        if (!DeviceComparison.SameDevice(points, centroids))
+        {
+            throw new ArgumentException($"Points and centroids must be on one device; got points {points.Describe()} and centroids {centroids.Describe()}.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunkBytes, 1);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        long n = points.shape[0];
+        var assignments = empty(n, ScalarType.Int64, points.device);
+        var distances = empty(n, points.dtype, points.device);
+        var pointNorms = points.square().sum(1);
+        SearchInto(points, pointNorms, centroids, RowsPerChunk(chunkBytes, centroids.shape[0], points.element_size()), assignments, distances, null);
+        return (assignments.MoveToOuterDisposeScope(), distances.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Rows per chunk for a <c>[rows, k]</c> block of <paramref name="elementSize"/>-byte values within <paramref name="chunkBytes"/>.</summary>
+    internal static long RowsPerChunk(long chunkBytes, long k, long elementSize) => Math.Max(1, chunkBytes / (k * elementSize));
+
+    /// <summary>
+    /// Writes the nearest centroid (and optionally the second-nearest squared distance) of every row of
+    /// <paramref name="points"/> into the given outputs, chunk by chunk.
+    /// </summary>
+    /// <param name="points">[n, d].</param>
+    /// <param name="pointNorms">‖x‖², [n].</param>
+    /// <param name="centroids">[k, d].</param>
+    /// <param name="rowsPerChunk">Rows per GEMM block.</param>
+    /// <param name="assignments">Output [n] int64.</param>
+    /// <param name="distances">Output [n], squared distance to the nearest centroid.</param>
+    /// <param name="secondDistances">Optional output [n], squared distance to the second-nearest centroid (+∞ when k = 1).</param>
+    internal static void SearchInto(Tensor points, Tensor pointNorms, Tensor centroids, long rowsPerChunk, Tensor assignments, Tensor distances, Tensor? secondDistances)
+    {
+        long n = points.shape[0];
+        long k = centroids.shape[0];
+        using var outer = NewDisposeScope();
+        var centroidNorms = centroids.square().sum(1).unsqueeze(0); // [1, k]
+        var centroidsT = centroids.t();                              // [d, k]
+        for (long start = 0; start < n; start += rowsPerChunk)
+        {
+            using var scope = NewDisposeScope();
+            long rows = Math.Min(rowsPerChunk, n - start);
+            var block = addmm(centroidNorms, points.narrow(0, start, rows), centroidsT, beta: 1, alpha: -2); // [b, k]: ‖c‖² − 2x·c
+            var (best, index) = block.min(1);                                                                 // [b], [b]
+            var norms = pointNorms.narrow(0, start, rows);
+            assignments.narrow(0, start, rows).copy_(index);
+            distances.narrow(0, start, rows).copy_((best + norms).clamp_min_(0));
+            if (secondDistances is not null)
+            {
+                if (k == 1)
+                {
+                    secondDistances.narrow(0, start, rows).fill_(double.PositiveInfinity);
+                }
+                else
+                {
+                    block.scatter_(1, index.unsqueeze(1), full(rows, 1, double.PositiveInfinity, block.dtype, block.device));
+                    secondDistances.narrow(0, start, rows).copy_((block.amin(1) + norms).clamp_min_(0));
+                }
+            }
+        }
+    }
+}
