@@ -7,6 +7,7 @@ using Hcsc.Models.Backbones;
 using Hcsc.Models.Checkpoints;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Training;
+using TorchSharp;
 
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
 

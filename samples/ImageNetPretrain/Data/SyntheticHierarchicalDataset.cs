@@ -4,8 +4,10 @@ namespace Hcsc.Samples.ImageNetPretrain.Data;
 /// A built-in dataset with a known two-level class hierarchy, generated deterministically from a
 /// seed, so the sample runs with no download. Each coarse class is a texture family (horizontal
 /// stripes, vertical stripes, rings, checkerboard, diagonal stripes, ...); each fine class within
-/// it fixes a hue and a spatial frequency. Every image adds a random phase, a small frequency and
-/// colour perturbation, an offset and pixel noise. Fine label = coarse · finePerCoarse + fine.
+/// it fixes the spatial frequency. Colours are drawn per image, independent of the class (so a
+/// network must learn shape, not colour, which colour-jitter augmentation teaches), with a random
+/// phase, a small frequency perturbation, an offset and pixel noise.
+/// Fine label = coarse · finePerCoarse + fine.
 /// </summary>
 public sealed class SyntheticHierarchicalDataset : IHierarchicalDataset
 {
@@ -64,10 +66,10 @@ public sealed class SyntheticHierarchicalDataset : IHierarchicalDataset
         int coarse = _coarse[index];
         int fine = _labels[index] % _finePerCoarse;
 
-        double hue = ((fine + 0.5) / _finePerCoarse) + ((random.NextDouble() - 0.5) * 0.08);
-        var (r1, g1, b1) = HsvToRgb(hue, 0.75 + (0.2 * random.NextDouble()), 0.85 + (0.15 * random.NextDouble()));
-        var (r0, g0, b0) = HsvToRgb(hue + 0.5, 0.3 * random.NextDouble(), 0.15 + (0.2 * random.NextDouble()));
-        double frequency = (1.5 + (1.5 * fine)) * (0.9 + (0.2 * random.NextDouble())) * 2 * Math.PI / _size;
+        double hue = random.NextDouble();
+        var (r1, g1, b1) = HsvToRgb(hue, 0.4 + (0.6 * random.NextDouble()), 0.6 + (0.4 * random.NextDouble()));
+        var (r0, g0, b0) = HsvToRgb(random.NextDouble(), 0.6 * random.NextDouble(), 0.1 + (0.4 * random.NextDouble()));
+        double frequency = (1.5 + (1.5 * fine)) * (0.92 + (0.16 * random.NextDouble())) * 2 * Math.PI / _size;
         double phase = random.NextDouble() * 2 * Math.PI;
         double cx = _size * (0.3 + (0.4 * random.NextDouble())), cy = _size * (0.3 + (0.4 * random.NextDouble()));
 
@@ -86,7 +88,7 @@ public sealed class SyntheticHierarchicalDataset : IHierarchicalDataset
                     _ => Math.Sin((frequency * (x - y) / Math.Sqrt(2)) + phase),
                 };
                 double mix = 0.5 + (0.5 * t);
-                double noise = (random.NextDouble() - 0.5) * 0.12;
+                double noise = (random.NextDouble() - 0.5) * 0.3;
                 int offset = ((y * _size) + x) * 3;
                 pixels[offset] = ToByte((r0 + ((r1 - r0) * mix)) + noise);
                 pixels[offset + 1] = ToByte((g0 + ((g1 - g0) * mix)) + noise);

@@ -17,7 +17,7 @@ public static class KnnClassifier
     public static readonly int[] ReferenceKs = [10, 20, 100, 200];
 
     /// <summary>
-    /// Accuracy of every k in <paramref name="ks"/> (each clipped to the number of training samples).
+    /// Accuracy of every k in <paramref name="ks"/> (each clipped to the number of training samples; repeats dropped).
     /// </summary>
     /// <param name="trainFeatures"><c>[N, D]</c> features of the training images.</param>
     /// <param name="trainLabels"><c>[N]</c> int64 labels.</param>
@@ -42,7 +42,7 @@ public static class KnnClassifier
         }
 
         long n = trainFeatures.shape[0], m = queryFeatures.shape[0];
-        int[] clipped = ks.Select(k => (int)Math.Min(k, n)).ToArray();
+        int[] clipped = ks.Select(k => (int)Math.Min(k, n)).Distinct().ToArray();
         int kMax = clipped.Max();
         var top1 = new long[clipped.Length];
         var top5 = new long[clipped.Length];

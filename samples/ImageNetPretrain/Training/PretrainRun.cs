@@ -126,7 +126,7 @@ public sealed class PretrainRun
     }
 
     private Dictionary<string, object?> TrainEpoch(
-        int epoch, HcscModel model, optim.Optimizer optimizer, KeyQueue queue, HcscObjective objective, QueueSelectionCache cache,
+        int epoch, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, HcscObjective objective, QueueSelectionCache cache,
         Generator maskGenerator, BatchLoader loader, DatasetPair data, Device device, CancellationToken cancellation)
     {
         var training = _options.Training;
@@ -201,9 +201,9 @@ public sealed class PretrainRun
         var nmi = ModelEvaluation.Nmi(clustering, data.Train.Labels);
         var coarse = data.Train is IHierarchicalDataset hierarchical ? ModelEvaluation.Nmi(clustering, hierarchical.CoarseLabels) : [];
         var report = new EvaluationReport(knn, nmi, coarse);
-        _output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"evaluation ({label}): kNN top-1 {string.Join(", ", knn.Select(a => $"k={a.K}: {a.Top1:F2} %"))}; NMI per level {Join(nmi)}" +
-            (coarse.Count > 0 ? $"; vs coarse labels {Join(coarse)}" : string.Empty) + $" ({clock.Elapsed.TotalSeconds:F1}s)"));
+        string knnText = string.Join(", ", knn.Select(a => string.Create(CultureInfo.InvariantCulture, $"k={a.K}: {a.Top1:F2} %")));
+        string coarseText = coarse.Count > 0 ? $"; vs coarse labels {Join(coarse)}" : string.Empty;
+        _output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"evaluation ({label}): kNN top-1 {knnText}; NMI per level {Join(nmi)}{coarseText} ({clock.Elapsed.TotalSeconds:F1}s)"));
         return report;
     }
 
@@ -217,7 +217,7 @@ public sealed class PretrainRun
         ["nmi_coarse"] = report.CoarseNmi,
     };
 
-    private void SaveCheckpoint(int completedEpochs, HcscModel model, optim.Optimizer optimizer, KeyQueue queue, Generator maskGenerator)
+    private void SaveCheckpoint(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, Generator maskGenerator)
     {
         string path = Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint);
         using var generatorState = maskGenerator.get_state();
@@ -233,7 +233,7 @@ public sealed class PretrainRun
         _output.WriteLine($"checkpoint: {path} (epoch {completedEpochs})");
     }
 
-    private int Resume(string path, HcscModel model, optim.Optimizer optimizer, KeyQueue queue, Generator maskGenerator)
+    private int Resume(string path, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, Generator maskGenerator)
     {
         if (!File.Exists(path))
         {

@@ -14,7 +14,7 @@ public sealed class ProgressReporter
     private readonly long _total;
     private readonly TimeSpan _interval;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
-    private TimeSpan _lastPrint = TimeSpan.MinValue;
+    private TimeSpan? _lastPrint;
 
     /// <summary>Reports on <paramref name="total"/> units of work labelled <paramref name="label"/>.</summary>
     public ProgressReporter(TextWriter output, string label, long total, TimeSpan? interval = null)
@@ -32,7 +32,7 @@ public sealed class ProgressReporter
     public void Report(long done, Func<string> fields, bool force = false)
     {
         var now = _clock.Elapsed;
-        if (!force && done < _total && now - _lastPrint < _interval)
+        if (!force && done < _total && _lastPrint is { } last && now - last < _interval)
         {
             return;
         }

@@ -1,0 +1,82 @@
+using System.Text.Json;
+using Hcsc.Core.Options;
+using Hcsc.Samples.ImageNetPretrain.Commands;
+using Hcsc.Samples.ImageNetPretrain.Training;
+
+namespace Hcsc.Tests.Sample;
+
+public sealed class PretrainRunTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("hcsc-run-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static HcscOptions Tiny(int epochs) => new()
+    {
+        Model = new ModelOptions { Arch = "resnet18", Dim = 16, QueueLength = 64, BatchNormSplits = 2, EncoderMomentum = 0.9 },
+        Training = new TrainingOptions { Epochs = epochs, WarmupEpochs = 1, BatchSize = 16, LearningRate = 0.1, CheckpointEvery = 1, Workers = 1, Device = "cpu", Seed = 5 },
+        Clustering = new ClusteringOptions { NumClusters = [8, 4], Iterations = 5, Restarts = 1 },
+        Augmentation = new AugmentationOptions { ImageSize = 16 },
+    };
+
+    private PretrainSettings Settings(string? resume = null) => new()
+    {
+        Dataset = "synthetic",
+        ExperimentDirectory = _directory,
+        Width = 8,
+        SmallStem = true,
+        MaxImages = 48,
+        Resume = resume,
+    };
+
+    private List<JsonElement> Metrics() =>
+        File.ReadAllLines(Path.Combine(_directory, "metrics.jsonl")).Select(line => JsonDocument.Parse(line).RootElement).ToList();
+
+    [Fact]
+    public void Trains_with_clustering_writes_metrics_and_checkpoints_and_resumes_where_it_stopped()
+    {
+        var log = new StringWriter();
+        var first = new PretrainRun(Tiny(epochs: 2), Settings(), log).Execute();
+        first.Before.Should().NotBeNull();
+        File.Exists(Path.Combine(_directory, PretrainRun.LatestCheckpoint)).Should().BeTrue();
+        File.Exists(Path.Combine(_directory, "checkpoint_0002.hcsc")).Should().BeTrue();
+
+        var epochs = Metrics().Where(m => !m.TryGetProperty("evaluation", out _)).ToList();
+        epochs.Select(m => m.GetProperty("epoch").GetInt32()).Should().Equal(0, 1);
+        epochs[0].TryGetProperty("loss_icsc_0", out _).Should().BeFalse("epoch 0 is warm-up: plain InfoNCE");
+        var clustered = epochs[1];
+        foreach (string field in new[] { "lr", "loss", "loss_infonce", "loss_icsc_0", "loss_icsc_1", "loss_pcsc_0", "loss_pcsc_1", "acceptance_0", "acceptance_1", "seconds" })
+        {
+            clustered.TryGetProperty(field, out var value).Should().BeTrue(field);
+            double.IsFinite(value.GetDouble()).Should().BeTrue(field);
+        }
+
+        clustered.GetProperty("nmi").GetArrayLength().Should().Be(2);
+        clustered.GetProperty("lr").GetDouble().Should().BeLessThan(epochs[0].GetProperty("lr").GetDouble(), "the cosine schedule decays");
+        log.ToString().Should().Contain("clustered 48 embeddings into 8 -> 4 prototypes");
+
+        var resumedLog = new StringWriter();
+        var second = new PretrainRun(Tiny(epochs: 3), Settings(resume: "auto"), resumedLog).Execute();
+        resumedLog.ToString().Should().Contain("2 epochs done; continuing at epoch 3");
+        second.Before.Should().BeNull("a resumed run does not evaluate the untrained network again");
+        Metrics().Where(m => !m.TryGetProperty("evaluation", out _)).Select(m => m.GetProperty("epoch").GetInt32()).Should().Equal(0, 1, 2);
+        File.Exists(Path.Combine(_directory, "checkpoint_0003.hcsc")).Should().BeTrue();
+    }
+
+    [Fact]
+    public void A_missing_checkpoint_to_resume_is_a_clear_error()
+    {
+        var act = () => new PretrainRun(Tiny(epochs: 1), Settings(resume: Path.Combine(_directory, "nope.hcsc")), new StringWriter()).Execute();
+        act.Should().Throw<FileNotFoundException>().WithMessage("*nope.hcsc*does not exist*");
+    }
+
+    [Fact]
+    public void Later_layers_replace_whole_lists()
+    {
+        var merged = HcscOptionsLoader.Merge([
+            new Dictionary<string, string?> { ["Clustering:NumClusters:0"] = "3000", ["Clustering:NumClusters:1"] = "2000", ["Clustering:NumClusters:2"] = "1000", ["Model:Dim"] = "128" },
+            new Dictionary<string, string?> { ["Clustering:NumClusters:0"] = "30", ["Clustering:NumClusters:1"] = "20" },
+        ]);
+        merged.Should().BeEquivalentTo(new Dictionary<string, string?> { ["Clustering:NumClusters:0"] = "30", ["Clustering:NumClusters:1"] = "20", ["Model:Dim"] = "128" });
+    }
+}
