@@ -79,7 +79,8 @@ public sealed class HcscObjective : IDisposable
         views.AddRange(locals);
         var queueD = queue.detach();
         var keyD = key.detach();
-        var contrasts = views.Select(v => QueueContrast.Create(v, keyD, queueD.t(), _options.Temperature)).ToArray();
+        var queueMaxNorm = queueD.norm(1).amax();
+        var contrasts = views.Select(v => QueueContrast.Create(v, keyD, queueD.t(), queueMaxNorm, _options.Temperature)).ToArray();
         var infoNce = contrasts.Select(c => c.InfoNce().mean()).ToArray();
         var instanceAccuracy = contrasts[0].Top1.to(query.dtype).mean();
 
@@ -154,48 +155,46 @@ public sealed class HcscObjective : IDisposable
             var instanceMasks = new List<Tensor>();
             var prototypeMasks = new List<Tensor>();
             var candidatesPerLevel = new List<Tensor>();
+            var instanceVectors = new Tensor?[views.Count];
+            // ICSC masks of every level in one [B, L, Q] tensor: one batched masked row sum and one backward pass for all levels.
+            var labels = new Tensor[levels];
+            for (int l = 0; l < levels; l++)
+            {
+                labels[l] = hierarchy.Levels[l].Assignments.index_select(0, batchIndices);           // [B]
+            }
+
+            Tensor? masks = null, keptCount = null;
+            if (instanceSelection)
+            {
+                masks = empty(new[] { batch, levels, queueLength }, dtype: dtype, device: queue.device);
+            }
+
             for (int l = 0; l < levels; l++)
             {
                 var level = hierarchy.Levels[l];
-                var labels = level.Assignments.index_select(0, batchIndices);          // [B]
 
                 // ICSC: kept ⇔ u > max(p_l(y | z), 1e-3) = 1 − clamp(accept, 0, 0.999).
-                if (instanceSelection)
+                if (masks is not null)
                 {
                     var logZ = cache is null ? InstanceSelector.LogNormalisers(queue, level) : cache.LogNormalisers[l];
-                    Tensor mask;
                     using (no_grad())
                     {
-                        var threshold = InstanceSelector.LogMembership(queue, labels, level, logZ)
-                            .clamp_min_(Math.Log(1.0 - InstanceSelector.MaxAcceptance)).exp_(); // [B, Q]
-                        mask = rand(threshold.shape, dtype: dtype, device: threshold.device, generator: generator)
-                            .sub_(threshold).ceil_();                                             // [B, Q] in {0, 1}
+                        var threshold = InstanceSelector.LogMembership(queue, labels[l], level, logZ)
+                            .clamp_min_(Math.Log(1.0 - InstanceSelector.MaxAcceptance)).exp_();      // [B, Q]
+                        var mask = masks.select(1, l);
+                        mask.uniform_(0.0, 1.0, generator: generator).sub_(threshold).ceil_();       // [B, Q] in {0, 1}
+                        instanceMasks.Add(mask);
                     }
-
-                    var keptCount = mask.sum(1);                                                  // [B]
-                    instanceMasks.Add(mask);
-                    acceptance.Add(keptCount.mean().div(queueLength));
-                    for (int v = 0; v < views.Count; v++)
-                    {
-                        if (v == 0 || localSelection)
-                        {
-                            instance[v].Add(contrasts[v].Selected(mask, keptCount, handling).mean());
-                        }
-                    }
-                }
-                else
-                {
-                    acceptance.Add(ones(Array.Empty<long>(), dtype: dtype, device: views[0].device));
                 }
 
                 // PCSC: candidates, then (below the top, when on) the Bernoulli selection.
-                var candidates = PrototypeSelector.CandidatesCore(labels, level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
+                var candidates = PrototypeSelector.CandidatesCore(labels[l], level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
                 Tensor prototypeMask;
                 if (_options.PrototypeSelection && l < levels - 1)
                 {
                     using (no_grad())
                     {
-                        var accept = PrototypeSelector.AcceptanceCore(labels, level, hierarchy.Levels[l + 1], tau, memo.ParentLogNormalisers(l));
+                        var accept = PrototypeSelector.AcceptanceCore(labels[l], level, hierarchy.Levels[l + 1], tau, memo.ParentLogNormalisers(l));
                         prototypeMask = PrototypeSelector.SampleCore(accept, candidates, generator).to(dtype);
                     }
                 }
@@ -208,7 +207,7 @@ public sealed class HcscObjective : IDisposable
                 prototypeMasks.Add(prototypeMask);
                 for (int v = 0; v < views.Count; v++)
                 {
-                    var (loss, top1) = PcscLoss.PerSample(views[v], labels, level, prototypeMask, candidates, handling);
+                    var (loss, top1) = PcscLoss.PerSample(views[v], labels[l], level, prototypeMask, candidates, handling);
                     prototype[v].Add(loss.mean());
                     if (v == 0)
                     {
@@ -217,11 +216,41 @@ public sealed class HcscObjective : IDisposable
                 }
             }
 
+            if (masks is not null)
+            {
+                keptCount = masks.sum(2);                                                            // [B, L]
+                var ratio = keptCount.mean(new long[] { 0 }).div(queueLength);                                      // [L]
+                for (int l = 0; l < levels; l++)
+                {
+                    acceptance.Add(ratio[l]);
+                }
+
+                for (int v = 0; v < views.Count; v++)
+                {
+                    if (v == 0 || localSelection)
+                    {
+                        var perLevel = contrasts[v].Selected(masks, keptCount, handling).mean(new long[] { 0 });   // [L]
+                        instanceVectors[v] = perLevel;
+                        for (int l = 0; l < levels; l++)
+                        {
+                            instance[v].Add(perLevel[l]);
+                        }
+                    }
+                }
+            }
+            else
+            {
+                for (int l = 0; l < levels; l++)
+                {
+                    acceptance.Add(ones(Array.Empty<long>(), dtype: dtype, device: views[0].device));
+                }
+            }
+
             var parts = new List<Tensor>();
             for (int v = 0; v < views.Count; v++)
             {
                 bool selected = v == 0 ? instanceSelection : localSelection;
-                parts.Add(selected ? ReduceInstance(instance[v]) : infoNce[v]);
+                parts.Add(selected ? ReduceInstance(instanceVectors[v]!) : infoNce[v]);
                 parts.Add(stack(prototype[v]).mean());
             }
 
@@ -248,8 +277,8 @@ public sealed class HcscObjective : IDisposable
         }
     }
 
-    private Tensor ReduceInstance(List<Tensor> terms) =>
-        _options.InstanceLevelReduction == LevelReduction.Sum ? Sum(terms) : stack(terms).mean();
+    private Tensor ReduceInstance(Tensor perLevel) =>
+        _options.InstanceLevelReduction == LevelReduction.Sum ? perLevel.sum() : perLevel.mean();
 
     private static Tensor Sum(IReadOnlyList<Tensor> terms)
     {

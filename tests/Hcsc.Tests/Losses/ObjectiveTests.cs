@@ -35,6 +35,20 @@ public class ObjectiveTests
         CheckAgainstNaive(f, options, r, []);
     }
 
+    [Theory]
+    [InlineData(0.02)] // below 1/30: the shift is the exact row max instead of the Cauchy–Schwarz bound
+    [InlineData(1.5)]
+    public void Small_and_large_temperatures_match_the_naive_formulas(double tau)
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        var options = new HcscObjectiveOptions { Temperature = tau, UnselectedNegatives = UnselectedNegativeHandling.Exclude };
+        using var objective = new HcscObjective(options);
+        var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
+        CheckAgainstNaive(f, options, r, []);
+        r.Total.isfinite().item<bool>().Should().BeTrue();
+    }
+
     [Fact]
     public void Local_views_use_the_global_masks_and_add_their_own_terms()
     {
