@@ -156,7 +156,8 @@ public sealed class HcscObjective : IDisposable
             var prototypeMasks = new List<Tensor>();
             var candidatesPerLevel = new List<Tensor>();
             var instanceVectors = new Tensor?[views.Count];
-            // ICSC masks of every level in one [B, L, Q] tensor: one batched masked row sum and one backward pass for all levels.
+            // ICSC masks of every level in one [L, B, Q] tensor (each level's slice contiguous): one batched masked
+            // row sum and one backward pass for all levels through its [B, L, Q] view.
             var labels = new Tensor[levels];
             for (int l = 0; l < levels; l++)
             {
@@ -166,7 +167,7 @@ public sealed class HcscObjective : IDisposable
             Tensor? masks = null, keptCount = null;
             if (instanceSelection)
             {
-                masks = empty(new[] { batch, levels, queueLength }, dtype: dtype, device: queue.device);
+                masks = empty(new[] { levels, batch, queueLength }, dtype: dtype, device: queue.device);
             }
 
             for (int l = 0; l < levels; l++)
@@ -181,7 +182,7 @@ public sealed class HcscObjective : IDisposable
                     {
                         var threshold = InstanceSelector.LogMembership(queue, labels[l], level, logZ)
                             .clamp_min_(Math.Log(1.0 - InstanceSelector.MaxAcceptance)).exp_();      // [B, Q]
-                        var mask = masks.select(1, l);
+                        var mask = masks[l];
                         mask.uniform_(0.0, 1.0, generator: generator).sub_(threshold).ceil_();       // [B, Q] in {0, 1}
                         instanceMasks.Add(mask);
                     }
@@ -218,8 +219,9 @@ public sealed class HcscObjective : IDisposable
 
             if (masks is not null)
             {
-                keptCount = masks.sum(2);                                                            // [B, L]
-                var ratio = keptCount.mean(new long[] { 0 }).div(queueLength);                                      // [L]
+                var perLevelCount = masks.sum(2);                                                    // [L, B]
+                keptCount = perLevelCount.t();                                                       // [B, L]
+                var ratio = perLevelCount.mean(new long[] { 1 }).div(queueLength);                   // [L]
                 for (int l = 0; l < levels; l++)
                 {
                     acceptance.Add(ratio[l]);
@@ -229,7 +231,7 @@ public sealed class HcscObjective : IDisposable
                 {
                     if (v == 0 || localSelection)
                     {
-                        var perLevel = contrasts[v].Selected(masks, keptCount, handling).mean(new long[] { 0 });   // [L]
+                        var perLevel = contrasts[v].Selected(masks.permute(1, 0, 2), keptCount, handling).mean(new long[] { 0 });   // [L]
                         instanceVectors[v] = perLevel;
                         for (int l = 0; l < levels; l++)
                         {
