@@ -21,9 +21,10 @@ namespace Hcsc.Losses;
 /// <remarks>
 /// <para>Shapes: queries q and keys k <c>[B, d]</c> L2-normalised, queue <c>[Q, d]</c>, batch indices <c>[B]</c>
 /// int64 dataset indices, local views <c>[B, d]</c> each. Gradients flow into the queries only.</para>
-/// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection costs one
-/// <c>[B, d] × [d, Q]</c> product per level (spec R4) and the prototype selection's normalisers are computed
-/// once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax,
+/// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection costs a gather of B
+/// cached threshold rows per level (<see cref="QueueSelectionCacheMode.Thresholds"/>) or one
+/// <c>[B, d] × [d, Q]</c> product per level (<see cref="QueueSelectionCacheMode.Normalisers"/>) (spec R4), and the
+/// prototype selection's normalisers are computed once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax,
 /// as the reference code does. Both paths give the same values (and, for a given generator state, the same masks
 /// up to rounding at the sampling threshold).</para>
 /// <para>Random draws, in order per level: the ICSC mask <c>[B, Q]</c>, then the PCSC mask <c>[B, k_l]</c> (below the
@@ -177,11 +178,20 @@ public sealed class HcscObjective : IDisposable
                 // ICSC: kept ⇔ u > max(p_l(y | z), 1e-3) = 1 − clamp(accept, 0, 0.999).
                 if (masks is not null)
                 {
-                    var logZ = cache is null ? InstanceSelector.LogNormalisers(queue, level) : cache.LogNormalisers[l];
                     using (no_grad())
                     {
-                        var threshold = InstanceSelector.LogMembership(queue, labels[l], level, logZ)
-                            .clamp_min_(Math.Log(1.0 - InstanceSelector.MaxAcceptance)).exp_();      // [B, Q]
+                        Tensor threshold;                                                             // [B, Q]
+                        if (cache is not null && cache.Thresholds.Count > 0)
+                        {
+                            threshold = cache.Thresholds[l].index_select(0, labels[l]).to(dtype);
+                        }
+                        else
+                        {
+                            var logZ = cache is null ? InstanceSelector.LogNormalisers(queue, level) : cache.LogNormalisers[l];
+                            threshold = InstanceSelector.LogMembership(queue, labels[l], level, logZ)
+                                .clamp_min_(Math.Log(1.0 - InstanceSelector.MaxAcceptance)).exp_();
+                        }
+
                         var mask = masks[l];
                         mask.uniform_(0.0, 1.0, generator: generator).sub_(threshold).ceil_();       // [B, Q] in {0, 1}
                         instanceMasks.Add(mask);

@@ -122,12 +122,14 @@ public class ObjectiveTests
         r.AcceptanceRatio[0].item<double>().Should().BeApproximately(r.InstanceMasks[0].mean().item<double>(), 1e-12);
     }
 
-    [Fact]
-    public void Cached_and_direct_paths_agree_and_masks_are_deterministic()
+    [Theory]
+    [InlineData(QueueSelectionCacheMode.Thresholds)]
+    [InlineData(QueueSelectionCacheMode.Normalisers)]
+    public void Cached_and_direct_paths_agree_and_masks_are_deterministic(QueueSelectionCacheMode mode)
     {
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float32, batch: 6, queueLength: 64, dim: 8);
-        using var cache = new QueueSelectionCache();
+        using var cache = new QueueSelectionCache(mode);
         cache.Refresh(f.Hierarchy, f.Queue);
         using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
         var direct = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(21));

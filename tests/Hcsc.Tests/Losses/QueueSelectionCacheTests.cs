@@ -23,11 +23,36 @@ public class QueueSelectionCacheTests
         queue[0] = keys[2];
         cache.Update(5, keys);
 
+        var z = LossFixture.Rows(queue);
         for (int l = 0; l < 3; l++)
         {
             var expected = InstanceSelector.LogNormalisers(queue, f.Hierarchy.Levels[l]);
             cache.LogNormalisers[l].allclose(expected, rtol: 0, atol: 1e-5).Should().BeTrue();
+
+            // Thresholds t[c, j] = max(p_l(c | z_j), 1e-3), naive.
+            var table = LossFixture.Rows(cache.Thresholds[l]);
+            for (int j = 0; j < z.Length; j++)
+            {
+                var p = NaiveHcsc.Membership(z[j], f.Prototypes[l], f.Concentrations[l]);
+                for (int c = 0; c < p.Length; c++)
+                {
+                    table[c][j].Should().BeApproximately(Math.Max(p[c], 1e-3), 1e-6);
+                }
+            }
         }
+    }
+
+    [Fact]
+    public void Normaliser_mode_keeps_no_thresholds()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var cache = new QueueSelectionCache(QueueSelectionCacheMode.Normalisers);
+        cache.Refresh(f.Hierarchy, f.Queue);
+        cache.Thresholds.Should().BeEmpty();
+        cache.LogNormalisers.Should().HaveCount(3);
+        cache.Update(6, f.Queue.narrow(0, 0, 2));
+        cache.LogNormalisers[0].shape.Should().Equal(7);
     }
 
     [Fact]
