@@ -27,8 +27,9 @@ namespace Hcsc.Losses;
 /// prototype selection's normalisers are computed once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax,
 /// as the reference code does. Both paths give the same values (and, for a given generator state, the same masks
 /// up to rounding at the sampling threshold).</para>
-/// <para>Random draws, in order per level: the ICSC mask <c>[B, Q]</c>, then the PCSC mask <c>[B, k_l]</c> (below the
-/// top level, when selection is on). Not thread-safe.</para>
+/// <para>Random draws, in order per level: the ICSC mask <c>[B, Q]</c>, then (below the top level, when selection is on)
+/// a PCSC mask <c>[B, k_l]</c> for the global query and one for each local view: as in the reference code, every view
+/// draws its own prototype mask, while the local views share the global query's ICSC masks. Not thread-safe.</para>
 /// </remarks>
 /// <example>
 /// <code>
@@ -102,6 +103,7 @@ public sealed class HcscObjective : IDisposable
                 PrototypeAccuracy = [],
                 InstanceMasks = [],
                 PrototypeMasks = [],
+                LocalPrototypeMasks = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
                 PrototypeCandidates = [],
             };
         }
@@ -154,7 +156,7 @@ public sealed class HcscObjective : IDisposable
             var acceptance = new List<Tensor>();
             var prototypeAccuracy = new List<Tensor>();
             var instanceMasks = new List<Tensor>();
-            var prototypeMasks = new List<Tensor>();
+            var prototypeMasks = views.Select(_ => new List<Tensor>()).ToArray();
             var candidatesPerLevel = new List<Tensor>();
             var instanceVectors = new Tensor?[views.Count];
             // ICSC masks of every level in one [L, B, Q] tensor (each level's slice contiguous): one batched masked
@@ -200,24 +202,28 @@ public sealed class HcscObjective : IDisposable
 
                 // PCSC: candidates, then (below the top, when on) the Bernoulli selection.
                 var candidates = PrototypeSelector.CandidatesCore(labels[l], level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
-                Tensor prototypeMask;
+                // Each view draws its own prototype mask (the acceptance depends only on the labels), as the reference does.
+                Tensor? accept = null;
                 if (_options.PrototypeSelection && l < levels - 1)
                 {
                     using (no_grad())
                     {
-                        var accept = PrototypeSelector.AcceptanceCore(labels[l], level, hierarchy.Levels[l + 1], tau, memo.ParentLogNormalisers(l));
-                        prototypeMask = PrototypeSelector.SampleCore(accept, candidates, generator).to(dtype);
+                        accept = PrototypeSelector.AcceptanceCore(labels[l], level, hierarchy.Levels[l + 1], tau, memo.ParentLogNormalisers(l));
                     }
-                }
-                else
-                {
-                    prototypeMask = candidates.unsqueeze(0).expand(batch, level.ClusterCount).to(dtype);
                 }
 
                 candidatesPerLevel.Add(candidates);
-                prototypeMasks.Add(prototypeMask);
                 for (int v = 0; v < views.Count; v++)
                 {
+                    Tensor prototypeMask;
+                    using (no_grad())
+                    {
+                        prototypeMask = accept is not null
+                            ? PrototypeSelector.SampleCore(accept, candidates, generator).to(dtype)
+                            : candidates.unsqueeze(0).expand(batch, level.ClusterCount).to(dtype);
+                    }
+
+                    prototypeMasks[v].Add(prototypeMask);
                     var (loss, top1) = PcscLoss.PerSample(views[v], labels[l], level, prototypeMask, candidates, handling);
                     prototype[v].Add(loss.mean());
                     if (v == 0)
@@ -279,7 +285,8 @@ public sealed class HcscObjective : IDisposable
                 InstanceAccuracy = instanceAccuracy,
                 PrototypeAccuracy = prototypeAccuracy,
                 InstanceMasks = instanceMasks,
-                PrototypeMasks = prototypeMasks,
+                PrototypeMasks = prototypeMasks[0],
+                LocalPrototypeMasks = prototypeMasks.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
                 PrototypeCandidates = candidatesPerLevel,
             };
         }

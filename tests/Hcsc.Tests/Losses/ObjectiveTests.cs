@@ -63,6 +63,7 @@ public class ObjectiveTests
             r.LocalInstance.Should().HaveCount(2);
             r.LocalInstance[0].Should().HaveCount(onLocal ? 3 : 0);
             r.LocalPrototype[1].Should().HaveCount(3);
+            r.LocalPrototypeMasks[1].Should().HaveCount(3);
             CheckAgainstNaive(f, options, r, local);
         }
     }
@@ -209,7 +210,7 @@ public class ObjectiveTests
                 var labels = idx.Select(i => f.Assignments[l][i]).ToArray();
                 var candidates = NaiveHcsc.Candidates(labels, f.Prototypes[l].Length, f.Assignments[l], o.ReproduceReferenceOffByOne);
                 LossFixture.Values(r.PrototypeCandidates[l]).Select(c => c > 0.5).Should().Equal(candidates);
-                var protoMask = LossFixture.Rows(r.PrototypeMasks[l]);
+                var protoMask = LossFixture.Rows(v == 0 ? r.PrototypeMasks[l] : r.LocalPrototypeMasks[v - 1][l]);
                 protoMask.Should().OnlyContain(row => row.Select((m, c) => m <= 0.5 || candidates[c]).All(ok => ok));
                 if (o.InstanceSelection)
                 {
