@@ -69,6 +69,28 @@ public class ObjectiveTests
     }
 
     [Fact]
+    public void Every_view_draws_its_own_prototype_mask_in_the_documented_order()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        var local = nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1);
+        using var objective = new HcscObjective(new HcscObjectiveOptions { Temperature = Tau });
+        var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(31), [local]);
+
+        // Level 0 draws: ICSC [B, Q], then the global PCSC mask, then the local view's.
+        var g = new Generator(31);
+        var level = f.Hierarchy.Levels[0];
+        var labels = level.Assignments.index_select(0, f.BatchIndices);
+        _ = rand(new long[] { 4, 7 }, dtype: ScalarType.Float64, generator: g);
+        var accept = PrototypeSelector.AcceptanceProbabilities(labels, level, f.Hierarchy.Levels[1], Tau);
+        var candidates = PrototypeSelector.Candidates(labels, level, false);
+        var global = PrototypeSelector.SampleMask(accept, candidates, g);
+        var own = PrototypeSelector.SampleMask(accept, candidates, g);
+        r.PrototypeMasks[0].eq(global).all().item<bool>().Should().BeTrue();
+        r.LocalPrototypeMasks[0][0].eq(own).all().item<bool>().Should().BeTrue();
+    }
+
+    [Fact]
     public void With_both_selections_off_the_total_is_InfoNce_plus_the_mean_unselected_pcsc()
     {
         using var scope = NewDisposeScope();
