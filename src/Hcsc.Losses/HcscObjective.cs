@@ -24,8 +24,8 @@ namespace Hcsc.Losses;
 /// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection costs a gather of B
 /// cached threshold rows per level (<see cref="QueueSelectionCacheMode.Thresholds"/>) or one
 /// <c>[B, d] × [d, Q]</c> product per level (<see cref="QueueSelectionCacheMode.Normalisers"/>) (spec R4), and the
-/// prototype selection's normalisers are computed once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax,
-/// as the reference code does. Both paths give the same values (and, for a given generator state, the same masks
+/// prototype selection's normalisers are computed once per hierarchy; without a cache every step recomputes the
+/// Q × k_l softmax and the k_l × k_{l+1} softmax, as the reference code does. Both paths give the same values (and, for a given generator state, the same masks
 /// up to rounding at the sampling threshold).</para>
 /// <para>Random draws, in order per level: the ICSC mask <c>[B, Q]</c>, then (below the top level, when selection is on)
 /// a PCSC mask <c>[B, k_l]</c> for the global query and one for each local view: as in the reference code, every view
