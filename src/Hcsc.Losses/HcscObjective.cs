@@ -362,6 +362,8 @@ public sealed class HcscObjective : IDisposable
             {
                 throw new ArgumentException($"The queue selection cache covers {cache.QueueLength} slots but {nameof(queue)} is {queue.Describe()}.", nameof(cache));
             }
+
+            Guard.SameDevice(cache.LogNormalisers[0], "the queue selection cache", queue, nameof(queue));
         }
     }
 }
