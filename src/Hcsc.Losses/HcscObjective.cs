@@ -81,8 +81,7 @@ public sealed class HcscObjective : IDisposable
         views.AddRange(locals);
         var queueD = queue.detach();
         var keyD = key.detach();
-        var queueMaxNorm = queueD.norm(1).amax();
-        var contrasts = views.Select(v => QueueContrast.Create(v, keyD, queueD.t(), queueMaxNorm, _options.Temperature)).ToArray();
+        var contrasts = views.Select(v => QueueContrast.Create(v, keyD, queueD.t(), _options.Temperature)).ToArray();
         var infoNce = contrasts.Select(c => c.InfoNce().mean()).ToArray();
         var instanceAccuracy = contrasts[0].Top1.to(query.dtype).mean();
 

@@ -36,7 +36,7 @@ public class ObjectiveTests
     }
 
     [Theory]
-    [InlineData(0.02)] // below 1/30: the shift is the exact row max instead of the Cauchy–Schwarz bound
+    [InlineData(0.02)]
     [InlineData(1.5)]
     public void Small_and_large_temperatures_match_the_naive_formulas(double tau)
     {
@@ -46,6 +46,25 @@ public class ObjectiveTests
         using var objective = new HcscObjective(options);
         var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
         CheckAgainstNaive(f, options, r, []);
+        r.Total.isfinite().item<bool>().Should().BeTrue();
+    }
+
+    [Fact]
+    public void Large_logits_from_unnormalised_queries_stay_exact()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        var query = f.Query.mul(40);   // logits up to 200 / τ = 1000: exp would overflow without the shift
+        using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
+        var r = objective.Compute(query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
+        var (q, k, z) = (LossFixture.Rows(query), LossFixture.Rows(f.Key), LossFixture.Rows(f.Queue));
+        r.InfoNce.item<float>().Should().BeApproximately((float)NaiveHcsc.Icsc(q, k, z, null, 0.2, UnselectedNegativeHandling.ZeroLogit), 1e-2f);
+        for (int l = 0; l < 3; l++)
+        {
+            double expected = NaiveHcsc.Icsc(q, k, z, LossFixture.Rows(r.InstanceMasks[l]), 0.2, UnselectedNegativeHandling.ZeroLogit);
+            r.Instance[l].item<float>().Should().BeApproximately((float)expected, 1e-2f);
+        }
+
         r.Total.isfinite().item<bool>().Should().BeTrue();
     }
 
