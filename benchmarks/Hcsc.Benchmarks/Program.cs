@@ -4,6 +4,7 @@ using Hcsc.Benchmarks;
 IBenchmark[] benchmarks =
 [
     new Hcsc.Benchmarks.Clustering.KMeansVersusFaissBenchmark(),
+    new Hcsc.Benchmarks.Losses.SelectionLossBenchmark(),
     new Hcsc.Benchmarks.Data.DataPipelineBenchmark(),
 ];
 

@@ -78,7 +78,7 @@ internal static class Guard
     {
         if (tensor.shape[^1] != size)
         {
-            throw new ArgumentException($"{name} has embedding size {tensor.shape[^1]} but {what} has {size}; got {name} {tensor.Describe()}.", name);
+            throw new ArgumentException($"{name} ({tensor.Describe()}) has embedding size {tensor.shape[^1]} but {what} has {size}.", name);
         }
     }
 

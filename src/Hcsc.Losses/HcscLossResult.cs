@@ -28,7 +28,7 @@ public sealed class HcscLossResult
     /// <summary>Per local view, its ICSC_l per level (same masks as the global query); empty lists when selection on local views is off.</summary>
     public required IReadOnlyList<IReadOnlyList<Tensor>> LocalInstance { get; init; }
 
-    /// <summary>Per local view, its PCSC_l per level (same prototype masks as the global query).</summary>
+    /// <summary>Per local view, its PCSC_l per level (with its own prototype masks, <see cref="LocalPrototypeMasks"/>).</summary>
     public required IReadOnlyList<IReadOnlyList<Tensor>> LocalPrototype { get; init; }
 
     /// <summary>Per level, the fraction of queue negatives kept by ICSC (mean of the mask), a scalar; 1 when selection is off.</summary>
@@ -46,6 +46,9 @@ public sealed class HcscLossResult
     /// <summary>Per level, the PCSC mask <c>[B, k_l]</c> (1 = selected candidate, 0 = unselected or not a candidate).</summary>
     public required IReadOnlyList<Tensor> PrototypeMasks { get; init; }
 
+    /// <summary>Per local view, its own PCSC mask per level <c>[B, k_l]</c> (drawn independently of the global query's).</summary>
+    public required IReadOnlyList<IReadOnlyList<Tensor>> LocalPrototypeMasks { get; init; }
+
     /// <summary>Per level, the candidate negative prototypes <c>[k_l]</c>, bool.</summary>
     public required IReadOnlyList<Tensor> PrototypeCandidates { get; init; }
 
@@ -55,7 +58,7 @@ public sealed class HcscLossResult
         var all = new[] { Total, InfoNce, InstanceAccuracy }
             .Concat(Instance).Concat(Prototype).Concat(LocalInfoNce)
             .Concat(LocalInstance.SelectMany(t => t)).Concat(LocalPrototype.SelectMany(t => t))
-            .Concat(AcceptanceRatio).Concat(PrototypeAccuracy).Concat(InstanceMasks).Concat(PrototypeMasks).Concat(PrototypeCandidates);
+            .Concat(AcceptanceRatio).Concat(PrototypeAccuracy).Concat(InstanceMasks).Concat(PrototypeMasks).Concat(LocalPrototypeMasks.SelectMany(t => t)).Concat(PrototypeCandidates);
         var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         foreach (var tensor in all)
         {

@@ -21,13 +21,15 @@ namespace Hcsc.Losses;
 /// <remarks>
 /// <para>Shapes: queries q and keys k <c>[B, d]</c> L2-normalised, queue <c>[Q, d]</c>, batch indices <c>[B]</c>
 /// int64 dataset indices, local views <c>[B, d]</c> each. Gradients flow into the queries only.</para>
-/// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection costs one
-/// <c>[B, d] × [d, Q]</c> product per level (spec R4) and the prototype selection's normalisers are computed
-/// once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax,
-/// as the reference code does. Both paths give the same values (and, for a given generator state, the same masks
+/// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection costs a gather of B
+/// cached threshold rows per level (<see cref="QueueSelectionCacheMode.Thresholds"/>) or one
+/// <c>[B, d] × [d, Q]</c> product per level (<see cref="QueueSelectionCacheMode.Normalisers"/>) (spec R4), and the
+/// prototype selection's normalisers are computed once per hierarchy; without a cache every step recomputes the
+/// Q × k_l softmax and the k_l × k_{l+1} softmax, as the reference code does. Both paths give the same values (and, for a given generator state, the same masks
 /// up to rounding at the sampling threshold).</para>
-/// <para>Random draws, in order per level: the ICSC mask <c>[B, Q]</c>, then the PCSC mask <c>[B, k_l]</c> (below the
-/// top level, when selection is on). Not thread-safe.</para>
+/// <para>Random draws, in order per level: the ICSC mask <c>[B, Q]</c>, then (below the top level, when selection is on)
+/// a PCSC mask <c>[B, k_l]</c> for the global query and one for each local view: as in the reference code, every view
+/// draws its own prototype mask, while the local views share the global query's ICSC masks. Not thread-safe.</para>
 /// </remarks>
 /// <example>
 /// <code>
@@ -100,6 +102,7 @@ public sealed class HcscObjective : IDisposable
                 PrototypeAccuracy = [],
                 InstanceMasks = [],
                 PrototypeMasks = [],
+                LocalPrototypeMasks = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
                 PrototypeCandidates = [],
             };
         }
@@ -152,63 +155,75 @@ public sealed class HcscObjective : IDisposable
             var acceptance = new List<Tensor>();
             var prototypeAccuracy = new List<Tensor>();
             var instanceMasks = new List<Tensor>();
-            var prototypeMasks = new List<Tensor>();
+            var prototypeMasks = views.Select(_ => new List<Tensor>()).ToArray();
             var candidatesPerLevel = new List<Tensor>();
+            var instanceVectors = new Tensor?[views.Count];
+            // ICSC masks of every level in one [L, B, Q] tensor (each level's slice contiguous): one batched masked
+            // row sum and one backward pass for all levels through its [B, L, Q] view.
+            var labels = new Tensor[levels];
+            for (int l = 0; l < levels; l++)
+            {
+                labels[l] = hierarchy.Levels[l].Assignments.index_select(0, batchIndices);           // [B]
+            }
+
+            Tensor? masks = null, keptCount = null;
+            if (instanceSelection)
+            {
+                masks = empty(new[] { levels, batch, queueLength }, dtype: dtype, device: queue.device);
+            }
+
             for (int l = 0; l < levels; l++)
             {
                 var level = hierarchy.Levels[l];
-                var labels = level.Assignments.index_select(0, batchIndices);          // [B]
 
                 // ICSC: kept ⇔ u > max(p_l(y | z), 1e-3) = 1 − clamp(accept, 0, 0.999).
-                if (instanceSelection)
+                if (masks is not null)
                 {
-                    var logZ = cache is null ? InstanceSelector.LogNormalisers(queue, level) : cache.LogNormalisers[l];
-                    Tensor mask;
                     using (no_grad())
                     {
-                        var threshold = InstanceSelector.LogMembership(queue, labels, level, logZ)
-                            .clamp_min_(Math.Log(1.0 - InstanceSelector.MaxAcceptance)).exp_(); // [B, Q]
-                        mask = rand(threshold.shape, dtype: dtype, device: threshold.device, generator: generator)
-                            .sub_(threshold).ceil_();                                             // [B, Q] in {0, 1}
-                    }
-
-                    var keptCount = mask.sum(1);                                                  // [B]
-                    instanceMasks.Add(mask);
-                    acceptance.Add(keptCount.mean().div(queueLength));
-                    for (int v = 0; v < views.Count; v++)
-                    {
-                        if (v == 0 || localSelection)
+                        Tensor threshold;                                                             // [B, Q]
+                        if (cache is not null && cache.Thresholds.Count > 0)
                         {
-                            instance[v].Add(contrasts[v].Selected(mask, keptCount, handling).mean());
+                            threshold = cache.Thresholds[l].index_select(0, labels[l]).to(dtype);
                         }
+                        else
+                        {
+                            var logZ = cache is null ? InstanceSelector.LogNormalisers(queue, level) : cache.LogNormalisers[l];
+                            threshold = InstanceSelector.LogMembership(queue, labels[l], level, logZ)
+                                .clamp_min_(Math.Log(1.0 - InstanceSelector.MaxAcceptance)).exp_();
+                        }
+
+                        var mask = masks[l];
+                        mask.uniform_(0.0, 1.0, generator: generator).sub_(threshold).ceil_();       // [B, Q] in {0, 1}
+                        instanceMasks.Add(mask);
                     }
-                }
-                else
-                {
-                    acceptance.Add(ones(Array.Empty<long>(), dtype: dtype, device: views[0].device));
                 }
 
                 // PCSC: candidates, then (below the top, when on) the Bernoulli selection.
-                var candidates = PrototypeSelector.CandidatesCore(labels, level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
-                Tensor prototypeMask;
+                var candidates = PrototypeSelector.CandidatesCore(labels[l], level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
+                // Each view draws its own prototype mask (the acceptance depends only on the labels), as the reference does.
+                Tensor? accept = null;
                 if (_options.PrototypeSelection && l < levels - 1)
                 {
                     using (no_grad())
                     {
-                        var accept = PrototypeSelector.AcceptanceCore(labels, level, hierarchy.Levels[l + 1], tau, memo.ParentLogNormalisers(l));
-                        prototypeMask = PrototypeSelector.SampleCore(accept, candidates, generator).to(dtype);
+                        accept = PrototypeSelector.AcceptanceCore(labels[l], level, hierarchy.Levels[l + 1], tau, memo.ParentLogNormalisers(l));
                     }
-                }
-                else
-                {
-                    prototypeMask = candidates.unsqueeze(0).expand(batch, level.ClusterCount).to(dtype);
                 }
 
                 candidatesPerLevel.Add(candidates);
-                prototypeMasks.Add(prototypeMask);
                 for (int v = 0; v < views.Count; v++)
                 {
-                    var (loss, top1) = PcscLoss.PerSample(views[v], labels, level, prototypeMask, candidates, handling);
+                    Tensor prototypeMask;
+                    using (no_grad())
+                    {
+                        prototypeMask = accept is not null
+                            ? PrototypeSelector.SampleCore(accept, candidates, generator).to(dtype)
+                            : candidates.unsqueeze(0).expand(batch, level.ClusterCount).to(dtype);
+                    }
+
+                    prototypeMasks[v].Add(prototypeMask);
+                    var (loss, top1) = PcscLoss.PerSample(views[v], labels[l], level, prototypeMask, candidates, handling);
                     prototype[v].Add(loss.mean());
                     if (v == 0)
                     {
@@ -217,11 +232,42 @@ public sealed class HcscObjective : IDisposable
                 }
             }
 
+            if (masks is not null)
+            {
+                var perLevelCount = masks.sum(2);                                                    // [L, B]
+                keptCount = perLevelCount.t();                                                       // [B, L]
+                var ratio = perLevelCount.mean(new long[] { 1 }).div(queueLength);                   // [L]
+                for (int l = 0; l < levels; l++)
+                {
+                    acceptance.Add(ratio[l]);
+                }
+
+                for (int v = 0; v < views.Count; v++)
+                {
+                    if (v == 0 || localSelection)
+                    {
+                        var perLevel = contrasts[v].Selected(masks.permute(1, 0, 2), keptCount, handling).mean(new long[] { 0 });   // [L]
+                        instanceVectors[v] = perLevel;
+                        for (int l = 0; l < levels; l++)
+                        {
+                            instance[v].Add(perLevel[l]);
+                        }
+                    }
+                }
+            }
+            else
+            {
+                for (int l = 0; l < levels; l++)
+                {
+                    acceptance.Add(ones(Array.Empty<long>(), dtype: dtype, device: views[0].device));
+                }
+            }
+
             var parts = new List<Tensor>();
             for (int v = 0; v < views.Count; v++)
             {
                 bool selected = v == 0 ? instanceSelection : localSelection;
-                parts.Add(selected ? ReduceInstance(instance[v]) : infoNce[v]);
+                parts.Add(selected ? ReduceInstance(instanceVectors[v]!) : infoNce[v]);
                 parts.Add(stack(prototype[v]).mean());
             }
 
@@ -238,7 +284,8 @@ public sealed class HcscObjective : IDisposable
                 InstanceAccuracy = instanceAccuracy,
                 PrototypeAccuracy = prototypeAccuracy,
                 InstanceMasks = instanceMasks,
-                PrototypeMasks = prototypeMasks,
+                PrototypeMasks = prototypeMasks[0],
+                LocalPrototypeMasks = prototypeMasks.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
                 PrototypeCandidates = candidatesPerLevel,
             };
         }
@@ -248,8 +295,8 @@ public sealed class HcscObjective : IDisposable
         }
     }
 
-    private Tensor ReduceInstance(List<Tensor> terms) =>
-        _options.InstanceLevelReduction == LevelReduction.Sum ? Sum(terms) : stack(terms).mean();
+    private Tensor ReduceInstance(Tensor perLevel) =>
+        _options.InstanceLevelReduction == LevelReduction.Sum ? perLevel.sum() : perLevel.mean();
 
     private static Tensor Sum(IReadOnlyList<Tensor> terms)
     {
@@ -314,6 +361,8 @@ public sealed class HcscObjective : IDisposable
             {
                 throw new ArgumentException($"The queue selection cache covers {cache.QueueLength} slots but {nameof(queue)} is {queue.Describe()}.", nameof(cache));
             }
+
+            Guard.SameDevice(cache.LogNormalisers[0], "the queue selection cache", queue, nameof(queue));
         }
     }
 }

@@ -111,6 +111,33 @@ public static class InstanceSelector
         return u.gt(reject).to(acceptance.dtype).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// For keys <c>[M, d]</c>: their log-normalisers <c>[M]</c> and the rejection thresholds
+    /// max(p_l(c | z), 1e-3) of every prototype c, transposed to <c>[k_l, M]</c>. Chunked over the keys.
+    /// </summary>
+    internal static (Tensor LogZ, Tensor Thresholds) NormalisersAndThresholds(Tensor keys, ClusterLevel level)
+    {
+        using var outer = NewDisposeScope();
+        using var noGrad = no_grad();
+        var scaled = ScaledPrototypes(level, keys.dtype);
+        var k = keys.detach();
+        long rows = k.shape[0];
+        var logZ = empty(rows, dtype: keys.dtype, device: keys.device);
+        var thresholds = empty(new[] { level.ClusterCount, rows }, dtype: keys.dtype, device: keys.device);
+        for (long start = 0; start < rows; start += Chunk)
+        {
+            using var inner = NewDisposeScope();
+            long length = Math.Min(Chunk, rows - start);
+            var logits = k.narrow(0, start, length).mm(scaled.t());                                 // [m, k]
+            var chunkLogZ = logits.logsumexp(1);                                                    // [m]
+            logZ.narrow(0, start, length).copy_(chunkLogZ);
+            var t = logits.sub_(chunkLogZ.unsqueeze(1)).clamp_min_(Math.Log(1.0 - MaxAcceptance)).exp_(); // [m, k]
+            thresholds.narrow(1, start, length).copy_(t.t());
+        }
+
+        return (logZ.MoveToOuterDisposeScope(), thresholds.MoveToOuterDisposeScope());
+    }
+
     /// <summary>C_l / max(φ_l, 1e-3) in <paramref name="dtype"/>, <c>[k_l, d]</c>.</summary>
     internal static Tensor ScaledPrototypes(ClusterLevel level, ScalarType dtype) =>
         level.Prototypes.to(dtype).div(level.Concentrations.to(dtype).clamp_min(MinConcentration).unsqueeze(1));

@@ -5,13 +5,16 @@ namespace Hcsc.Losses;
 
 /// <summary>
 /// The instance logits of one query view against its key and the queue, kept in exponentiated form so
-/// that every level's masked cross-entropy costs one masked row sum (no per-level copy of the logits):
+/// that the masked cross-entropies of all levels cost one batched masked row sum (no per-level copy of
+/// the logits, one backward pass for all levels):
 /// <code>
-///   x_pos[n] = q_n·k_n/τ,  X[n, j] = q_n·z_j/τ,  M[n] = max(x_pos[n], max_j X[n, j], 0)   (detached)
+///   x_pos[n] = q_n·k_n/τ,  X[n, j] = q_n·z_j/τ,  M[n] = max(x_pos[n], max_j X[n, j], 0)   (a detached shift)
 ///   E = exp(X − M),  e_pos = exp(x_pos − M),  e_0 = exp(−M)
 ///   CE_n(mask) = log( e_pos + Σ_j mask·E + [R1 zero logits] (Q − Σ_j mask)·e_0 ) + M − x_pos
 /// </code>
 /// which equals CE([x_pos, X ⊙ mask (or excluded)], 0) exactly; M cancels, so it carries no gradient.
+/// With the exact row max every exponent is ≤ 0 and the largest term is 1, so nothing overflows or
+/// underflows entirely, whatever τ and the embeddings' norms.
 /// </summary>
 internal sealed class QueueContrast
 {
@@ -40,12 +43,16 @@ internal sealed class QueueContrast
 
     public long QueueLength { get; }
 
+    /// <param name="query">Queries <c>[B, d]</c>.</param>
+    /// <param name="key">Detached keys <c>[B, d]</c>.</param>
+    /// <param name="queueTransposed">Detached queue, transposed, <c>[d, Q]</c>.</param>
+    /// <param name="temperature">τ.</param>
     public static QueueContrast Create(Tensor query, Tensor key, Tensor queueTransposed, double temperature)
     {
         var scaled = query.div(temperature);                              // [B, d]
         var positive = scaled.mul(key).sum(1);                             // [B]
         var logits = scaled.mm(queueTransposed);                           // [B, Q]
-        Tensor shift, top1, expZero;
+        Tensor shift, expZero, top1;
         using (no_grad())
         {
             var maxNegative = logits.amax(1);                              // [B]
@@ -54,7 +61,8 @@ internal sealed class QueueContrast
             expZero = shift.neg().exp();
         }
 
-        var exp = logits.sub(shift.unsqueeze(1)).exp_();                   // [B, Q]
+        // mm does not keep its output for backward, so the shift and exp can run in place.
+        var exp = logits.sub_(shift.unsqueeze(1)).exp_();                  // [B, Q]
         var expPositive = positive.sub(shift).exp();                       // [B]
         return new QueueContrast(positive, shift, exp, expPositive, expZero, top1, queueTransposed.shape[1]);
     }
@@ -62,17 +70,16 @@ internal sealed class QueueContrast
     /// <summary>Per-sample InfoNCE with every negative, <c>[B]</c>.</summary>
     public Tensor InfoNce() => ExpPositive.add(Exp.sum(1)).log().add(Shift).sub(Positive);
 
-    /// <summary>Per-sample ICSC with a 0/1 mask <c>[B, Q]</c> and its row sums <c>[B]</c>.</summary>
-    public Tensor Selected(Tensor mask, Tensor keptCount, UnselectedNegativeHandling handling)
+    /// <summary>Per-sample, per-level ICSC for 0/1 masks <c>[B, L, Q]</c> and their row sums <c>[B, L]</c>; returns <c>[B, L]</c>.</summary>
+    public Tensor Selected(Tensor masks, Tensor keptCount, UnselectedNegativeHandling handling)
     {
-        long b = mask.shape[0];
-        var kept = Exp.unsqueeze(1).bmm(mask.unsqueeze(2)).view(b);      // [B] = Σ_j mask·E
-        var denominator = ExpPositive.add(kept);
+        var kept = masks.bmm(Exp.unsqueeze(2)).squeeze(2);               // [B, L] = Σ_j mask·E, one pass for all levels
+        var denominator = kept.add(ExpPositive.unsqueeze(1));
         if (handling == UnselectedNegativeHandling.ZeroLogit)
         {
-            denominator = denominator.add(keptCount.neg().add(QueueLength).mul(ExpZero));
+            denominator = denominator.add(keptCount.neg().add(QueueLength).mul(ExpZero.unsqueeze(1)));
         }
 
-        return denominator.log().add(Shift).sub(Positive);
+        return denominator.log().add(Shift.sub(Positive).unsqueeze(1));
     }
 }

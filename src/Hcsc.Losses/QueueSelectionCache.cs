@@ -11,8 +11,10 @@ namespace Hcsc.Losses;
 /// <code>
 ///   logZ_l[j] = logsumexp_c( z_j · C_l[c] / max(φ_l(c), 1e-3) )        [L][Q]
 /// </code>
-/// With it, a training step needs only the Q × B numerators per level (O(Q·B·d)) instead of the
-/// Q × k_l softmax. Keep it in step with the queue: <see cref="Refresh"/> whenever the prototypes change
+/// and, in <see cref="QueueSelectionCacheMode.Thresholds"/> mode (the default), the rejection threshold of
+/// every prototype, t_l[c, j] = max(p_l(c | z_j), 1e-3) <c>[k_l, Q]</c>. With normalisers only, a training step
+/// needs the Q × B numerators per level (O(Q·B·d)); with thresholds it gathers B rows per level (O(Q·B)).
+/// Either way the Q × k_l softmax is computed once per key instead of once per step. Keep it in step with the queue: <see cref="Refresh"/> whenever the prototypes change
 /// (once per epoch) and <see cref="Update"/> whenever keys are written into the queue. The cache
 /// does not own the queue or the hierarchy; it keeps a reference to the hierarchy, which must stay
 /// undisposed while the cache is used. Not thread-safe.
@@ -28,7 +30,18 @@ namespace Hcsc.Losses;
 public sealed class QueueSelectionCache : IDisposable
 {
     private Tensor[] _logNormalisers = [];
+    private Tensor[] _thresholds = [];
     private bool _disposed;
+
+    /// <summary>Creates an empty cache; call <see cref="Refresh"/> before use.</summary>
+    /// <param name="mode">What to keep per slot; <see cref="QueueSelectionCacheMode.Thresholds"/> by default.</param>
+    public QueueSelectionCache(QueueSelectionCacheMode mode = QueueSelectionCacheMode.Thresholds)
+    {
+        Mode = mode;
+    }
+
+    /// <summary>What the cache keeps per slot.</summary>
+    public QueueSelectionCacheMode Mode { get; }
 
     /// <summary>The hierarchy of the last <see cref="Refresh"/>; null before the first.</summary>
     public ClusterHierarchy? Hierarchy { get; private set; }
@@ -46,6 +59,19 @@ public sealed class QueueSelectionCache : IDisposable
         }
     }
 
+    /// <summary>
+    /// Per level, the rejection thresholds max(p_l(c | z_j), 1e-3) of every prototype c and slot j, <c>[k_l, Q]</c>
+    /// (read-only); empty in <see cref="QueueSelectionCacheMode.Normalisers"/> mode.
+    /// </summary>
+    public IReadOnlyList<Tensor> Thresholds
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _thresholds;
+        }
+    }
+
     /// <summary>Recomputes the whole cache for <paramref name="hierarchy"/> and the current queue (Q × k_l per level).</summary>
     /// <param name="hierarchy">The cluster hierarchy the next steps use.</param>
     /// <param name="queue">All queue keys <c>[Q, d]</c>, slot order.</param>
@@ -57,14 +83,26 @@ public sealed class QueueSelectionCache : IDisposable
         Guard.SameDevice(queue, nameof(queue), hierarchy.Levels[0].Prototypes, "hierarchy prototypes");
         Guard.EmbeddingSize(queue, nameof(queue), hierarchy.EmbeddingSize, "the hierarchy's prototypes");
 
+        bool thresholds = Mode == QueueSelectionCacheMode.Thresholds;
         var fresh = new Tensor[hierarchy.LevelCount];
+        var freshThresholds = thresholds ? new Tensor[hierarchy.LevelCount] : [];
         for (int l = 0; l < fresh.Length; l++)
         {
-            fresh[l] = InstanceSelector.LogNormalisers(queue, hierarchy.Levels[l]).DetachFromDisposeScope();
+            if (thresholds)
+            {
+                var (logZ, table) = InstanceSelector.NormalisersAndThresholds(queue, hierarchy.Levels[l]);
+                fresh[l] = logZ.DetachFromDisposeScope();
+                freshThresholds[l] = table.DetachFromDisposeScope();
+            }
+            else
+            {
+                fresh[l] = InstanceSelector.LogNormalisers(queue, hierarchy.Levels[l]).DetachFromDisposeScope();
+            }
         }
 
         ReleaseTensors();
         _logNormalisers = fresh;
+        _thresholds = freshThresholds;
         Hierarchy = hierarchy;
         QueueLength = queue.shape[0];
     }
@@ -101,8 +139,17 @@ public sealed class QueueSelectionCache : IDisposable
         var slots = arange(startSlot, startSlot + keys.shape[0], dtype: ScalarType.Int64, device: keys.device).remainder_(QueueLength);
         for (int l = 0; l < _logNormalisers.Length; l++)
         {
-            var values = InstanceSelector.LogNormalisers(keys, Hierarchy.Levels[l]);
-            _logNormalisers[l].index_copy_(0, slots, values.to(_logNormalisers[l].dtype));
+            if (_thresholds.Length > 0)
+            {
+                var (logZ, table) = InstanceSelector.NormalisersAndThresholds(keys, Hierarchy.Levels[l]);
+                _logNormalisers[l].index_copy_(0, slots, logZ.to(_logNormalisers[l].dtype));
+                _thresholds[l].index_copy_(1, slots, table.to(_thresholds[l].dtype));
+            }
+            else
+            {
+                var values = InstanceSelector.LogNormalisers(keys, Hierarchy.Levels[l]);
+                _logNormalisers[l].index_copy_(0, slots, values.to(_logNormalisers[l].dtype));
+            }
         }
     }
 
@@ -121,11 +168,12 @@ public sealed class QueueSelectionCache : IDisposable
 
     private void ReleaseTensors()
     {
-        foreach (var tensor in _logNormalisers)
+        foreach (var tensor in _logNormalisers.Concat(_thresholds))
         {
             tensor.Dispose();
         }
 
         _logNormalisers = [];
+        _thresholds = [];
     }
 }

@@ -19,13 +19,13 @@ public static class KnnCommand
     {
         var command = new Command("knn", "Weighted kNN top-1/top-5 (k = 10, 20, 100, 200; T = 0.07) of a checkpoint's backbone features.");
         var checkpoint = new Option<FileInfo>("--checkpoint") { Description = "A checkpoint written by pretrain", Required = true };
-        var dataset = new Option<string>("--dataset") { Description = $"Dataset: {string.Join(", ", DatasetFactory.Names)}", DefaultValueFactory = _ => "synthetic" };
-        var data = new Option<string?>("--data") { Description = "Data folder (as for pretrain)" };
-        var arch = new Option<string>("--arch", "-a") { Description = "Backbone of the checkpoint", DefaultValueFactory = _ => "resnet18" };
-        var dim = new Option<int>("--dim") { Description = "Embedding size of the checkpoint", DefaultValueFactory = _ => 64 };
-        var width = new Option<int>("--width") { Description = "ResNet base width of the checkpoint", DefaultValueFactory = _ => 16 };
-        var smallStem = new Option<bool>("--small-stem") { Description = "Small-image stem", DefaultValueFactory = _ => true };
-        var imageSize = new Option<int>("--image-size") { Description = "Evaluation crop size", DefaultValueFactory = _ => 32 };
+        var dataset = new Option<string?>("--dataset") { Description = $"Dataset: {string.Join(", ", DatasetFactory.Names)} (default: the run's, from run.json beside the checkpoint)" };
+        var data = new Option<string?>("--data") { Description = "Data folder (as for pretrain; default: the run's)" };
+        var arch = new Option<string?>("--arch", "-a") { Description = "Backbone of the checkpoint (default: the run's)" };
+        var dim = new Option<int?>("--dim") { Description = "Embedding size of the checkpoint (default: the run's)" };
+        var width = new Option<int?>("--width") { Description = "ResNet base width of the checkpoint (default: the run's)" };
+        var smallStem = new Option<bool?>("--small-stem") { Description = "Small-image stem (default: the run's)" };
+        var imageSize = new Option<int?>("--image-size") { Description = "Evaluation crop size (default: the run's)" };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per forward pass", DefaultValueFactory = _ => 128 };
         var workers = new Option<int>("--workers", "-j") { Description = "Data-loading threads", DefaultValueFactory = _ => 2 };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda:N", DefaultValueFactory = _ => "auto" };
@@ -39,11 +39,26 @@ public static class KnnCommand
         {
             try
             {
+                var file = parse.GetValue(checkpoint)!;
+                var run = RunManifest.TryRead(file.DirectoryName ?? ".");
                 var resolved = TorchDevices.Resolve(parse.GetValue(device)!);
-                var pair = DatasetFactory.Open(parse.GetValue(dataset)!, parse.GetValue(data), parse.GetValue(imageSize));
-                var modelOptions = new ModelOptions { Arch = parse.GetValue(arch)!, Dim = parse.GetValue(dim), BatchNormSplits = 1 };
-                using var model = new HcscModel(modelOptions, () => ResNet.Create(new ResNetOptions { Arch = modelOptions.Arch, BaseWidth = parse.GetValue(width), SmallImageStem = parse.GetValue(smallStem) }));
-                var contents = TrainingCheckpoint.Load(parse.GetValue(checkpoint)!.FullName, model);
+                int size = parse.GetValue(imageSize) ?? run?.Options.Augmentation.ImageSize ?? 224;
+                var pair = DatasetFactory.Open(parse.GetValue(dataset) ?? run?.Settings.Dataset ?? "synthetic", parse.GetValue(data) ?? run?.Settings.Data, size, run?.Settings.MaxImages ?? 0);
+                var modelOptions = new ModelOptions
+                {
+                    Arch = parse.GetValue(arch) ?? run?.Options.Model.Arch ?? "resnet50",
+                    Dim = parse.GetValue(dim) ?? run?.Options.Model.Dim ?? 128,
+                    Mlp = run?.Options.Model.Mlp ?? true,
+                    BatchNormSplits = run?.Options.Model.BatchNormSplits ?? 1,
+                };
+                var backbone = new ResNetOptions
+                {
+                    Arch = modelOptions.Arch,
+                    BaseWidth = parse.GetValue(width) ?? run?.Settings.Width ?? 64,
+                    SmallImageStem = parse.GetValue(smallStem) ?? run?.Settings.SmallStem ?? false,
+                };
+                using var model = new HcscModel(modelOptions, () => ResNet.Create(backbone));
+                var contents = TrainingCheckpoint.Load(file.FullName, model);
                 foreach (var tensor in contents.ExtraTensors.Values)
                 {
                     tensor.Dispose();
@@ -51,7 +66,7 @@ public static class KnnCommand
 
                 model.to(resolved);
                 int[] kValues = parse.GetValue(ks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(k => int.Parse(k, CultureInfo.InvariantCulture)).ToArray();
-                var accuracies = ModelEvaluation.Knn(model, pair, parse.GetValue(imageSize), parse.GetValue(batch), parse.GetValue(workers), resolved, kValues);
+                var accuracies = ModelEvaluation.Knn(model, pair, size, parse.GetValue(batch), parse.GetValue(workers), resolved, kValues);
                 Console.WriteLine($"kNN on {pair.Validation.Description} against {pair.Train.Description} (checkpoint epoch {contents.Epoch}):");
                 foreach (var a in accuracies)
                 {

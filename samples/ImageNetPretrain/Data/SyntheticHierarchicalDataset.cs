@@ -4,9 +4,10 @@ namespace Hcsc.Samples.ImageNetPretrain.Data;
 /// A built-in dataset with a known two-level class hierarchy, generated deterministically from a
 /// seed, so the sample runs with no download. Each coarse class is a texture family (horizontal
 /// stripes, vertical stripes, rings, checkerboard, diagonal stripes, ...); each fine class within
-/// it fixes the spatial frequency. Colours are drawn per image, independent of the class (so a
-/// network must learn shape, not colour, which colour-jitter augmentation teaches), with a random
-/// phase, a small frequency perturbation, an offset and pixel noise.
+/// it fixes the duty cycle of the pattern (thin bright lines, balanced, thick bright bands), which
+/// survives crops, rescaling and colour changes. Colours, spatial frequency, phase and centre are
+/// drawn per image, independent of the class, so a network must learn shape rather than colour
+/// or scale — what the MoCo v2 augmentations teach — and pixel noise is added.
 /// Fine label = coarse · finePerCoarse + fine.
 /// </summary>
 public sealed class SyntheticHierarchicalDataset : IHierarchicalDataset
@@ -69,7 +70,9 @@ public sealed class SyntheticHierarchicalDataset : IHierarchicalDataset
         double hue = random.NextDouble();
         var (r1, g1, b1) = HsvToRgb(hue, 0.4 + (0.6 * random.NextDouble()), 0.6 + (0.4 * random.NextDouble()));
         var (r0, g0, b0) = HsvToRgb(random.NextDouble(), 0.6 * random.NextDouble(), 0.1 + (0.4 * random.NextDouble()));
-        double frequency = (1.5 + (1.5 * fine)) * (0.92 + (0.16 * random.NextDouble())) * 2 * Math.PI / _size;
+        double frequency = (2.0 + (2.0 * random.NextDouble())) * 2 * Math.PI / _size;
+        double duty = (fine + 0.5) / _finePerCoarse; // fraction of each period that is bright
+        double threshold = Math.Cos(Math.PI * duty);
         double phase = random.NextDouble() * 2 * Math.PI;
         double cx = _size * (0.3 + (0.4 * random.NextDouble())), cy = _size * (0.3 + (0.4 * random.NextDouble()));
 
@@ -87,7 +90,7 @@ public sealed class SyntheticHierarchicalDataset : IHierarchicalDataset
                     4 => Math.Sin((frequency * (x + y) / Math.Sqrt(2)) + phase),
                     _ => Math.Sin((frequency * (x - y) / Math.Sqrt(2)) + phase),
                 };
-                double mix = 0.5 + (0.5 * t);
+                double mix = 1 / (1 + Math.Exp(-8 * (t - threshold)));
                 double noise = (random.NextDouble() - 0.5) * 0.3;
                 int offset = ((y * _size) + x) * 3;
                 pixels[offset] = ToByte((r0 + ((r1 - r0) * mix)) + noise);

@@ -59,6 +59,7 @@ public sealed class PretrainRun
         }
 
         Directory.CreateDirectory(_settings.ExperimentDirectory);
+        new RunManifest(_options, _settings).Write(_settings.ExperimentDirectory);
         var metrics = new MetricsLog(Path.Combine(_settings.ExperimentDirectory, "metrics.jsonl"));
 
         using var model = new HcscModel(_options.Model, () => ResNet.Create(new ResNetOptions

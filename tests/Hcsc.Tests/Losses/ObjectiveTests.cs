@@ -35,6 +35,39 @@ public class ObjectiveTests
         CheckAgainstNaive(f, options, r, []);
     }
 
+    [Theory]
+    [InlineData(0.02)]
+    [InlineData(1.5)]
+    public void Small_and_large_temperatures_match_the_naive_formulas(double tau)
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        var options = new HcscObjectiveOptions { Temperature = tau, UnselectedNegatives = UnselectedNegativeHandling.Exclude };
+        using var objective = new HcscObjective(options);
+        var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
+        CheckAgainstNaive(f, options, r, []);
+        r.Total.isfinite().item<bool>().Should().BeTrue();
+    }
+
+    [Fact]
+    public void Large_logits_from_unnormalised_queries_stay_exact()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        var query = f.Query.mul(40);   // logits up to 200 / τ = 1000: exp would overflow without the shift
+        using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
+        var r = objective.Compute(query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
+        var (q, k, z) = (LossFixture.Rows(query), LossFixture.Rows(f.Key), LossFixture.Rows(f.Queue));
+        r.InfoNce.item<float>().Should().BeApproximately((float)NaiveHcsc.Icsc(q, k, z, null, 0.2, UnselectedNegativeHandling.ZeroLogit), 1e-2f);
+        for (int l = 0; l < 3; l++)
+        {
+            double expected = NaiveHcsc.Icsc(q, k, z, LossFixture.Rows(r.InstanceMasks[l]), 0.2, UnselectedNegativeHandling.ZeroLogit);
+            r.Instance[l].item<float>().Should().BeApproximately((float)expected, 1e-2f);
+        }
+
+        r.Total.isfinite().item<bool>().Should().BeTrue();
+    }
+
     [Fact]
     public void Local_views_use_the_global_masks_and_add_their_own_terms()
     {
@@ -49,8 +82,31 @@ public class ObjectiveTests
             r.LocalInstance.Should().HaveCount(2);
             r.LocalInstance[0].Should().HaveCount(onLocal ? 3 : 0);
             r.LocalPrototype[1].Should().HaveCount(3);
+            r.LocalPrototypeMasks[1].Should().HaveCount(3);
             CheckAgainstNaive(f, options, r, local);
         }
+    }
+
+    [Fact]
+    public void Every_view_draws_its_own_prototype_mask_in_the_documented_order()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        var local = nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1);
+        using var objective = new HcscObjective(new HcscObjectiveOptions { Temperature = Tau });
+        var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(31), [local]);
+
+        // Level 0 draws: ICSC [B, Q], then the global PCSC mask, then the local view's.
+        var g = new Generator(31);
+        var level = f.Hierarchy.Levels[0];
+        var labels = level.Assignments.index_select(0, f.BatchIndices);
+        _ = rand(new long[] { 4, 7 }, dtype: ScalarType.Float64, generator: g);
+        var accept = PrototypeSelector.AcceptanceProbabilities(labels, level, f.Hierarchy.Levels[1], Tau);
+        var candidates = PrototypeSelector.Candidates(labels, level, false);
+        var global = PrototypeSelector.SampleMask(accept, candidates, g);
+        var own = PrototypeSelector.SampleMask(accept, candidates, g);
+        r.PrototypeMasks[0].eq(global).all().item<bool>().Should().BeTrue();
+        r.LocalPrototypeMasks[0][0].eq(own).all().item<bool>().Should().BeTrue();
     }
 
     [Fact]
@@ -108,12 +164,14 @@ public class ObjectiveTests
         r.AcceptanceRatio[0].item<double>().Should().BeApproximately(r.InstanceMasks[0].mean().item<double>(), 1e-12);
     }
 
-    [Fact]
-    public void Cached_and_direct_paths_agree_and_masks_are_deterministic()
+    [Theory]
+    [InlineData(QueueSelectionCacheMode.Thresholds)]
+    [InlineData(QueueSelectionCacheMode.Normalisers)]
+    public void Cached_and_direct_paths_agree_and_masks_are_deterministic(QueueSelectionCacheMode mode)
     {
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float32, batch: 6, queueLength: 64, dim: 8);
-        using var cache = new QueueSelectionCache();
+        using var cache = new QueueSelectionCache(mode);
         cache.Refresh(f.Hierarchy, f.Queue);
         using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
         var direct = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(21));
@@ -193,7 +251,7 @@ public class ObjectiveTests
                 var labels = idx.Select(i => f.Assignments[l][i]).ToArray();
                 var candidates = NaiveHcsc.Candidates(labels, f.Prototypes[l].Length, f.Assignments[l], o.ReproduceReferenceOffByOne);
                 LossFixture.Values(r.PrototypeCandidates[l]).Select(c => c > 0.5).Should().Equal(candidates);
-                var protoMask = LossFixture.Rows(r.PrototypeMasks[l]);
+                var protoMask = LossFixture.Rows(v == 0 ? r.PrototypeMasks[l] : r.LocalPrototypeMasks[v - 1][l]);
                 protoMask.Should().OnlyContain(row => row.Select((m, c) => m <= 0.5 || candidates[c]).All(ok => ok));
                 if (o.InstanceSelection)
                 {

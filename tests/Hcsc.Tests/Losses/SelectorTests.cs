@@ -59,6 +59,7 @@ public class SelectorTests
             direct.shape.Should().Equal(4, level.ClusterCount);
             LossFixture.Values(direct).Should().Equal(expected.SelectMany(r => r), (a, b) => Math.Abs(a - b) < 1e-5);
             LossFixture.Values(cached).Should().Equal(expected.SelectMany(r => r), (a, b) => Math.Abs(a - b) < 1e-5);
+            LossFixture.Values(direct).Should().OnlyContain(a => a >= 0 && a <= 1);
         }
     }
 

@@ -1,0 +1,93 @@
+using Hcsc.Losses;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Tests.Losses;
+
+public class QueueSelectionCacheTests
+{
+    [Fact]
+    public void Update_after_a_wrapping_enqueue_equals_a_full_refresh()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32, queueLength: 7);
+        using var cache = new QueueSelectionCache();
+        cache.Refresh(f.Hierarchy, f.Queue);
+        cache.QueueLength.Should().Be(7);
+
+        // Enqueue 3 keys at write pointer 5: slots 5, 6, 0.
+        var keys = nn.functional.normalize(randn(3, 3, generator: new Generator(2)), dim: 1);
+        var queue = f.Queue.clone();
+        queue[5] = keys[0];
+        queue[6] = keys[1];
+        queue[0] = keys[2];
+        cache.Update(5, keys);
+
+        var z = LossFixture.Rows(queue);
+        for (int l = 0; l < 3; l++)
+        {
+            var expected = InstanceSelector.LogNormalisers(queue, f.Hierarchy.Levels[l]);
+            cache.LogNormalisers[l].allclose(expected, rtol: 0, atol: 1e-5).Should().BeTrue();
+
+            // Thresholds t[c, j] = max(p_l(c | z_j), 1e-3), naive.
+            var table = LossFixture.Rows(cache.Thresholds[l]);
+            for (int j = 0; j < z.Length; j++)
+            {
+                var p = NaiveHcsc.Membership(z[j], f.Prototypes[l], f.Concentrations[l]);
+                for (int c = 0; c < p.Length; c++)
+                {
+                    table[c][j].Should().BeApproximately(Math.Max(p[c], 1e-3), 1e-6);
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Normaliser_mode_keeps_no_thresholds()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var cache = new QueueSelectionCache(QueueSelectionCacheMode.Normalisers);
+        cache.Refresh(f.Hierarchy, f.Queue);
+        cache.Thresholds.Should().BeEmpty();
+        cache.LogNormalisers.Should().HaveCount(3);
+        cache.Update(6, f.Queue.narrow(0, 0, 2));
+        cache.LogNormalisers[0].shape.Should().Equal(7);
+    }
+
+    [Fact]
+    public void The_cached_normalisers_equal_the_naive_logsumexp()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float64);
+        using var cache = new QueueSelectionCache();
+        cache.Refresh(f.Hierarchy, f.Queue);
+        var z = LossFixture.Rows(f.Queue);
+        for (int l = 0; l < 3; l++)
+        {
+            var expected = z.Select(row => NaiveHcsc.LogSumExp(f.Prototypes[l].Select((c, i) => NaiveHcsc.Dot(row, c) / Math.Max(f.Concentrations[l][i], 1e-3))));
+            LossFixture.Values(cache.LogNormalisers[l]).Should().Equal(expected, (a, b) => Math.Abs(a - b) < 1e-10);
+        }
+    }
+
+    [Fact]
+    public void Misuse_is_reported()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var other = new LossFixture(ScalarType.Float32, seed: 99);
+        using var cache = new QueueSelectionCache();
+        var keys = f.Queue.narrow(0, 0, 2);
+        cache.Invoking(c => c.Update(0, keys)).Should().Throw<InvalidOperationException>();
+        cache.Refresh(f.Hierarchy, f.Queue);
+        cache.Invoking(c => c.Update(7, keys)).Should().Throw<ArgumentOutOfRangeException>();
+        cache.Invoking(c => c.Update(0, randn(2, 4))).Should().Throw<ArgumentException>().WithMessage("*shape [2, 4]*");
+
+        using var objective = new HcscObjective();
+        objective.Invoking(o => o.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, other.Hierarchy, new Generator(1), cache: cache))
+            .Should().Throw<ArgumentException>().WithMessage("*another hierarchy*");
+        var longer = cat([f.Queue, f.Queue], 0);
+        objective.Invoking(o => o.Compute(f.Query, f.Key, longer, f.BatchIndices, f.Hierarchy, new Generator(1), cache: cache))
+            .Should().Throw<ArgumentException>().WithMessage("*7 slots*shape [14, 3]*");
+    }
+}
