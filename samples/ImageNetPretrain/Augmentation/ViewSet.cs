@@ -6,7 +6,8 @@ namespace Hcsc.Samples.ImageNetPretrain.Augmentation;
 public static class ViewSet
 {
     /// <summary>
-    /// Views per image: [query view, key view, local views...]. Global crops use scale (0.2, 1) and
+    /// Views per image: [query view, key view, local views...]. Global crops use scale
+    /// (<see cref="AugmentationOptions.GlobalCropMinScale"/>, 1), 0.2 by default, and
     /// MoCo v2's photometric recipe (<see cref="AugmentationOptions.AugPlus"/>; without it MoCo v1's);
     /// local views use <see cref="AugmentationOptions.LocalCropSizes"/> and their scales.
     /// </summary>
@@ -14,7 +15,7 @@ public static class ViewSet
     {
         ArgumentNullException.ThrowIfNull(options);
         var recipe = options.AugPlus ? PhotometricRecipe.MoCoV2 : PhotometricRecipe.MoCoV1;
-        var global = new ViewTransform(options.ImageSize, 0.2, 1.0, recipe) { Mean = mean, Std = std };
+        var global = new ViewTransform(options.ImageSize, options.GlobalCropMinScale, 1.0, recipe) { Mean = mean, Std = std };
         var views = new List<ViewTransform> { global, global };
         if (options.MultiCrop)
         {

@@ -27,7 +27,7 @@ public static class Presets
         ["synthetic-quick"] = new Dictionary<string, string?>
         {
             ["Model:Arch"] = "resnet18", ["Model:Dim"] = "64", ["Model:QueueLength"] = "1024", ["Model:BatchNormSplits"] = "4", ["Model:EncoderMomentum"] = "0.99",
-            ["Training:Epochs"] = "8", ["Training:WarmupEpochs"] = "2", ["Training:BatchSize"] = "64", ["Training:LearningRate"] = "0.06", ["Training:CheckpointEvery"] = "2",
+            ["Training:Epochs"] = "20", ["Training:WarmupEpochs"] = "5", ["Training:BatchSize"] = "64", ["Training:LearningRate"] = "0.24", ["Training:CheckpointEvery"] = "5",
             ["Training:Workers"] = "2",
             ["Clustering:NumClusters:0"] = "24", ["Clustering:NumClusters:1"] = "12", ["Clustering:NumClusters:2"] = "4",
             ["Clustering:Restarts"] = "2", ["Augmentation:ImageSize"] = "32",

@@ -152,6 +152,9 @@ public sealed class AugmentationOptions
     /// <summary>Side of the global crops. Default 224.</summary>
     public int ImageSize { get; set; } = 224;
 
+    /// <summary>Lower RandomResizedCrop scale of the two global crops (upper is 1). Default 0.2, as MoCo v2.</summary>
+    public double GlobalCropMinScale { get; set; } = 0.2;
+
     /// <summary>Add local views (the 73.3 % setting). Default false.</summary>
     public bool MultiCrop { get; set; }
 

@@ -87,6 +87,7 @@ public sealed class HcscOptionsValidator : IValidateOptions<HcscOptions>
             $"Clustering:ConcentrationLowPercentile ({clustering.ConcentrationLowPercentile}) and ConcentrationHighPercentile ({clustering.ConcentrationHighPercentile}) must satisfy 0 <= low <= high <= 100.");
 
         Require(augmentation.ImageSize > 0, $"Augmentation:ImageSize must be > 0, got {augmentation.ImageSize}.");
+        Require(augmentation.GlobalCropMinScale is > 0 and <= 1, $"Augmentation:GlobalCropMinScale must be in (0, 1], got {augmentation.GlobalCropMinScale}.");
         if (augmentation.MultiCrop)
         {
             int[] sizes = augmentation.LocalCropSizes ?? [];
