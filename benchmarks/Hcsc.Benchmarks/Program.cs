@@ -1,7 +1,10 @@
 using Hcsc.Benchmarks;
 
 // Every comparison benchmark, by name. Usage: hcsc-bench --list | hcsc-bench NAME [options]
-IBenchmark[] benchmarks = [];
+IBenchmark[] benchmarks =
+[
+    new Hcsc.Benchmarks.Models.TrainingStepBenchmark(),
+];
 
 if (args.Length == 0 || args[0] is "--list" or "-h" or "--help")
 {
