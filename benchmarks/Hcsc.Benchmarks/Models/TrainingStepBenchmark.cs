@@ -31,6 +31,7 @@ public sealed class TrainingStepBenchmark : IBenchmark
     public int Run(string[] args)
     {
         var steps = 4;
+        var rounds = 2;
         var threads = 2;
         var splits = 1;
         var python = "/usr/bin/python3";
@@ -40,80 +41,126 @@ public sealed class TrainingStepBenchmark : IBenchmark
             switch (args[i])
             {
                 case "--steps": steps = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--threads": threads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--bn-splits": splits = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--python": python = args[++i]; break;
                 case "--case": which = args[++i]; break;
                 default:
-                    Console.Error.WriteLine($"Unknown option {args[i]}. Options: --case {string.Join("|", Cases.Select(c => c.Name))}|all --steps N --threads N --bn-splits S --python PATH|none");
+                    Console.Error.WriteLine($"Unknown option {args[i]}. Options: --case {string.Join("|", Cases.Select(c => c.Name))}|all --steps N --rounds R --threads N --bn-splits S --python PATH|none");
                     return 2;
             }
         }
 
         torch.set_num_threads(threads);
-        Console.WriteLine($"CPU, {threads} threads, {steps} timed steps after 1 warm-up; key-encoder BN splits (.NET) = {splits}; PyTorch side: {python}");
+        Console.WriteLine($"CPU, {threads} threads, {steps} timed steps after 1 warm-up, {rounds} alternating rounds (.NET, PyTorch), best round reported; key-encoder BN splits (.NET) = {splits}; PyTorch side: {python}");
         foreach (var c in Cases.Where(c => which == "all" || c.Name == which))
         {
-            var (ms, peakMiB) = RunDotnet(c, steps, splits);
-            Console.WriteLine($"{c.Name}: .NET TorchSharp {ms:F0} ms/step, {c.Batch * 1000 / ms:F1} images/s, peak RSS {peakMiB:F0} MiB");
-            if (python == "none")
+            using var bench = new DotnetStep(c, splits);
+            var best = double.MaxValue;
+            (double Ms, double ImagesPerSecond, double PeakMiB, string Impl)? peerBest = null;
+            for (var round = 0; round < rounds; round++)
             {
-                continue;
+                var ms = bench.Time(steps);
+                best = Math.Min(best, ms);
+                Console.WriteLine($"{c.Name} round {round + 1}: .NET {ms:F0} ms/step");
+                if (python == "none")
+                {
+                    continue;
+                }
+
+                var peer = RunPython(python, c, steps, threads);
+                if (peer is null)
+                {
+                    Console.WriteLine($"{c.Name}: PyTorch run failed (apt-get install python3-torch python3-torchvision libopenblas0-pthread)");
+                    continue;
+                }
+
+                Console.WriteLine($"{c.Name} round {round + 1}: PyTorch {peer.Value.Ms:F0} ms/step");
+                if (peerBest is null || peer.Value.Ms < peerBest.Value.Ms)
+                {
+                    peerBest = peer;
+                }
             }
 
-            var peer = RunPython(python, c, steps, threads);
-            if (peer is null)
+            using var process = Process.GetCurrentProcess();
+            Console.WriteLine($"{c.Name}: .NET TorchSharp {best:F0} ms/step, {c.Batch * 1000 / best:F1} images/s, peak RSS {process.PeakWorkingSet64 / 1048576.0:F0} MiB");
+            if (peerBest is { } p)
             {
-                Console.WriteLine($"{c.Name}: PyTorch run failed (apt-get install python3-torch python3-torchvision libopenblas0-pthread)");
-                continue;
+                Console.WriteLine($"{c.Name}: {p.Impl} {p.Ms:F0} ms/step, {p.ImagesPerSecond:F1} images/s, peak RSS {p.PeakMiB:F0} MiB");
+                Console.WriteLine($"{c.Name}: ratio .NET / PyTorch images/s = {c.Batch * 1000 / best / p.ImagesPerSecond:F2}");
             }
-
-            var (peerMs, peerImages, peerPeak, impl) = peer.Value;
-            Console.WriteLine($"{c.Name}: {impl} {peerMs:F0} ms/step, {peerImages:F1} images/s, peak RSS {peerPeak:F0} MiB");
-            Console.WriteLine($"{c.Name}: ratio .NET / PyTorch images/s = {c.Batch * 1000 / ms / peerImages:F2}");
         }
 
         return 0;
     }
 
-    private static (double MsPerStep, double PeakMiB) RunDotnet(Case c, int steps, int splits)
+    /// <summary>The .NET side: model, queue and optimiser built once, timed per round.</summary>
+    private sealed class DotnetStep : IDisposable
     {
-        manual_seed(0);
-        using var model = new HcscModel(
-            new ModelOptions { Arch = c.Arch, Dim = 128, Mlp = true, EncoderMomentum = 0.999, BatchNormSplits = splits },
-            () => ResNet.Create(new ResNetOptions { Arch = c.Arch, SmallImageStem = c.Size <= 64, NumClasses = 0 }));
-        model.train();
-        using var queue = new KeyQueue(4096, 128);
-        using var optimizer = optim.SGD(model.TrainableParameters(), 0.03, momentum: 0.9, weight_decay: 1e-4);
-        using var x1 = randn(c.Batch, 3, c.Size, c.Size);
-        using var x2 = randn(c.Batch, 3, c.Size, c.Size);
-        using var indices = arange(c.Batch);
-        using var generator = new Generator(1);
+        private readonly Case c;
+        private readonly HcscModel model;
+        private readonly KeyQueue queue;
+        private readonly TorchSharp.Modules.SGD optimizer;
+        private readonly Tensor x1;
+        private readonly Tensor x2;
+        private readonly Tensor indices;
+        private readonly Tensor targets;
+        private readonly Generator generator = new(1);
 
-        void Step()
+        public DotnetStep(Case c, int splits)
+        {
+            this.c = c;
+            manual_seed(0);
+            model = new HcscModel(
+                new ModelOptions { Arch = c.Arch, Dim = 128, Mlp = true, EncoderMomentum = 0.999, BatchNormSplits = splits },
+                () => ResNet.Create(new ResNetOptions { Arch = c.Arch, SmallImageStem = c.Size <= 64, NumClasses = 0 }));
+            model.train();
+            queue = new KeyQueue(4096, 128);
+            optimizer = optim.SGD(model.TrainableParameters(), 0.03, momentum: 0.9, weight_decay: 1e-4);
+            x1 = randn(c.Batch, 3, c.Size, c.Size);
+            x2 = randn(c.Batch, 3, c.Size, c.Size);
+            indices = arange(c.Batch);
+            targets = zeros(c.Batch, dtype: ScalarType.Int64);
+        }
+
+        public double Time(int steps)
+        {
+            Step();
+            var watch = Stopwatch.StartNew();
+            for (var i = 0; i < steps; i++)
+            {
+                Step();
+            }
+
+            return watch.Elapsed.TotalMilliseconds / steps;
+        }
+
+        public void Dispose()
+        {
+            model.Dispose();
+            queue.Dispose();
+            optimizer.Dispose();
+            x1.Dispose();
+            x2.Dispose();
+            indices.Dispose();
+            targets.Dispose();
+            generator.Dispose();
+        }
+
+        private void Step()
         {
             using var scope = NewDisposeScope();
             var (q, k) = model.Forward(x1, x2, generator);                            // [B, d] each
             var positive = (q * k).sum(1, keepdim: true);                             // [B, 1]
             var negative = q.matmul(queue.Keys.t());                                  // [B, Q]
             var logits = cat([positive, negative], 1) / 0.2;
-            var loss = nn.functional.cross_entropy(logits, zeros(c.Batch, dtype: ScalarType.Int64));
+            var loss = nn.functional.cross_entropy(logits, targets);
             optimizer.zero_grad();
             loss.backward();
             optimizer.step();
             queue.Enqueue(k, indices);
         }
-
-        Step();
-        var watch = Stopwatch.StartNew();
-        for (var i = 0; i < steps; i++)
-        {
-            Step();
-        }
-
-        var ms = watch.Elapsed.TotalMilliseconds / steps;
-        using var process = Process.GetCurrentProcess();
-        return (ms, process.PeakWorkingSet64 / 1048576.0);
     }
 
     private static (double Ms, double ImagesPerSecond, double PeakMiB, string Impl)? RunPython(string python, Case c, int steps, int threads)
