@@ -52,6 +52,21 @@ public class PyTorchInteropTests
     }
 
     [Fact]
+    public void Moco_checkpoint_loads_both_encoders_into_an_hcsc_model()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new HcscModel(new ModelOptions { Dim = 16, Mlp = true, BatchNormSplits = 2 }, () => ResNet.Create(Tiny18()));
+        var report = PyTorchImport.LoadPretrainingModel(model, PathOf("moco_resnet18_w4.pth.tar"));
+        report.SetAside.Should().BeEquivalentTo(["module.queue", "module.queue_ptr"]);
+        report.Loaded.Should().HaveCount(model.state_dict().Count);
+        var file = PyTorchStateDict.Read(PathOf("moco_resnet18_w4.pth.tar"));
+        model.state_dict()["encoder_k.layer2.0.downsample.0.weight"].allclose(file["module.encoder_k.layer2.0.downsample.0.weight"], rtol: 0, atol: 0).Should().BeTrue();
+        model.state_dict()["encoder_q.fc.2.weight"].allclose(file["module.encoder_q.fc.2.weight"], rtol: 0, atol: 0).Should().BeTrue();
+        var expected = Expected("moco_resnet18_w4.expected.pth");
+        MaxAbsDiff(model.BackboneFeatures(expected["input"]), expected["features"]).Should().BeLessThan(1e-4);
+    }
+
+    [Fact]
     public void Mismatched_files_give_one_error_listing_every_problem()
     {
         using var scope = NewDisposeScope();
