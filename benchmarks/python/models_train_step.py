@@ -59,6 +59,15 @@ def peak_rss_mib():
     return float("nan")
 
 
+def rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+built_rss = rss_mib()
 step()
 t = time.perf_counter()
 for _ in range(steps):
@@ -66,4 +75,4 @@ for _ in range(steps):
 dt = (time.perf_counter() - t) / steps
 print(json.dumps({"impl": f"pytorch {torch.__version__}", "arch": arch, "size": size, "batch": batch,
                   "ms_per_step": dt * 1000, "images_per_s": batch / dt,
-                  "peak_rss_mib": peak_rss_mib()}))
+                  "peak_rss_mib": peak_rss_mib(), "built_rss_mib": built_rss}))

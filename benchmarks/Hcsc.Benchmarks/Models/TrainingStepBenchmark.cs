@@ -57,13 +57,21 @@ public sealed class TrainingStepBenchmark : IBenchmark
         foreach (var c in Cases.Where(c => which == "all" || c.Name == which))
         {
             using var bench = new DotnetStep(c, splits);
+            using (var built = Process.GetCurrentProcess())
+            {
+                Console.WriteLine($"{c.Name}: .NET resident set after building model, queue and optimiser: {built.WorkingSet64 / 1048576.0:F0} MiB");
+            }
+
             var best = double.MaxValue;
             (double Ms, double ImagesPerSecond, double PeakMiB, string Impl)? peerBest = null;
             for (var round = 0; round < rounds; round++)
             {
                 var ms = bench.Time(steps);
                 best = Math.Min(best, ms);
-                Console.WriteLine($"{c.Name} round {round + 1}: .NET {ms:F0} ms/step");
+                using (var now = Process.GetCurrentProcess())
+                {
+                    Console.WriteLine($"{c.Name} round {round + 1}: .NET {ms:F0} ms/step (resident set now {now.WorkingSet64 / 1048576.0:F0} MiB)");
+                }
                 if (python == "none")
                 {
                     continue;

@@ -153,6 +153,35 @@ public class HcscModelTests
     }
 
     [Fact]
+    public void Training_steps_leave_no_tensor_behind()
+    {
+        using var model = Create(splits: 2);
+        model.train();
+        using var queue = new Hcsc.Models.Queue.KeyQueue(8, 8);
+        using var optimizer = optim.SGD(model.TrainableParameters(), 0.1, momentum: 0.9);
+        using var x1 = randn(4, 3, 8, 8);
+        using var x2 = randn(4, 3, 8, 8);
+        using var indices = arange(4);
+        using var generator = new Generator(0);
+        void Step()
+        {
+            using var scope = NewDisposeScope();
+            var (q, k) = model.Forward(x1, x2, generator);
+            var loss = -(q * k).sum(1).mean() + q.matmul(queue.Keys.t()).exp().sum(1).log().mean();
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+            queue.Enqueue(k, indices);
+        }
+
+        Step();   // creates the gradients and momentum buffers
+        var live = Tensor.TotalCount;
+        Step();
+        Step();
+        Tensor.TotalCount.Should().Be(live);
+    }
+
+    [Fact]
     public void Invalid_options_are_listed_together()
     {
         var act = () => new HcscModel(new ModelOptions { Dim = 0, EncoderMomentum = 1.5, BatchNormSplits = 0 }, () => ResNet.Create(Tiny));
