@@ -1,8 +1,11 @@
 """PyTorch peer of `hcsc-bench models-train-step`: one MoCo/HCSC training step on CPU (EMA of the key encoder,
 key forward without gradient, query forward + backward, InfoNCE against a queue, SGD with momentum and weight decay).
 
-    /usr/bin/python3 benchmarks/python/models_train_step.py ARCH SIZE BATCH STEPS [THREADS]
+    /usr/bin/python3 benchmarks/python/models_train_step.py ARCH SIZE BATCH STEPS [THREADS] [serve]
     ARCH: resnet18 | resnet50;  SIZE: 32 uses the small-image stem (3x3 conv, no max-pool), else the ImageNet stem.
+
+With `serve` it does one warm-up step, prints `ready`, then runs one step per `step` line read from stdin and
+prints its milliseconds, until `quit` (so the .NET benchmark can alternate single steps with it on a shared machine).
 
 Needs Debian's python3-torch + python3-torchvision with libopenblas0-pthread. Prints one JSON line last.
 """
@@ -69,6 +72,16 @@ def rss_mib():
 
 built_rss = rss_mib()
 step()
+if len(sys.argv) > 6 and sys.argv[6] == "serve":
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        t = time.perf_counter()
+        step()
+        print(f"{(time.perf_counter() - t) * 1000:.3f}", flush=True)
+    print(json.dumps({"impl": f"pytorch {torch.__version__}", "peak_rss_mib": peak_rss_mib(), "built_rss_mib": built_rss}), flush=True)
+    sys.exit(0)
 t = time.perf_counter()
 for _ in range(steps):
     step()

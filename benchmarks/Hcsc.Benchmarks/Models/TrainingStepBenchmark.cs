@@ -30,8 +30,7 @@ public sealed class TrainingStepBenchmark : IBenchmark
 
     public int Run(string[] args)
     {
-        var steps = 4;
-        var rounds = 2;
+        var steps = 6;
         var threads = 2;
         var splits = 1;
         var python = "/usr/bin/python3";
@@ -41,19 +40,18 @@ public sealed class TrainingStepBenchmark : IBenchmark
             switch (args[i])
             {
                 case "--steps": steps = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
-                case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--threads": threads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--bn-splits": splits = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--python": python = args[++i]; break;
                 case "--case": which = args[++i]; break;
                 default:
-                    Console.Error.WriteLine($"Unknown option {args[i]}. Options: --case {string.Join("|", Cases.Select(c => c.Name))}|all --steps N --rounds R --threads N --bn-splits S --python PATH|none");
+                    Console.Error.WriteLine($"Unknown option {args[i]}. Options: --case {string.Join("|", Cases.Select(c => c.Name))}|all --steps N --threads N --bn-splits S --python PATH|none");
                     return 2;
             }
         }
 
         torch.set_num_threads(threads);
-        Console.WriteLine($"CPU, {threads} threads, {steps} timed steps after 1 warm-up, {rounds} alternating rounds (.NET, PyTorch), best round reported; key-encoder BN splits (.NET) = {splits}; PyTorch side: {python}");
+        Console.WriteLine($"CPU, {threads} threads; {steps} timed steps per side after 1 warm-up, .NET and PyTorch steps alternating one by one; medians reported; key-encoder BN splits (.NET) = {splits}; PyTorch: {python}");
         foreach (var c in Cases.Where(c => which == "all" || c.Name == which))
         {
             using var bench = new DotnetStep(c, splits);
@@ -62,45 +60,52 @@ public sealed class TrainingStepBenchmark : IBenchmark
                 Console.WriteLine($"{c.Name}: .NET resident set after building model, queue and optimiser: {built.WorkingSet64 / 1048576.0:F0} MiB");
             }
 
-            var best = double.MaxValue;
-            (double Ms, double ImagesPerSecond, double PeakMiB, string Impl)? peerBest = null;
-            for (var round = 0; round < rounds; round++)
+            using var peer = python == "none" ? null : PythonPeer.Start(python, c, threads);
+            if (python != "none" && peer is null)
             {
-                var ms = bench.Time(steps);
-                best = Math.Min(best, ms);
-                using (var now = Process.GetCurrentProcess())
-                {
-                    Console.WriteLine($"{c.Name} round {round + 1}: .NET {ms:F0} ms/step (resident set now {now.WorkingSet64 / 1048576.0:F0} MiB)");
-                }
-                if (python == "none")
-                {
-                    continue;
-                }
-
-                var peer = RunPython(python, c, steps, threads);
-                if (peer is null)
-                {
-                    Console.WriteLine($"{c.Name}: PyTorch run failed (apt-get install python3-torch python3-torchvision libopenblas0-pthread)");
-                    continue;
-                }
-
-                Console.WriteLine($"{c.Name} round {round + 1}: PyTorch {peer.Value.Ms:F0} ms/step");
-                if (peerBest is null || peer.Value.Ms < peerBest.Value.Ms)
-                {
-                    peerBest = peer;
-                }
+                Console.WriteLine($"{c.Name}: the PyTorch side did not start (apt-get install python3-torch python3-torchvision libopenblas0-pthread)");
             }
 
-            using var process = Process.GetCurrentProcess();
-            Console.WriteLine($"{c.Name}: .NET TorchSharp {best:F0} ms/step, {c.Batch * 1000 / best:F1} images/s, peak RSS {process.PeakWorkingSet64 / 1048576.0:F0} MiB");
-            if (peerBest is { } p)
+            bench.Step();   // warm-up
+            var ours = new List<double>();
+            var theirs = new List<double>();
+            for (var i = 0; i < steps; i++)
             {
-                Console.WriteLine($"{c.Name}: {p.Impl} {p.Ms:F0} ms/step, {p.ImagesPerSecond:F1} images/s, peak RSS {p.PeakMiB:F0} MiB");
-                Console.WriteLine($"{c.Name}: ratio .NET / PyTorch images/s = {c.Batch * 1000 / best / p.ImagesPerSecond:F2}");
+                ours.Add(bench.TimedStep());
+                if (peer is not null)
+                {
+                    theirs.Add(peer.Step());
+                }
+
+                Console.WriteLine(peer is null
+                    ? $"{c.Name} step {i + 1}: .NET {ours[^1]:F0} ms"
+                    : $"{c.Name} step {i + 1}: .NET {ours[^1]:F0} ms, PyTorch {theirs[^1]:F0} ms");
+            }
+
+            var ms = Median(ours);
+            using (var process = Process.GetCurrentProcess())
+            {
+                Console.WriteLine($"{c.Name}: .NET TorchSharp median {ms:F0} ms/step, {c.Batch * 1000 / ms:F1} images/s, peak RSS {process.PeakWorkingSet64 / 1048576.0:F0} MiB (process so far)");
+            }
+
+            if (peer is not null)
+            {
+                var (impl, peak) = peer.Finish();
+                var peerMs = Median(theirs);
+                var pairRatio = Median(ours.Zip(theirs, (a, b) => b / a).ToList());
+                Console.WriteLine($"{c.Name}: {impl} median {peerMs:F0} ms/step, {c.Batch * 1000 / peerMs:F1} images/s, peak RSS {peak:F0} MiB");
+                Console.WriteLine($"{c.Name}: .NET / PyTorch images/s = {peerMs / ms:F2} (ratio of medians), {pairRatio:F2} (median of per-pair ratios)");
             }
         }
 
         return 0;
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.OrderBy(v => v).ToList();
+        var n = sorted.Count;
+        return n == 0 ? double.NaN : n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     }
 
     /// <summary>The .NET side: model, queue and optimiser built once, timed per round.</summary>
@@ -132,16 +137,11 @@ public sealed class TrainingStepBenchmark : IBenchmark
             targets = zeros(c.Batch, dtype: ScalarType.Int64);
         }
 
-        public double Time(int steps)
+        public double TimedStep()
         {
-            Step();
             var watch = Stopwatch.StartNew();
-            for (var i = 0; i < steps; i++)
-            {
-                Step();
-            }
-
-            return watch.Elapsed.TotalMilliseconds / steps;
+            Step();
+            return watch.Elapsed.TotalMilliseconds;
         }
 
         public void Dispose()
@@ -156,7 +156,7 @@ public sealed class TrainingStepBenchmark : IBenchmark
             generator.Dispose();
         }
 
-        private void Step()
+        public void Step()
         {
             using var scope = NewDisposeScope();
             var (q, k) = model.Forward(x1, x2, generator);                            // [B, d] each
@@ -171,40 +171,73 @@ public sealed class TrainingStepBenchmark : IBenchmark
         }
     }
 
-    private static (double Ms, double ImagesPerSecond, double PeakMiB, string Impl)? RunPython(string python, Case c, int steps, int threads)
+    /// <summary>The PyTorch side, kept running (`serve` mode) so single steps can alternate with ours.</summary>
+    private sealed class PythonPeer : IDisposable
     {
-        var script = FindScript();
-        if (script is null || (!File.Exists(python) && python.Contains('/')))
+        private readonly Process process;
+
+        private PythonPeer(Process process) => this.process = process;
+
+        public static PythonPeer? Start(string python, Case c, int threads)
         {
-            return null;
+            var script = FindScript();
+            if (script is null || (python.Contains('/') && !File.Exists(python)))
+            {
+                return null;
+            }
+
+            var start = new ProcessStartInfo(python)
+            {
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = false,
+                UseShellExecute = false,
+            };
+            foreach (var argument in new[] { script, c.Arch, c.Size.ToString(CultureInfo.InvariantCulture), c.Batch.ToString(CultureInfo.InvariantCulture), "0", threads.ToString(CultureInfo.InvariantCulture), "serve" })
+            {
+                start.ArgumentList.Add(argument);
+            }
+
+            start.Environment["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
+            var process = Process.Start(start)!;
+            var peer = new PythonPeer(process);
+            if (process.StandardOutput.ReadLine() != "ready")
+            {
+                peer.Dispose();
+                return null;
+            }
+
+            return peer;
         }
 
-        var start = new ProcessStartInfo(python)
+        public double Step()
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in new[] { script, c.Arch, c.Size.ToString(CultureInfo.InvariantCulture), c.Batch.ToString(CultureInfo.InvariantCulture), steps.ToString(CultureInfo.InvariantCulture), threads.ToString(CultureInfo.InvariantCulture) })
-        {
-            start.ArgumentList.Add(argument);
+            process.StandardInput.WriteLine("step");
+            process.StandardInput.Flush();
+            return double.Parse(process.StandardOutput.ReadLine()!, CultureInfo.InvariantCulture);
         }
 
-        start.Environment["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEnd();
-        process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        var last = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault();
-        if (process.ExitCode != 0 || last is null)
+        public (string Impl, double PeakMiB) Finish()
         {
-            return null;
+            process.StandardInput.WriteLine("quit");
+            process.StandardInput.Flush();
+            using var json = JsonDocument.Parse(process.StandardOutput.ReadLine()!);
+            return (json.RootElement.GetProperty("impl").GetString()!, json.RootElement.GetProperty("peak_rss_mib").GetDouble());
         }
 
-        using var json = JsonDocument.Parse(last);
-        var root = json.RootElement;
-        return (root.GetProperty("ms_per_step").GetDouble(), root.GetProperty("images_per_s").GetDouble(),
-                root.GetProperty("peak_rss_mib").GetDouble(), root.GetProperty("impl").GetString()!);
+        public void Dispose()
+        {
+            if (!process.HasExited)
+            {
+                process.StandardInput.Close();
+                if (!process.WaitForExit(10_000))
+                {
+                    process.Kill();
+                }
+            }
+
+            process.Dispose();
+        }
     }
 
     private static string? FindScript()
