@@ -110,6 +110,22 @@ public class HcscModelTests
     }
 
     [Fact]
+    public void A_custom_norm_layer_keeps_the_factorys_key_encoder_without_shuffle()
+    {
+        using var scope = NewDisposeScope();
+        var calls = 0;
+        using var model = new HcscModel(
+            new ModelOptions { Dim = 8, BatchNormSplits = 4 },
+            () => { calls++; return ResNet.Create(Tiny with { NormLayer = c => nn.GroupNorm(2, c) }); });
+        calls.Should().Be(2);
+        model.ShuffledKeyBatchNorm.Should().BeFalse();
+        model.train();
+        var (_, k) = model.Forward(randn(3, 3, 8, 8), randn(3, 3, 8, 8));   // 3 is not a multiple of 4: no split BN here
+        k.shape.Should().Equal(3, 8);
+        model.KeyEncoder.state_dict()["bn1.weight"].allclose(model.QueryEncoder.state_dict()["bn1.weight"]).Should().BeTrue();
+    }
+
+    [Fact]
     public void Key_batch_must_be_a_multiple_of_the_splits_in_training()
     {
         using var scope = NewDisposeScope();
