@@ -88,6 +88,14 @@ public class PyTorchInteropTests
     }
 
     [Fact]
+    public void Legacy_format_files_are_refused_with_advice()
+    {
+        var act = () => PyTorchStateDict.Read(PathOf("legacy_format.pth"));
+        act.Should().Throw<InvalidDataException>().WithMessage("*PyTorch 1.6 or later*re-save*");
+        FluentActions.Invoking(() => PyTorchStateDict.Read(PathOf("no_such_file.pth"))).Should().Throw<FileNotFoundException>();
+    }
+
+    [Fact]
     public void Classifier_can_be_set_aside_on_torchvision_import()
     {
         using var scope = NewDisposeScope();
