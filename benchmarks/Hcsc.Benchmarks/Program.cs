@@ -6,6 +6,7 @@ IBenchmark[] benchmarks =
     new Hcsc.Benchmarks.Clustering.KMeansVersusFaissBenchmark(),
     new Hcsc.Benchmarks.Losses.SelectionLossBenchmark(),
     new Hcsc.Benchmarks.Data.DataPipelineBenchmark(),
+    new Hcsc.Benchmarks.Models.TrainingStepBenchmark(),
 ];
 
 if (args.Length == 0 || args[0] is "--list" or "-h" or "--help")

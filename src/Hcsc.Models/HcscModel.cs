@@ -105,8 +105,9 @@ public sealed class HcscModel : nn.Module
     public IEnumerable<TorchSharp.Modules.Parameter> TrainableParameters() => encoder_q.parameters();
 
     /// <summary>
-    /// One training forward: q = normalize(f_q(view1)) [B, d] with gradient; then, without gradient, the EMA
-    /// update θ_k ← m·θ_k + (1 − m)·θ_q and k = normalize(f_k(view2)) [B, d]. With split BN in training mode the
+    /// One training forward: without gradient, the EMA update θ_k ← m·θ_k + (1 − m)·θ_q and then
+    /// k = normalize(f_k(view2)) [B, d]; and q = normalize(f_q(view1)) [B, d] with gradient (θ_q is the same before and
+    /// after the update, so the order does not change q). With split BN in training mode the
     /// key batch is permuted with <paramref name="generator"/> before f_k and put back in order after, so k[n]
     /// belongs to view2[n]; B must then be a multiple of S.
     /// </summary>
@@ -123,14 +124,15 @@ public sealed class HcscModel : nn.Module
         }
 
         using var scope = NewDisposeScope();
-        var q = nn.functional.normalize(encoder_q.forward(view1), dim: 1);   // [B, d]
         Tensor k;
         using (no_grad())
         {
+            // Keys first: their transient activations are gone before the query's graph is built (lower peak memory).
             MomentumUpdate.Apply(encoder_q, encoder_k, Momentum);
             k = nn.functional.normalize(KeyForward(view2, generator), dim: 1);   // [B, d]
         }
 
+        var q = nn.functional.normalize(encoder_q.forward(view1), dim: 1);   // [B, d]
         return (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope());
     }
 

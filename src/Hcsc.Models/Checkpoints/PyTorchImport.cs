@@ -77,5 +77,42 @@ public static class PyTorchImport
         return new ImportReport(loaded, setAside);
     }
 
+    /// <summary>
+    /// Loads both encoders of a MoCo / HCSC pretraining checkpoint into <paramref name="model"/> (to resume or fine-tune
+    /// PyTorch-trained weights in .NET): keys <c>module.encoder_q.*</c> and <c>module.encoder_k.*</c> (or without
+    /// <c>module.</c>) map to the model's <c>encoder_q.*</c> and <c>encoder_k.*</c>, heads included; everything else
+    /// (the queue, its pointer) is set aside. The model's Dim, Mlp and backbone must match the checkpoint's.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The file has no encoder keys.</exception>
+    /// <exception cref="StateDictMismatchException">Missing, unexpected or mis-shaped keys; all are listed.</exception>
+    public static ImportReport LoadPretrainingModel(HcscModel model, string path)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var scope = NewDisposeScope();
+        var stateDict = PyTorchStateDict.Read(path);
+        var encoders = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var setAside = new List<string>();
+        foreach (var (key, tensor) in stateDict)
+        {
+            var name = key.StartsWith("module.", StringComparison.Ordinal) ? key["module.".Length..] : key;
+            if (name.StartsWith("encoder_q.", StringComparison.Ordinal) || name.StartsWith("encoder_k.", StringComparison.Ordinal))
+            {
+                encoders[name] = tensor;
+            }
+            else
+            {
+                setAside.Add(key);
+            }
+        }
+
+        if (encoders.Count == 0)
+        {
+            throw new InvalidDataException($"'{path}' has no encoder_q / encoder_k keys (keys start like: {string.Join(", ", stateDict.Keys.Take(8))}).");
+        }
+
+        var loaded = StateDictLoading.LoadStrict(model, encoders, $"'{path}'");
+        return new ImportReport(loaded, setAside);
+    }
+
     private static bool IsHead(string key) => key.StartsWith("fc.", StringComparison.Ordinal);
 }

@@ -110,6 +110,22 @@ public class HcscModelTests
     }
 
     [Fact]
+    public void A_custom_norm_layer_keeps_the_factorys_key_encoder_without_shuffle()
+    {
+        using var scope = NewDisposeScope();
+        var calls = 0;
+        using var model = new HcscModel(
+            new ModelOptions { Dim = 8, BatchNormSplits = 4 },
+            () => { calls++; return ResNet.Create(Tiny with { NormLayer = c => nn.GroupNorm(2, c) }); });
+        calls.Should().Be(2);
+        model.ShuffledKeyBatchNorm.Should().BeFalse();
+        model.train();
+        var (_, k) = model.Forward(randn(3, 3, 8, 8), randn(3, 3, 8, 8));   // 3 is not a multiple of 4: no split BN here
+        k.shape.Should().Equal(3, 8);
+        model.KeyEncoder.state_dict()["bn1.weight"].allclose(model.QueryEncoder.state_dict()["bn1.weight"]).Should().BeTrue();
+    }
+
+    [Fact]
     public void Key_batch_must_be_a_multiple_of_the_splits_in_training()
     {
         using var scope = NewDisposeScope();
@@ -150,6 +166,35 @@ public class HcscModelTests
         var locals = model.ForwardLocal([randn(2, 3, 6, 6), randn(2, 3, 4, 4)]);
         locals.Should().HaveCount(2);
         locals.All(t => t.shape.SequenceEqual(new long[] { 2, 8 }) && t.requires_grad).Should().BeTrue();
+    }
+
+    [Fact]
+    public void Training_steps_leave_no_tensor_behind()
+    {
+        using var model = Create(splits: 2);
+        model.train();
+        using var queue = new Hcsc.Models.Queue.KeyQueue(8, 8);
+        using var optimizer = optim.SGD(model.TrainableParameters(), 0.1, momentum: 0.9);
+        using var x1 = randn(4, 3, 8, 8);
+        using var x2 = randn(4, 3, 8, 8);
+        using var indices = arange(4);
+        using var generator = new Generator(0);
+        void Step()
+        {
+            using var scope = NewDisposeScope();
+            var (q, k) = model.Forward(x1, x2, generator);
+            var loss = -(q * k).sum(1).mean() + q.matmul(queue.Keys.t()).exp().sum(1).log().mean();
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+            queue.Enqueue(k, indices);
+        }
+
+        Step();   // creates the gradients and momentum buffers
+        var live = Tensor.TotalCount;
+        Step();
+        Step();
+        Tensor.TotalCount.Should().Be(live);
     }
 
     [Fact]

@@ -52,6 +52,21 @@ public class PyTorchInteropTests
     }
 
     [Fact]
+    public void Moco_checkpoint_loads_both_encoders_into_an_hcsc_model()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new HcscModel(new ModelOptions { Dim = 16, Mlp = true, BatchNormSplits = 2 }, () => ResNet.Create(Tiny18()));
+        var report = PyTorchImport.LoadPretrainingModel(model, PathOf("moco_resnet18_w4.pth.tar"));
+        report.SetAside.Should().BeEquivalentTo(["module.queue", "module.queue_ptr"]);
+        report.Loaded.Should().HaveCount(model.state_dict().Count);
+        var file = PyTorchStateDict.Read(PathOf("moco_resnet18_w4.pth.tar"));
+        model.state_dict()["encoder_k.layer2.0.downsample.0.weight"].allclose(file["module.encoder_k.layer2.0.downsample.0.weight"], rtol: 0, atol: 0).Should().BeTrue();
+        model.state_dict()["encoder_q.fc.2.weight"].allclose(file["module.encoder_q.fc.2.weight"], rtol: 0, atol: 0).Should().BeTrue();
+        var expected = Expected("moco_resnet18_w4.expected.pth");
+        MaxAbsDiff(model.BackboneFeatures(expected["input"]), expected["features"]).Should().BeLessThan(1e-4);
+    }
+
+    [Fact]
     public void Mismatched_files_give_one_error_listing_every_problem()
     {
         using var scope = NewDisposeScope();
@@ -70,6 +85,14 @@ public class PyTorchInteropTests
         using var wrongFile = ResNet.Create(Tiny18());
         var notMoco = () => PyTorchImport.LoadPretraining(wrongFile, PathOf("resnet18_w4_small.pth"));
         notMoco.Should().Throw<InvalidDataException>().WithMessage("*module.encoder_q.*");
+    }
+
+    [Fact]
+    public void Legacy_format_files_are_refused_with_advice()
+    {
+        var act = () => PyTorchStateDict.Read(PathOf("legacy_format.pth"));
+        act.Should().Throw<InvalidDataException>().WithMessage("*PyTorch 1.6 or later*re-save*");
+        FluentActions.Invoking(() => PyTorchStateDict.Read(PathOf("no_such_file.pth"))).Should().Throw<FileNotFoundException>();
     }
 
     [Fact]

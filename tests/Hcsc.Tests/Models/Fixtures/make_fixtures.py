@@ -101,7 +101,12 @@ def make():
     with torch.no_grad():
         save({"input": x, "features": features(enc_q, x)}, "moco_resnet18_w4.expected.pth")
 
-    # 4. The keys and shapes of torchvision's full ResNet-50 state dict (what an export must produce).
+    # 4. A state dict in the legacy (pre-1.6, non-zip) torch.save format, which must be refused with a clear message.
+    path = os.path.join(HERE, "legacy_format.pth")
+    torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
+    print(f"legacy_format.pth: {os.path.getsize(path)} bytes")
+
+    # 5. The keys and shapes of torchvision's full ResNet-50 state dict (what an export must produce).
     full = torchvision.models.resnet50()
     keys = {k: list(v.shape) for k, v in full.state_dict().items()}
     with open(os.path.join(HERE, "torchvision_resnet50_keys.json"), "w") as f:
