@@ -6,6 +6,7 @@ IBenchmark[] benchmarks =
     new Hcsc.Benchmarks.Clustering.KMeansVersusFaissBenchmark(),
     new Hcsc.Benchmarks.Losses.SelectionLossBenchmark(),
     new Hcsc.Benchmarks.Data.DataPipelineBenchmark(),
+    new Hcsc.Benchmarks.Pipeline.TrainingThroughputBenchmark(),
     new Hcsc.Benchmarks.Models.TrainingStepBenchmark(),
 ];
 

@@ -153,6 +153,7 @@ public sealed class PretrainRun
             }
 
             model.train();
+            var trainClock = Stopwatch.StartNew();
             using var sums = new EpochAccumulator();
             var progress = new ProgressReporter(_output, $"epoch {epoch + 1}/{training.Epochs}", loader.TrainingBatches);
             int step = 0;
@@ -185,7 +186,7 @@ public sealed class PretrainRun
             }
 
             record["seconds"] = clock.Elapsed.TotalSeconds;
-            record["images_per_second"] = step * training.BatchSize / clock.Elapsed.TotalSeconds;
+            record["images_per_second"] = step * training.BatchSize / trainClock.Elapsed.TotalSeconds; // training steps only, clustering excluded
             return record;
         }
         finally
