@@ -118,6 +118,11 @@ public static class PretrainCommand
                 new PretrainRun(options, settings, Console.Out).Execute(cancellation);
                 return Task.FromResult(0);
             }
+            catch (OperationCanceledException)
+            {
+                Console.Error.WriteLine($"Cancelled. Continue from the last checkpoint with: --exp-dir {settings.ExperimentDirectory} --resume auto");
+                return Task.FromResult(130);
+            }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or UnauthorizedAccessException)
             {
                 Console.Error.WriteLine($"error: {e.Message}");
