@@ -65,20 +65,7 @@ public static class ColorOps
             float h = max == r ? (g - b) / delta : max == g ? 2f + ((b - r) / delta) : 4f + ((r - g) / delta);
             h = (h / 6f) + shift;
             h -= MathF.Floor(h);
-            float s = delta / max, v = max;
-            float sector = h * 6f;
-            int k = (int)sector % 6;
-            float f = sector - MathF.Floor(sector);
-            float p = v * (1 - s), q = v * (1 - (s * f)), t = v * (1 - (s * (1 - f)));
-            (r, g, b) = k switch
-            {
-                0 => (v, t, p),
-                1 => (q, v, p),
-                2 => (p, v, t),
-                3 => (p, q, v),
-                4 => (t, p, v),
-                _ => (v, p, q),
-            };
+            (r, g, b) = HsvToRgb(h, delta / max, max);
             view[i] = r;
             view[plane + i] = g;
             view[(2 * plane) + i] = b;
@@ -162,6 +149,24 @@ public static class ColorOps
                 channel[i] = (channel[i] - m) * inverse;
             }
         }
+    }
+
+    /// <summary>HSV to RGB; <paramref name="h"/> in turns [0, 1), <paramref name="s"/> and <paramref name="v"/> in [0, 1].</summary>
+    public static (float R, float G, float B) HsvToRgb(float h, float s, float v)
+    {
+        float sector = (h - MathF.Floor(h)) * 6f;
+        int k = (int)sector % 6;
+        float f = sector - MathF.Floor(sector);
+        float p = v * (1 - s), q = v * (1 - (s * f)), t = v * (1 - (s * (1 - f)));
+        return k switch
+        {
+            0 => (v, t, p),
+            1 => (q, v, p),
+            2 => (p, v, t),
+            3 => (p, q, v),
+            4 => (t, p, v),
+            _ => (v, p, q),
+        };
     }
 
     private static float Grey(Span<float> view, int plane, int i) => (0.299f * view[i]) + (0.587f * view[plane + i]) + (0.114f * view[(2 * plane) + i]);

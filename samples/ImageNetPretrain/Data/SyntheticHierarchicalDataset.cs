@@ -104,20 +104,5 @@ public sealed class SyntheticHierarchicalDataset : IHierarchicalDataset
 
     private static byte ToByte(double value) => (byte)Math.Clamp(Math.Round(value * 255), 0, 255);
 
-    private static (double R, double G, double B) HsvToRgb(double h, double s, double v)
-    {
-        h = ((h % 1) + 1) % 1 * 6;
-        int sector = (int)Math.Floor(h) % 6;
-        double f = h - Math.Floor(h);
-        double p = v * (1 - s), q = v * (1 - (s * f)), t = v * (1 - (s * (1 - f)));
-        return sector switch
-        {
-            0 => (v, t, p),
-            1 => (q, v, p),
-            2 => (p, v, t),
-            3 => (p, q, v),
-            4 => (t, p, v),
-            _ => (v, p, q),
-        };
-    }
+    private static (double R, double G, double B) HsvToRgb(double h, double s, double v) => Augmentation.ColorOps.HsvToRgb((float)h, (float)s, (float)v);
 }
