@@ -10,6 +10,7 @@ public static class HcscCli
     {
         var root = new RootCommand("HCSC (Hierarchical Contrastive Selective Coding) pretraining and evaluation on TorchSharp.");
         CheckCommand.Configure(root);
+        root.Subcommands.Add(ClusterCommand.Create());
         return root;
     }
 }
