@@ -12,11 +12,18 @@ namespace Hcsc.Clustering;
 /// l(i) ← l(i) − max_{c ≠ a(i)} δ_c. At the next step D(i) is recomputed exactly (an O(N·d) gather,
 /// also needed for the objective), and with s(c) = ½ min_{c' ≠ c} ‖c − c'‖ a point keeps its centre
 /// without a search when √D(i) &lt; max(l(i), s(a(i))) − margin; all other points get a full
-/// nearest / second-nearest search (the chunked GEMM), which also refreshes l(i).
+/// nearest / second-nearest search (the chunked GEMM), which also refreshes l(i). The first
+/// <see cref="UnboundedSteps"/> steps search every point.
 /// </para>
 /// </summary>
 internal sealed class BoundedAssigner : IDisposable
 {
+    /// <summary>
+    /// The first steps search every point without bounds: the centres move so much early on that
+    /// almost no point could be skipped, so the second-nearest pass the bounds need would be wasted.
+    /// </summary>
+    private const int UnboundedSteps = 2;
+
     private readonly Tensor _points;      // [n, d]
     private readonly Tensor _pointNorms;  // [n]
     private readonly long _rowsPerChunk;
@@ -24,7 +31,7 @@ internal sealed class BoundedAssigner : IDisposable
     private readonly bool _useBounds;
     private readonly double _margin;
     private Tensor? _lower;               // [n], Euclidean lower bound to the second-nearest centre
-    private bool _first = true;
+    private int _steps;
 
     public BoundedAssigner(Tensor points, Tensor pointNorms, long rowsPerChunk, long chunkBytes, bool useBounds, double margin)
     {
@@ -57,9 +64,12 @@ internal sealed class BoundedAssigner : IDisposable
         using var scope = NewDisposeScope();
         long n = _points.shape[0];
         AssignedPoints += n;
-        if (!_useBounds || _first || centroids.shape[0] == 1)
+        bool fullSearch = !_useBounds || _steps < UnboundedSteps || centroids.shape[0] == 1;
+        bool wantSecond = _useBounds && _steps >= UnboundedSteps - 1;
+        _steps++;
+        if (fullSearch)
         {
-            Tensor? second = _useBounds ? empty(n, _points.dtype, _points.device) : null;
+            Tensor? second = wantSecond ? empty(n, _points.dtype, _points.device) : null;
             NearestCentroidSearch.SearchInto(_points, _pointNorms, centroids, _rowsPerChunk, Assignments, Distances, second);
             if (second is not null)
             {
@@ -68,7 +78,6 @@ internal sealed class BoundedAssigner : IDisposable
             }
 
             SearchedPoints += n;
-            _first = false;
             return;
         }
 
