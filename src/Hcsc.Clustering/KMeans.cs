@@ -12,7 +12,7 @@ namespace Hcsc.Clustering;
 /// Each restart draws k starting centres (<see cref="KMeansOptions.Initialization"/>) from a training
 /// subsample of at most <c>MaxPointsPerCentroid · k</c> points and runs Lloyd iterations: assign each
 /// training point to its nearest centre (chunked GEMM <c>‖x‖² − 2x·c + ‖c‖²</c>, optionally skipping
-/// points whose assignment Hamerly's bounds prove unchanged), then move each centre to the mean of its
+/// points whose assignment Hamerly / Yinyang-style bounds prove unchanged), then move each centre to the mean of its
 /// members (<c>index_add_</c>) and split a large cluster into every empty one
 /// (<see cref="KMeansResult.EmptyClustersSplit"/>). The restart with the lowest last-iteration
 /// objective wins and every one of the N points is then assigned to its centres.

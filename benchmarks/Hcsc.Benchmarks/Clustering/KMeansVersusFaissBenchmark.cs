@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Benchmarks.Clustering;
 
 /// <summary>
-/// Hierarchical k-means (Hcsc, with and without Hamerly bounds) against faiss 1.7.3 on the same
+/// Hierarchical k-means (Hcsc, with and without distance bounds) against faiss 1.7.3 on the same
 /// .npy file and against the GEMM bound of the assignment steps, in one run. Also times the parts of
 /// one plain Lloyd iteration (distance GEMM, arg-min, centroid update) and reports peak memory.
 /// </summary>
