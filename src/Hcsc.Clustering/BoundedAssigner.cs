@@ -15,17 +15,18 @@ namespace Hcsc.Clustering;
 /// (with one group, max over c ≠ a(i): Hamerly). At the next step D(i) is recomputed exactly (an
 /// O(N·d) gather, also needed for the objective), and with s(c) = ½ min_{c' ≠ c} ‖c − c'‖ a point keeps
 /// its centre without a search when √D(i) &lt; max(min_g l_g(i), s(a(i))) − margin; all other points
-/// get a full search (the chunked GEMM), which also refreshes their l_g. The first
-/// <see cref="UnboundedSteps"/> steps search every point.
+/// get a full search (the chunked GEMM), which also refreshes their l_g. Every point is searched
+/// until the assignment settles (<see cref="StartBoundsBelowChangedFraction"/>).
 /// </para>
 /// </summary>
 internal sealed class BoundedAssigner : IDisposable
 {
     /// <summary>
-    /// The first steps search every point without bounds: the centres move so much early on that
-    /// almost no point could be skipped, so the second-nearest pass the bounds need would be wasted.
+    /// Bounds start (at a full search) once the previous full search changed the assignment of fewer
+    /// than this fraction of the points: while centres still move a lot almost no point could be
+    /// skipped, so the extra pass the bounds need would be wasted.
     /// </summary>
-    private const int UnboundedSteps = 2;
+    private const double StartBoundsBelowChangedFraction = 0.05;
 
     /// <summary>Yinyang-style groups: about this many centres share one lower bound (1 group = Hamerly).</summary>
     private const long CentresPerGroup = 50;
@@ -43,6 +44,7 @@ internal sealed class BoundedAssigner : IDisposable
     private long _groups = 1;
     private long _groupSize;
     private int _steps;
+    private double _changedFraction = 1.0;
 
     public BoundedAssigner(Tensor points, Tensor pointNorms, long rowsPerChunk, long chunkBytes, bool useBounds, double margin)
     {
@@ -75,23 +77,32 @@ internal sealed class BoundedAssigner : IDisposable
         using var scope = NewDisposeScope();
         long n = _points.shape[0];
         AssignedPoints += n;
-        bool fullSearch = !_useBounds || _steps < UnboundedSteps || centroids.shape[0] == 1;
-        bool wantSecond = _useBounds && _steps >= UnboundedSteps - 1;
-        _steps++;
+        bool fullSearch = !_useBounds || _lower is null || centroids.shape[0] == 1;
         if (fullSearch)
         {
+            // Start the bounds (the extra per-group pass over the distance block) only once the
+            // assignment has settled enough for them to skip points at the next step.
+            bool wantBounds = _useBounds && _steps > 0 && centroids.shape[0] > 1 && _changedFraction < StartBoundsBelowChangedFraction;
+            var previous = _useBounds && _steps > 0 ? Assignments.clone() : null;
             SetGroups(centroids.shape[0]);
-            Tensor? second = wantSecond ? empty(n, _groups, _points.dtype, _points.device) : null;
+            Tensor? second = wantBounds ? empty(n, _groups, _points.dtype, _points.device) : null;
             NearestCentroidSearch.SearchInto(_points, _pointNorms, centroids, _rowsPerChunk, Assignments, Distances, second, _groupSize);
             if (second is not null)
             {
-                _lower?.Dispose();
                 _lower = second.sqrt_().DetachFromDisposeScope();
             }
 
+            if (previous is not null)
+            {
+                _changedFraction = previous.ne(Assignments).sum().ToDouble() / n;
+            }
+
+            _steps++;
             SearchedPoints += n;
             return;
         }
+
+        _steps++;
 
         ExactDistances(centroids);
         // s(c): half the distance from each centre to its nearest other centre, by the same chunked
