@@ -95,11 +95,16 @@ public static class NearestCentroidSearch
             {
                 var target = groupDistances.narrow(0, start, rows); // [b, t]
                 block.scatter_(1, index.unsqueeze(1), full(rows, 1, double.PositiveInfinity, block.dtype, block.device));
-                long groups = groupDistances.shape[1];
-                for (long g = 0; g < groups; g++)
+                // Whole groups in one reduction over a [b, groups, groupSize] view; a last, smaller group apart.
+                long whole = k / groupSize;
+                if (whole > 0)
                 {
-                    long first = g * groupSize;
-                    target.select(1, g).copy_(block.narrow(1, first, Math.Min(groupSize, k - first)).amin(1));
+                    target.narrow(1, 0, whole).copy_(block.narrow(1, 0, whole * groupSize).view(rows, whole, groupSize).amin(2));
+                }
+
+                if (whole < groupDistances.shape[1])
+                {
+                    target.select(1, whole).copy_(block.narrow(1, whole * groupSize, k - (whole * groupSize)).amin(1));
                 }
 
                 target.add_(norms.unsqueeze(1)).clamp_min_(0);
