@@ -79,7 +79,7 @@ public sealed class HierarchicalKMeans
     /// <summary>Byte budget of one distance block; see <see cref="KMeansOptions.ChunkBytes"/>.</summary>
     public long ChunkBytes { get; init; } = NearestCentroidSearch.DefaultChunkBytes;
 
-    /// <summary>Use Hamerly bounds to skip distance computations; see <see cref="KMeansOptions.UseBounds"/>. Default true.</summary>
+    /// <summary>Use Hamerly / Yinyang-style bounds to skip distance computations; see <see cref="KMeansOptions.UseBounds"/>. Default true.</summary>
     public bool UseBounds { get; init; } = true;
 
     /// <summary>Level l is clustered with seed SeedOffset + l (spec: the level's index). Default 0.</summary>

@@ -12,7 +12,7 @@ namespace Hcsc.Clustering;
 /// Each restart draws k starting centres (<see cref="KMeansOptions.Initialization"/>) from a training
 /// subsample of at most <c>MaxPointsPerCentroid · k</c> points and runs Lloyd iterations: assign each
 /// training point to its nearest centre (chunked GEMM <c>‖x‖² − 2x·c + ‖c‖²</c>, optionally skipping
-/// points whose assignment Hamerly's bounds prove unchanged), then move each centre to the mean of its
+/// points whose assignment Hamerly / Yinyang-style bounds prove unchanged), then move each centre to the mean of its
 /// members (<c>index_add_</c>) and split a large cluster into every empty one
 /// (<see cref="KMeansResult.EmptyClustersSplit"/>). The restart with the lowest last-iteration
 /// objective wins and every one of the N points is then assigned to its centres.
@@ -79,6 +79,11 @@ public sealed class KMeans
         EmbeddingChecks.RequirePoints(points, k, nameof(points));
         if (initialCentroids is not null)
         {
+            if (_options.Restarts > 1)
+            {
+                throw new ArgumentException($"Initial centroids fix the start, so restarts would repeat one run; use Restarts = 1 (got {_options.Restarts}).", nameof(initialCentroids));
+            }
+
             CheckInitialCentroids(points, k, initialCentroids);
         }
 
@@ -94,10 +99,43 @@ public sealed class KMeans
                 level, n, k, _options.MinPointsPerCentroid);
         }
 
-        Generator? shared = generator;
-        Generator GeneratorFor(int restart) => shared ?? new Generator(unchecked((ulong)(_options.Seed + (restart * 1_000_003L))));
+        var owned = new List<Generator>();
+        Generator GeneratorFor(int restart)
+        {
+            if (generator is not null)
+            {
+                return generator;
+            }
 
-        var firstGenerator = GeneratorFor(0);
+            var created = new Generator(unchecked((ulong)(_options.Seed + (restart * 1_000_003L))));
+            owned.Add(created);
+            return created;
+        }
+
+        try
+        {
+            return Run(all, k, initialCentroids, GeneratorFor, progress, level, levelCount, cancellationToken);
+        }
+        finally
+        {
+            owned.ForEach(g => g.Dispose());
+        }
+    }
+
+    private KMeansResult Run(
+        Tensor all,
+        int k,
+        Tensor? initialCentroids,
+        Func<int, Generator> generatorFor,
+        IProgress<ClusteringProgress>? progress,
+        int level,
+        int levelCount,
+        CancellationToken cancellationToken)
+    {
+        var dtype = all.dtype;
+        long n = all.shape[0];
+
+        var firstGenerator = generatorFor(0);
         long cap = (long)_options.MaxPointsPerCentroid * k;
         bool subsampled = n > cap;
         var train = all;
@@ -125,7 +163,7 @@ public sealed class KMeans
         long searched = 0, assigned = 0;
         for (int restart = 0; restart < _options.Restarts; restart++)
         {
-            var random = restart == 0 ? firstGenerator : GeneratorFor(restart);
+            var random = restart == 0 ? firstGenerator : generatorFor(restart);
             var centroids = initialCentroids is not null
                 ? initialCentroids.detach().to(dtype).clone()
                 : CentroidInitializer.Initialize(train, k, _options.Initialization, random);

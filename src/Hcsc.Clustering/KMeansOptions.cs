@@ -29,7 +29,7 @@ public sealed class KMeansOptions
     public long ChunkBytes { get; init; } = 32L << 20;
 
     /// <summary>
-    /// Skip distance computations that provably cannot change a point's assignment (Hamerly bounds);
+    /// Skip distance computations that provably cannot change a point's assignment (Hamerly bounds over groups of about 50 centres, as Yinyang k-means' global filter);
     /// the assignments are the same as plain Lloyd's up to float rounding on exact ties. Only used when
     /// there are at least 8 training points per centre (below that the k × k centre distances the
     /// bounds need cost as much as the search they save). Default true.

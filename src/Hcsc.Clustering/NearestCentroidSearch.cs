@@ -60,7 +60,7 @@ public static class NearestCentroidSearch
     internal static long RowsPerChunk(long chunkBytes, long k, long elementSize) => Math.Max(1, chunkBytes / (k * elementSize));
 
     /// <summary>
-    /// Writes the nearest centroid (and optionally the second-nearest squared distance) of every row of
+    /// Writes the nearest centroid (and optionally the per-group second-nearest squared distances) of every row of
     /// <paramref name="points"/> into the given outputs, chunk by chunk.
     /// </summary>
     /// <param name="points">[n, d].</param>
@@ -69,8 +69,13 @@ public static class NearestCentroidSearch
     /// <param name="rowsPerChunk">Rows per GEMM block.</param>
     /// <param name="assignments">Output [n] int64.</param>
     /// <param name="distances">Output [n], squared distance to the nearest centroid.</param>
-    /// <param name="secondDistances">Optional output [n], squared distance to the second-nearest centroid (+∞ when k = 1).</param>
-    internal static void SearchInto(Tensor points, Tensor pointNorms, Tensor centroids, long rowsPerChunk, Tensor assignments, Tensor distances, Tensor? secondDistances)
+    /// <param name="groupDistances">
+    /// Optional output [n, t]: for each group g of centres (g covers indices [g·groupSize, (g+1)·groupSize)),
+    /// the squared distance to the nearest centre of the group other than the assigned one (+∞ when none).
+    /// With t = 1 and groupSize = k this is the second-nearest distance.
+    /// </param>
+    /// <param name="groupSize">Centres per group (the last group may be smaller).</param>
+    internal static void SearchInto(Tensor points, Tensor pointNorms, Tensor centroids, long rowsPerChunk, Tensor assignments, Tensor distances, Tensor? groupDistances, long groupSize = 0)
     {
         long n = points.shape[0];
         long k = centroids.shape[0];
@@ -86,17 +91,23 @@ public static class NearestCentroidSearch
             var norms = pointNorms.narrow(0, start, rows);
             assignments.narrow(0, start, rows).copy_(index);
             distances.narrow(0, start, rows).copy_((best + norms).clamp_min_(0));
-            if (secondDistances is not null)
+            if (groupDistances is not null)
             {
-                if (k == 1)
+                var target = groupDistances.narrow(0, start, rows); // [b, t]
+                block.scatter_(1, index.unsqueeze(1), full(rows, 1, double.PositiveInfinity, block.dtype, block.device));
+                // Whole groups in one reduction over a [b, groups, groupSize] view; a last, smaller group apart.
+                long whole = k / groupSize;
+                if (whole > 0)
                 {
-                    secondDistances.narrow(0, start, rows).fill_(double.PositiveInfinity);
+                    target.narrow(1, 0, whole).copy_(block.narrow(1, 0, whole * groupSize).view(rows, whole, groupSize).amin(2));
                 }
-                else
+
+                if (whole < groupDistances.shape[1])
                 {
-                    block.scatter_(1, index.unsqueeze(1), full(rows, 1, double.PositiveInfinity, block.dtype, block.device));
-                    secondDistances.narrow(0, start, rows).copy_((block.amin(1) + norms).clamp_min_(0));
+                    target.select(1, whole).copy_(block.narrow(1, whole * groupSize, k - (whole * groupSize)).amin(1));
                 }
+
+                target.add_(norms.unsqueeze(1)).clamp_min_(0);
             }
         }
     }

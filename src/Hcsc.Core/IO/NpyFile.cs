@@ -116,6 +116,11 @@ public static partial class NpyFile
             throw new PlatformNotSupportedException("Writing .npy files is implemented for little-endian hosts only.");
         }
 
+        if (cpu.numel() == 0)
+        {
+            return;
+        }
+
         if (cpu.dtype == ScalarType.Float32)
         {
             stream.Write(MemoryMarshal.AsBytes(cpu.data<float>().ToArray().AsSpan()));
