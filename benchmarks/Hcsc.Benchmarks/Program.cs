@@ -1,4 +1,8 @@
 using Hcsc.Benchmarks;
+using Hcsc.Core.Runtime;
+
+// Before any TorchSharp call (see OpenMpWaitPolicy); an OMP_WAIT_POLICY set by the caller wins.
+OpenMpWaitPolicy.PreferPassive();
 
 // Every comparison benchmark, by name. Usage: hcsc-bench --list | hcsc-bench NAME [options]
 IBenchmark[] benchmarks =
