@@ -8,6 +8,7 @@ using Hcsc.Models.Checkpoints;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
 
@@ -58,7 +59,10 @@ public static class KnnCommand
                     SmallImageStem = parse.GetValue(smallStem) ?? run?.Settings.SmallStem ?? false,
                 };
                 using var model = new HcscModel(modelOptions, () => ResNet.Create(backbone));
-                var contents = TrainingCheckpoint.Load(file.FullName, model);
+                // The checkpoint holds the optimiser's state too; a throwaway SGD of the run's settings reads past it.
+                var training = run?.Options.Training ?? new TrainingOptions();
+                using var optimizer = optim.SGD(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weight_decay: training.WeightDecay);
+                var contents = TrainingCheckpoint.Load(file.FullName, model, optimizer);
                 foreach (var tensor in contents.ExtraTensors.Values)
                 {
                     tensor.Dispose();

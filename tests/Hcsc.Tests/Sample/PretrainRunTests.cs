@@ -61,6 +61,21 @@ public sealed class PretrainRunTests : IDisposable
         second.Before.Should().BeNull("a resumed run does not evaluate the untrained network again");
         Metrics().Where(m => !m.TryGetProperty("evaluation", out _)).Select(m => m.GetProperty("epoch").GetInt32()).Should().Equal(0, 1, 2);
         File.Exists(Path.Combine(_directory, "checkpoint_0003.hcsc")).Should().BeTrue();
+
+        // knn rebuilds the run's model from run.json beside the checkpoint.
+        var output = new StringWriter();
+        var previous = Console.Out;
+        Console.SetOut(output);
+        try
+        {
+            HcscCli.Create().Parse(["knn", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--k", "5,10", "--workers", "0"]).Invoke().Should().Be(0);
+        }
+        finally
+        {
+            Console.SetOut(previous);
+        }
+
+        output.ToString().Should().Contain("(checkpoint epoch 3)").And.Contain("k =    5: top-1");
     }
 
     [Fact]
