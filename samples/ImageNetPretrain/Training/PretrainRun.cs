@@ -180,6 +180,13 @@ public sealed class PretrainRun
             }
 
             var summary = sums.Means();
+            if (summary.TryGetValue("loss", out double meanLoss) && !double.IsFinite(meanLoss))
+            {
+                throw new InvalidOperationException(
+                    $"The loss became {meanLoss} in epoch {epoch + 1}; training diverged, so this epoch is not checkpointed. " +
+                    $"Lower --lr (now {training.LearningRate}) and resume from the last checkpoint with --resume auto.");
+            }
+
             foreach (var (name, value) in summary)
             {
                 record[name] = value;

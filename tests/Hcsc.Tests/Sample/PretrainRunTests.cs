@@ -86,6 +86,16 @@ public sealed class PretrainRunTests : IDisposable
     }
 
     [Fact]
+    public void A_diverging_run_stops_with_advice_and_writes_no_checkpoint()
+    {
+        var options = Tiny(epochs: 1);
+        options.Training.LearningRate = 1e30;
+        var act = () => new PretrainRun(options, Settings(), new StringWriter()).Execute();
+        act.Should().Throw<InvalidOperationException>().WithMessage("The loss became*Lower --lr*--resume auto*");
+        File.Exists(Path.Combine(_directory, PretrainRun.LatestCheckpoint)).Should().BeFalse();
+    }
+
+    [Fact]
     public void Later_layers_replace_whole_lists()
     {
         var merged = HcscOptionsLoader.Merge([
