@@ -78,6 +78,17 @@ public sealed class DatasetTests : IDisposable
     }
 
     [Fact]
+    public void Cmyk_jpeg_webp_and_bmp_files_decode_to_rgb()
+    {
+        // Written by Fixtures/make_images.py with PIL; PIL reads the same three colours back.
+        var dataset = new ImageFolderDataset(Path.Combine(AppContext.BaseDirectory, "Sample", "Fixtures", "images"));
+        var colours = Enumerable.Range(0, dataset.Count).ToDictionary(i => Path.GetFileName(dataset.PathOf(i)), i => dataset.Load(i).Pixels.Take(3).ToArray());
+        colours["red_cmyk.jpg"].Should().Equal(255, 0, 0);
+        colours["blue.bmp"].Should().Equal(10, 20, 230);
+        colours["green.webp"].Select(v => (int)v).Should().Equal([10, 200, 29], "WebP is lossy: PIL also reads 29 back");
+    }
+
+    [Fact]
     public void Batches_do_not_depend_on_the_number_of_workers()
     {
         var dataset = new SyntheticHierarchicalDataset(imagesPerClass: 3, size: 16);
