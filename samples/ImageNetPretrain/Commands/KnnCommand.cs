@@ -79,7 +79,7 @@ public static class KnnCommand
 
                 return 0;
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or FormatException)
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or FormatException or Hcsc.Models.Checkpoints.StateDictMismatchException)
             {
                 Console.Error.WriteLine($"error: {e.Message}");
                 return 1;

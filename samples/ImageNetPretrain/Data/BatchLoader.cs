@@ -98,7 +98,8 @@ public sealed class BatchLoader
                 }
                 catch (Exception e)
                 {
-                    channel.Writer.Complete(e);
+                    // Parallel.For wraps a worker's exception; hand the consumer the error itself.
+                    channel.Writer.Complete(e is AggregateException { InnerExceptions.Count: 1 } aggregate ? aggregate.InnerException! : e);
                 }
             },
             CancellationToken.None);
@@ -107,17 +108,10 @@ public sealed class BatchLoader
         {
             while (true)
             {
-                ImageBatch batch;
-                try
+                // WaitToReadAsync rethrows the producer's error (the one passed to Complete).
+                if (!channel.Reader.WaitToReadAsync(cancellation).AsTask().GetAwaiter().GetResult() || !channel.Reader.TryRead(out var batch))
                 {
-                    if (!channel.Reader.WaitToReadAsync(cancellation).AsTask().GetAwaiter().GetResult() || !channel.Reader.TryRead(out batch!))
-                    {
-                        break;
-                    }
-                }
-                catch (ChannelClosedException e) when (e.InnerException is not null)
-                {
-                    throw e.InnerException;
+                    break;
                 }
 
                 yield return batch;
@@ -178,7 +172,8 @@ public sealed class BatchLoader
 
     private RgbImage LoadOrReplace(ref int index)
     {
-        for (int attempt = 0; attempt < Math.Min(_dataset.Count, 100); attempt++)
+        int first = index, attempts = Math.Min(_dataset.Count, 100);
+        for (int attempt = 0; attempt < attempts; attempt++)
         {
             try
             {
@@ -191,6 +186,6 @@ public sealed class BatchLoader
             }
         }
 
-        throw new InvalidDataException($"100 consecutive images from index {index} could not be decoded; check the dataset.");
+        throw new InvalidDataException($"{attempts} consecutive images from index {first} could not be decoded; check the dataset.");
     }
 }

@@ -36,7 +36,8 @@ public static class DatasetFactory
                 }
 
                 var train = new ImageFolderDataset(Path.Combine(data, "train"));
-                return new DatasetPair(train, new ImageFolderDataset(Path.Combine(data, "val"), train.ClassNames));
+                var validation = new ImageFolderDataset(Path.Combine(data, "val"), train.ClassNames);
+                return new DatasetPair(maxImages > 0 ? new DatasetSubset(train, maxImages) : train, validation);
             default:
                 throw new ArgumentException($"Unknown dataset '{name}'. Use one of: {string.Join(", ", Names)}.");
         }

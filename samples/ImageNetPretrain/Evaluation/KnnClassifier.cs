@@ -42,6 +42,16 @@ public static class KnnClassifier
         }
 
         long n = trainFeatures.shape[0], m = queryFeatures.shape[0];
+        if (n == 0 || m == 0)
+        {
+            throw new ArgumentException($"kNN needs at least one training and one query feature; got {n} and {m}.");
+        }
+
+        if (ks.Count == 0 || ks.Any(k => k < 1))
+        {
+            throw new ArgumentException($"Every k must be >= 1 and at least one is needed; got [{string.Join(", ", ks)}].", nameof(ks));
+        }
+
         int[] clipped = ks.Select(k => (int)Math.Min(k, n)).Distinct().ToArray();
         int kMax = clipped.Max();
         var top1 = new long[clipped.Length];

@@ -15,6 +15,13 @@ public sealed record EvaluationReport(IReadOnlyList<KnnAccuracy> Knn, IReadOnlyL
     public double Top1 => Knn.Count == 0 ? double.NaN : (Knn.FirstOrDefault(a => a.K == 20) ?? Knn[0]).Top1;
 }
 
+/// <summary>The hierarchical k-means of a training set's embeddings; row i was computed from image <c>Sources[i]</c>.</summary>
+public sealed record ClusteredEmbeddings(HierarchicalKMeansResult Result, long[] Sources) : IDisposable
+{
+    /// <inheritdoc />
+    public void Dispose() => Result.Dispose();
+}
+
 /// <summary>Evaluates a model the way the reference's evaluation script does.</summary>
 public static class ModelEvaluation
 {
@@ -23,27 +30,31 @@ public static class ModelEvaluation
     {
         model.eval();
         using var scope = NewDisposeScope();
-        var train = FeatureExtractor.Extract(data.Train, model.BackboneFeatures, imageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
-        var validation = FeatureExtractor.Extract(data.Validation, model.BackboneFeatures, imageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
-        var trainLabels = tensor(data.Train.Labels.Select(l => (long)l).ToArray()).to(device);
-        var validationLabels = tensor(data.Validation.Labels.Select(l => (long)l).ToArray()).to(device);
+        var train = FeatureExtractor.Extract(data.Train, model.BackboneFeatures, imageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var trainRows);
+        var validation = FeatureExtractor.Extract(data.Validation, model.BackboneFeatures, imageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var validationRows);
+        var trainLabels = tensor(trainRows.Select(i => (long)data.Train.Labels[(int)i]).ToArray()).to(device);
+        var validationLabels = tensor(validationRows.Select(i => (long)data.Validation.Labels[(int)i]).ToArray()).to(device);
         return KnnClassifier.Evaluate(train, trainLabels, validation, validationLabels, data.Train.ClassNames.Count, ks ?? KnnClassifier.ReferenceKs);
     }
 
-    /// <summary>NMI of every level's assignment in <paramref name="clustering"/> against <paramref name="labels"/>.</summary>
-    public static IReadOnlyList<double> Nmi(HierarchicalKMeansResult clustering, IReadOnlyList<int> labels)
+    /// <summary>NMI of every level's assignment in <paramref name="clustering"/> against the labels of the images the rows were computed from.</summary>
+    public static IReadOnlyList<double> Nmi(ClusteredEmbeddings clustering, IReadOnlyList<int> labels)
     {
-        long[] truth = labels.Select(l => (long)l).ToArray();
-        return clustering.Hierarchy.Levels
-            .Select(level => ClusteringMetrics.NormalizedMutualInformation(level.Assignments.cpu().data<long>().ToArray(), truth))
+        long[] truth = clustering.Sources.Select(i => (long)labels[(int)i]).ToArray();
+        return clustering.Result.Hierarchy.Levels
+            .Select(level =>
+            {
+                using var assignments = level.Assignments.cpu();
+                return ClusteringMetrics.NormalizedMutualInformation(assignments.data<long>().ToArray(), truth);
+            })
             .ToArray();
     }
 
     /// <summary>Embeds the training set with the key encoder and clusters it hierarchically (spec §1).</summary>
-    public static HierarchicalKMeansResult Cluster(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, IProgress<ClusteringProgress>? progress = null)
+    public static ClusteredEmbeddings Cluster(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, Action<int, Exception>? skipped = null)
     {
         model.eval();
-        using var embeddings = FeatureExtractor.Extract(train, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
-        return new HierarchicalKMeans(options.Clustering, options.Model.Temperature).Fit(embeddings, progress);
+        using var embeddings = FeatureExtractor.Extract(train, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var sources, skipped);
+        return new ClusteredEmbeddings(new HierarchicalKMeans(options.Clustering, options.Model.Temperature).Fit(embeddings), sources);
     }
 }

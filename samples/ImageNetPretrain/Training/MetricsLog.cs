@@ -38,8 +38,15 @@ public sealed class MetricsLog
 
         var kept = File.ReadAllLines(_path).Where(line =>
         {
-            using var document = JsonDocument.Parse(line);
-            return !document.RootElement.TryGetProperty("epoch", out var e) || e.GetInt32() < epoch;
+            try
+            {
+                using var document = JsonDocument.Parse(line);
+                return !document.RootElement.TryGetProperty("epoch", out var e) || e.GetInt32() < epoch;
+            }
+            catch (JsonException)
+            {
+                return false; // a line cut short by a crash
+            }
         }).ToArray();
         string temp = _path + ".tmp";
         File.WriteAllLines(temp, kept);

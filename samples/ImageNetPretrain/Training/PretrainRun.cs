@@ -58,6 +58,12 @@ public sealed class PretrainRun
             throw new ArgumentException($"The training set has {data.Train.Count} images, fewer than one batch of {training.BatchSize}; lower --batch-size.");
         }
 
+        if (data.Train.Count < _options.Clustering.NumClusters[0])
+        {
+            throw new ArgumentException(
+                $"The training set has {data.Train.Count} images, fewer than the {_options.Clustering.NumClusters[0]} prototypes of the finest level; lower --num-cluster.");
+        }
+
         Directory.CreateDirectory(_settings.ExperimentDirectory);
         new RunManifest(_options, _settings).Write(_settings.ExperimentDirectory);
         var metrics = new MetricsLog(Path.Combine(_settings.ExperimentDirectory, "metrics.jsonl"));
@@ -73,13 +79,16 @@ public sealed class PretrainRun
         using var queue = new KeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
         using var objective = new HcscObjective(HcscObjectiveOptions.From(_options));
         using var cache = new QueueSelectionCache();
+        // Masks are drawn on the device; HcscModel shuffles the key batch with a CPU permutation.
         using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1, device);
+        using var shuffleGenerator = new Generator(unchecked((ulong)training.Seed) + 2);
+        var generators = new RunGenerators(maskGenerator, shuffleGenerator);
 
         int startEpoch = 0;
         string? resume = _settings.Resume == "auto" ? AutoResume() : _settings.Resume;
         if (resume is not null)
         {
-            startEpoch = Resume(resume, model, optimizer, queue, maskGenerator);
+            startEpoch = Resume(resume, model, optimizer, queue, generators);
             metrics.TruncateFrom(startEpoch);
         }
 
@@ -93,13 +102,13 @@ public sealed class PretrainRun
         var views = ViewSet.Training(_options.Augmentation, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
         var loader = new BatchLoader(data.Train, views, training.BatchSize, workers, training.Seed)
         {
-            Skipped = (index, error) => _output.WriteLine($"warning: image {index} skipped: {error.Message}"),
+            Skipped = ReportSkipped,
         };
 
         for (int epoch = startEpoch; epoch < training.Epochs; epoch++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var record = TrainEpoch(epoch, model, optimizer, queue, objective, cache, maskGenerator, loader, data, device, cancellation);
+            var record = TrainEpoch(epoch, model, optimizer, queue, objective, cache, generators, loader, data, device, cancellation);
             int completed = epoch + 1;
             if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs)
             {
@@ -111,7 +120,7 @@ public sealed class PretrainRun
             metrics.Append(record);
             if (completed % training.CheckpointEvery == 0 || completed == training.Epochs)
             {
-                SaveCheckpoint(completed, model, optimizer, queue, maskGenerator);
+                SaveCheckpoint(completed, model, optimizer, queue, generators);
             }
         }
 
@@ -128,7 +137,7 @@ public sealed class PretrainRun
 
     private Dictionary<string, object?> TrainEpoch(
         int epoch, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, HcscObjective objective, QueueSelectionCache cache,
-        Generator maskGenerator, BatchLoader loader, DatasetPair data, Device device, CancellationToken cancellation)
+        RunGenerators generators, BatchLoader loader, DatasetPair data, Device device, CancellationToken cancellation)
     {
         var training = _options.Training;
         var clock = Stopwatch.StartNew();
@@ -138,18 +147,18 @@ public sealed class PretrainRun
             group.LearningRate = lr;
         }
 
-        HierarchicalKMeansResult? clustering = null;
+        ClusteredEmbeddings? clustering = null;
         var record = new Dictionary<string, object?> { ["epoch"] = epoch, ["lr"] = lr };
         try
         {
             if (epoch >= training.WarmupEpochs)
             {
                 var clusterClock = Stopwatch.StartNew();
-                clustering = ModelEvaluation.Cluster(model, data.Train, _options, training.BatchSize, training.Workers, device);
-                cache.Refresh(clustering.Hierarchy, queue.Keys);
+                clustering = ModelEvaluation.Cluster(model, data.Train, _options, training.BatchSize, training.Workers, device, ReportSkipped);
+                cache.Refresh(clustering.Result.Hierarchy, queue.Keys);
                 record["nmi"] = ModelEvaluation.Nmi(clustering, data.Train.Labels);
                 record["clustering_seconds"] = clusterClock.Elapsed.TotalSeconds;
-                _output.WriteLine($"epoch {epoch + 1}: clustered {data.Train.Count} embeddings into {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes in {clusterClock.Elapsed.TotalSeconds:F1}s; NMI {Join((IReadOnlyList<double>)record["nmi"]!)}");
+                _output.WriteLine($"epoch {epoch + 1}: clustered {data.Train.Count} embeddings into {string.Join(" -> ", clustering.Result.Hierarchy.ClusterCounts)} prototypes in {clusterClock.Elapsed.TotalSeconds:F1}s; NMI {Join((IReadOnlyList<double>)record["nmi"]!)}");
             }
 
             model.train();
@@ -162,9 +171,9 @@ public sealed class PretrainRun
                 using var scope = NewDisposeScope();
                 var tensors = batch.Views.Select((v, i) => tensor(v, [batch.Count, 3, batch.ViewSizes[i], batch.ViewSizes[i]]).to(device)).ToArray();
                 var indices = tensor(batch.Indices).to(device);
-                var (q, k) = model.Forward(tensors[0], tensors[1], maskGenerator);
+                var (q, k) = model.Forward(tensors[0], tensors[1], generators.Shuffle);
                 var locals = tensors.Length > 2 ? model.ForwardLocal(tensors[2..]) : null;
-                var loss = objective.Compute(q, k, queue.Keys, indices, clustering?.Hierarchy, maskGenerator, locals, clustering is null ? null : cache);
+                var loss = objective.Compute(q, k, queue.Keys, indices, clustering?.Result.Hierarchy, generators.Masks, locals, clustering is null ? null : cache);
                 optimizer.zero_grad();
                 loss.Total.backward();
                 optimizer.step();
@@ -206,7 +215,7 @@ public sealed class PretrainRun
     {
         var clock = Stopwatch.StartNew();
         var knn = ModelEvaluation.Knn(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device);
-        using var clustering = ModelEvaluation.Cluster(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device);
+        using var clustering = ModelEvaluation.Cluster(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped);
         var nmi = ModelEvaluation.Nmi(clustering, data.Train.Labels);
         var coarse = data.Train is IHierarchicalDataset hierarchical ? ModelEvaluation.Nmi(clustering, hierarchical.CoarseLabels) : [];
         var report = new EvaluationReport(knn, nmi, coarse);
@@ -214,6 +223,15 @@ public sealed class PretrainRun
         string coarseText = coarse.Count > 0 ? $"; vs coarse labels {Join(coarse)}" : string.Empty;
         _output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"evaluation ({label}): kNN top-1 {knnText}; NMI per level {Join(nmi)}{coarseText} ({clock.Elapsed.TotalSeconds:F1}s)"));
         return report;
+    }
+
+    // Called from data workers: one line at a time.
+    private void ReportSkipped(int index, Exception error)
+    {
+        lock (_output)
+        {
+            _output.WriteLine($"warning: image {index} could not be decoded and was replaced by the next one: {error.Message}");
+        }
     }
 
     private static Dictionary<string, object?> EvaluationRecord(int epoch, EvaluationReport report) => new()
@@ -226,36 +244,45 @@ public sealed class PretrainRun
         ["nmi_coarse"] = report.CoarseNmi,
     };
 
-    private void SaveCheckpoint(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, Generator maskGenerator)
+    private void SaveCheckpoint(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators)
     {
         string path = Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint);
-        using var generatorState = maskGenerator.get_state();
+        using var maskState = generators.Masks.get_state();
+        using var shuffleState = generators.Shuffle.get_state();
         TrainingCheckpoint.Save(
             path,
             completedEpochs,
             model,
             optimizer,
             queue,
-            new Dictionary<string, Tensor> { ["mask_generator_state"] = generatorState },
+            new Dictionary<string, Tensor> { ["mask_generator_state"] = maskState, ["shuffle_generator_state"] = shuffleState },
             new Dictionary<string, string> { ["arch"] = _options.Model.Arch, ["dataset"] = _settings.Dataset });
         File.Copy(path, Path.Combine(_settings.ExperimentDirectory, $"checkpoint_{completedEpochs:D4}.hcsc"), overwrite: true);
         _output.WriteLine($"checkpoint: {path} (epoch {completedEpochs})");
     }
 
-    private int Resume(string path, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, Generator maskGenerator)
+    private int Resume(string path, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators)
     {
         if (!File.Exists(path))
         {
             throw new FileNotFoundException($"The checkpoint to resume from, '{path}', does not exist.");
         }
 
-        var contents = TrainingCheckpoint.Load(path, model, optimizer, queue);
+        CheckpointContents contents;
         try
         {
-            if (contents.ExtraTensors.TryGetValue("mask_generator_state", out var state))
-            {
-                maskGenerator.set_state(state);
-            }
+            contents = TrainingCheckpoint.Load(path, model, optimizer, queue);
+        }
+        catch (StateDictMismatchException e)
+        {
+            throw new InvalidDataException(
+                $"The checkpoint '{path}' does not fit this model (was it written with other --arch, --width, --dim, --small-stem or BatchNormSplits?): {e.Message}", e);
+        }
+
+        try
+        {
+            Restore(contents, "mask_generator_state", generators.Masks);
+            Restore(contents, "shuffle_generator_state", generators.Shuffle);
         }
         finally
         {
@@ -269,6 +296,23 @@ public sealed class PretrainRun
         return checked((int)contents.Epoch);
     }
 
+    private void Restore(CheckpointContents contents, string name, Generator generator)
+    {
+        if (!contents.ExtraTensors.TryGetValue(name, out var state))
+        {
+            return;
+        }
+
+        try
+        {
+            generator.set_state(state);
+        }
+        catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or ArgumentException)
+        {
+            _output.WriteLine($"warning: the random state '{name}' was saved on another kind of device and is not restored; the run continues with fresh draws.");
+        }
+    }
+
     private string? AutoResume()
     {
         string path = Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint);
@@ -277,6 +321,9 @@ public sealed class PretrainRun
 
     private static string Join(IReadOnlyList<double> values) => string.Join(" / ", values.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));
 }
+
+/// <summary>The run's explicit random sources: selection masks on the training device, the key-batch shuffle on the CPU.</summary>
+internal sealed record RunGenerators(Generator Masks, Generator Shuffle);
 
 /// <summary>What a run produced: the evaluations before (null when resumed) and after training, and its files.</summary>
 public sealed record PretrainOutcome(EvaluationReport? Before, EvaluationReport After, string Checkpoint, string Metrics);

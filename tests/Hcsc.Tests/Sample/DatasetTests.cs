@@ -109,6 +109,24 @@ public sealed class DatasetTests : IDisposable
         resumed.Select(b => b.Indices).Should().BeEquivalentTo(serial.Skip(2).Select(b => b.Indices), o => o.WithStrictOrdering());
     }
 
+    [Fact]
+    public void A_dataset_that_cannot_be_decoded_fails_with_the_decoders_error_whatever_the_worker_count()
+    {
+        Directory.CreateDirectory(Path.Combine(_directory, "broken"));
+        for (int i = 0; i < 4; i++)
+        {
+            File.WriteAllText(Path.Combine(_directory, "broken", $"{i}.jpg"), "not a jpeg");
+        }
+
+        var dataset = new ImageFolderDataset(_directory);
+        foreach (int workers in new[] { 0, 1, 2 })
+        {
+            var loader = new BatchLoader(dataset, [ViewTransform.Eval(8)], batchSize: 2, workers: workers, seed: 0);
+            var act = () => loader.Sequential().ToList();
+            act.Should().Throw<InvalidDataException>($"workers = {workers}").WithMessage("4 consecutive images from index * could not be decoded*");
+        }
+    }
+
     private static void WritePng(string path, SKColorType type, SKColor colour)
     {
         using var bitmap = new SKBitmap(new SKImageInfo(4, 3, type, SKAlphaType.Opaque));

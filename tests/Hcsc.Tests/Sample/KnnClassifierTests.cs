@@ -44,6 +44,18 @@ public class KnnClassifierTests
         }
     }
 
+    [Fact]
+    public void Invalid_neighbour_counts_are_rejected()
+    {
+        using var scope = NewDisposeScope();
+        var features = ones(3, 2);
+        var labels = zeros(3, ScalarType.Int64);
+        var act = () => KnnClassifier.Evaluate(features, labels, features, labels, 1, [0]);
+        act.Should().Throw<ArgumentException>().WithMessage("Every k must be >= 1*[0]*");
+        var none = () => KnnClassifier.Evaluate(features, labels, features, labels, 1, []);
+        none.Should().Throw<ArgumentException>().WithMessage("Every k must be >= 1*");
+    }
+
     private static double Dot(double[] a, double[] b) => a.Zip(b).Sum(p => p.First * p.Second);
 
     private static double[] Unit(double[] v)
