@@ -45,10 +45,14 @@ public static class MomentumUpdate
             throw new ArgumentException("The encoders' parameters do not match: " + string.Join("; ", problems) + ".", nameof(target));
         }
 
+        // Explicit scalars, alive until the loop ends: an implicitly converted Scalar temporary can be
+        // finalised by the GC while the native call still reads it (seen as a random "toDouble" failure).
         using var noGrad = no_grad();
+        using var keep = momentum.ToScalar();
+        using var take = (1 - momentum).ToScalar();
         foreach (var (name, parameter) in targetParameters)
         {
-            parameter.mul_(momentum).add_(sourceParameters[name], alpha: 1 - momentum);
+            parameter.mul_(keep).add_(sourceParameters[name], alpha: take);
         }
     }
 }
