@@ -189,8 +189,8 @@ public sealed class HcscObjective : IDisposable
                         else
                         {
                             var logZ = cache is null ? InstanceSelector.LogNormalisers(queue, level) : cache.LogNormalisers[l];
-                            threshold = InstanceSelector.LogMembership(queue, labels[l], level, logZ)
-                                .clamp_min_(Math.Log(1.0 - InstanceSelector.MaxAcceptance)).exp_();
+                            using var floor = Math.Log(1.0 - InstanceSelector.MaxAcceptance).ToScalar();
+                            threshold = InstanceSelector.LogMembership(queue, labels[l], level, logZ).clamp_min_(floor).exp_();
                         }
 
                         var mask = masks[l];
@@ -236,7 +236,8 @@ public sealed class HcscObjective : IDisposable
             {
                 var perLevelCount = masks.sum(2);                                                    // [L, B]
                 keptCount = perLevelCount.t();                                                       // [B, L]
-                var ratio = perLevelCount.mean(new long[] { 1 }).div(queueLength);                   // [L]
+                using var slots = queueLength.ToScalar();
+                var ratio = perLevelCount.mean(new long[] { 1 }).div(slots);                         // [L]
                 for (int l = 0; l < levels; l++)
                 {
                     acceptance.Add(ratio[l]);

@@ -1,4 +1,5 @@
 using Hcsc.Core.Options;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Hcsc.Losses;
@@ -49,7 +50,11 @@ internal sealed class QueueContrast
     /// <param name="temperature">τ.</param>
     public static QueueContrast Create(Tensor query, Tensor key, Tensor queueTransposed, double temperature)
     {
-        var scaled = query.div(temperature);                              // [B, d]
+        // Scalars are explicit and kept alive to the end of the call: an implicit Scalar temporary can be
+        // finalised by the GC while libtorch still reads it.
+        using var inverseTemperature = (1.0 / temperature).ToScalar();
+        using var zero = 0.0.ToScalar();
+        var scaled = query.mul(inverseTemperature);                       // [B, d]
         var positive = scaled.mul(key).sum(1);                             // [B]
         var logits = scaled.mm(queueTransposed);                           // [B, Q]
         Tensor shift, expZero, top1;
@@ -57,7 +62,7 @@ internal sealed class QueueContrast
         {
             var maxNegative = logits.amax(1);                              // [B]
             top1 = positive.ge(maxNegative);
-            shift = maximum(maxNegative, positive).clamp_min(0.0);
+            shift = maximum(maxNegative, positive).clamp_min(zero);
             expZero = shift.neg().exp();
         }
 
@@ -77,7 +82,8 @@ internal sealed class QueueContrast
         var denominator = kept.add(ExpPositive.unsqueeze(1));
         if (handling == UnselectedNegativeHandling.ZeroLogit)
         {
-            denominator = denominator.add(keptCount.neg().add(QueueLength).mul(ExpZero.unsqueeze(1)));
+            using var queueLength = QueueLength.ToScalar();
+            denominator = denominator.add(keptCount.neg().add(queueLength).mul(ExpZero.unsqueeze(1)));
         }
 
         return denominator.log().add(Shift.sub(Positive).unsqueeze(1));

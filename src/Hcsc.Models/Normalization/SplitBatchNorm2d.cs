@@ -80,7 +80,8 @@ public sealed class SplitBatchNorm2d : Module<Tensor, Tensor>
         {
             using (no_grad())
             {
-                get_buffer(nameof(num_batches_tracked))!.add_(1);
+                using var one = 1.ToScalar(); // explicit and alive: see MomentumUpdate
+                get_buffer(nameof(num_batches_tracked))!.add_(one);
             }
         }
 
