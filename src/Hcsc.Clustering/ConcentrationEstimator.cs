@@ -41,7 +41,7 @@ public static class ConcentrationEstimator
                 $"Expected squared distances [n] (floating point) and assignments [n] (int64) with the same n > 0; got {squaredDistances.Describe()} and {assignments.Describe()}.");
         }
 
-        if (!DeviceComparison.SameDevice(squaredDistances, assignments))
+        if (!DeviceEquality.SameDevice(squaredDistances, assignments))
         {
             throw new ArgumentException($"Squared distances and assignments must be on one device; got {squaredDistances.Describe()} and {assignments.Describe()}.");
         }

@@ -251,7 +251,7 @@ public sealed class KMeans
                 $"The initial centroids must be a floating-point tensor [k, d] = [{k}, {points.shape[1]}]; got {initial.Describe()}.", nameof(initial));
         }
 
-        if (!DeviceComparison.SameDevice(initial, points))
+        if (!DeviceEquality.SameDevice(initial, points))
         {
             throw new ArgumentException(
                 $"The initial centroids are on {initial.device} but the points are on {points.device}; move them to one device. Centroids: {initial.Describe()}, points: {points.Describe()}.",

@@ -40,7 +40,7 @@ public static class NearestCentroidSearch
             throw new ArgumentException($"Points and centroids must share one floating-point dtype; got points {points.Describe()} and centroids {centroids.Describe()}.");
         }
 
-        if (!DeviceComparison.SameDevice(points, centroids))
+        if (!DeviceEquality.SameDevice(points, centroids))
         {
             throw new ArgumentException($"Points and centroids must be on one device; got points {points.Describe()} and centroids {centroids.Describe()}.");
         }

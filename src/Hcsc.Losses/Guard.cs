@@ -68,7 +68,7 @@ internal static class Guard
 
     public static void SameDevice(Tensor tensor, string name, Tensor reference, string referenceName)
     {
-        if (tensor.device.type != reference.device.type || tensor.device.index != reference.device.index)
+        if (!DeviceEquality.SameDevice(tensor, reference))
         {
             throw new ArgumentException($"{name} and {referenceName} must be on the same device; got {name} {tensor.Describe()} and {referenceName} {reference.Describe()}.", name);
         }

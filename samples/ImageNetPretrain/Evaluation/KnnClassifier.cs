@@ -1,3 +1,4 @@
+using Hcsc.Core.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -33,7 +34,7 @@ public static class KnnClassifier
         ArgumentNullException.ThrowIfNull(ks);
         if (trainFeatures.dim() != 2 || queryFeatures.dim() != 2 || trainFeatures.shape[1] != queryFeatures.shape[1])
         {
-            throw new ArgumentException($"Features must be [N, D] and [M, D] with one D; got [{string.Join(", ", trainFeatures.shape)}] and [{string.Join(", ", queryFeatures.shape)}].");
+            throw new ArgumentException($"Features must be [N, D] and [M, D] with one D; got {trainFeatures.Describe()} and {queryFeatures.Describe()}.");
         }
 
         if (trainLabels.shape[0] != trainFeatures.shape[0] || queryLabels.shape[0] != queryFeatures.shape[0])

@@ -76,7 +76,7 @@ internal static class ClusterHierarchyValidator
 
             foreach (var (name, tensor) in new[] { ("prototypes", p), ("assignments", a), ("concentrations", c) }.Concat(l < levels - 1 ? new[] { ("parents", parents[l]) } : []))
             {
-                if (tensor.device.type != device.type || tensor.device.index != device.index)
+                if (!DeviceEquality.SameDevice(tensor.device, device))
                 {
                     problems.Add($"{level} {name} are on {tensor.device} but level 0 prototypes are on {device}; move every tensor to one device.");
                     shapesOk = false;
