@@ -157,18 +157,11 @@ public sealed class HcscModel : nn.Module
     public Tensor Embed(Tensor images)
     {
         ArgumentNullException.ThrowIfNull(images);
-        var wasTraining = encoder_k.training;
-        encoder_k.eval();
-        try
+        return InEvalMode(encoder_k, () =>
         {
-            using var noGrad = no_grad();
             using var scope = NewDisposeScope();
             return nn.functional.normalize(encoder_k.forward(images), dim: 1).MoveToOuterDisposeScope();
-        }
-        finally
-        {
-            encoder_k.train(wasTraining);
-        }
+        });
     }
 
     /// <summary>
@@ -178,16 +171,22 @@ public sealed class HcscModel : nn.Module
     public Tensor BackboneFeatures(Tensor images)
     {
         ArgumentNullException.ThrowIfNull(images);
-        var wasTraining = encoder_q.training;
-        encoder_q.eval();
+        return InEvalMode(encoder_q, () => encoder_q.Features(images));
+    }
+
+    // Runs `compute` with `encoder` in eval mode and without gradient, then restores the encoder's mode.
+    private static Tensor InEvalMode(ResNet encoder, Func<Tensor> compute)
+    {
+        var wasTraining = encoder.training;
+        encoder.eval();
         try
         {
             using var noGrad = no_grad();
-            return encoder_q.Features(images);
+            return compute();
         }
         finally
         {
-            encoder_q.train(wasTraining);
+            encoder.train(wasTraining);
         }
     }
 
