@@ -20,28 +20,34 @@ public static class FeatureExtractor
         out long[] sources, Action<int, Exception>? skipped = null)
     {
         var loader = new BatchLoader(dataset, [ViewTransform.Eval(imageSize) with { Mean = mean, Std = std }], batchSize, workers, seed: 0) { Skipped = skipped };
-        var parts = new List<Tensor>();
         var rows = new List<long>(dataset.Count);
+        Tensor? features = null; // [N, D], filled batch by batch: no second copy of all features
         try
         {
             using var noGrad = no_grad();
+            long row = 0;
             foreach (var batch in loader.Sequential())
             {
                 using var scope = NewDisposeScope();
                 var images = tensor(batch.Views[0], [batch.Count, 3, imageSize, imageSize]).to(device);
-                parts.Add(network(images).detach().MoveToOuterDisposeScope());
+                var output = network(images); // [B, D]
+                if (features is null)
+                {
+                    features = empty([dataset.Count, output.shape[1]], output.dtype, device).DetachFromDisposeScope();
+                }
+
+                features.narrow(0, row, batch.Count).copy_(output);
+                row += batch.Count;
                 rows.AddRange(batch.Indices);
             }
 
             sources = rows.ToArray();
-            return cat(parts, 0);
+            return features ?? throw new ArgumentException($"The dataset '{dataset.Description}' has no images.", nameof(dataset));
         }
-        finally
+        catch
         {
-            foreach (var part in parts)
-            {
-                part.Dispose();
-            }
+            features?.Dispose();
+            throw;
         }
     }
 }
