@@ -145,6 +145,10 @@ public sealed class ResNet : Module<Tensor, Tensor>
     private void Initialize(ResNetOptions options)
     {
         using var noGrad = no_grad();
+
+        // As torchvision: Kaiming-normal convolutions, and norm layers (BatchNorm2d, GroupNorm) at weight 1,
+        // bias 0. TorchSharp's GroupNorm leaves its affine parameters uninitialised (sometimes NaN), so
+        // this is not only cosmetic.
         foreach (var (_, module) in named_modules())
         {
             switch (module)
@@ -152,20 +156,35 @@ public sealed class ResNet : Module<Tensor, Tensor>
                 case Conv2d conv:
                     init.kaiming_normal_(conv.weight, mode: init.FanInOut.FanOut, nonlinearity: init.NonlinearityType.ReLU);
                     break;
-                case BasicBlock or Bottleneck when options.ZeroInitResidual:
-                    var last = module is BasicBlock basic ? basic.LastNorm : ((Bottleneck)module).LastNorm;
-                    foreach (var (name, parameter) in last.named_parameters(recurse: false))
+                case TorchSharp.Modules.BatchNorm2d or TorchSharp.Modules.GroupNorm:
+                    foreach (var (name, parameter) in module.named_parameters(recurse: false))
                     {
-                        if (name == "weight")
-                        {
-                            parameter.zero_();
-                        }
+                        _ = name == "weight" ? init.ones_(parameter) : name == "bias" ? init.zeros_(parameter) : parameter;
                     }
 
                     break;
             }
         }
 
-        // BatchNorm2d starts with weight 1 and bias 0 in TorchSharp, as in torchvision; other norm layers keep their own init.
+        // Then, optionally, the last norm of every residual block at weight 0 (each block starts as the identity).
+        if (options.ZeroInitResidual)
+        {
+            foreach (var (_, module) in named_modules())
+            {
+                var last = module switch
+                {
+                    BasicBlock basic => basic.LastNorm,
+                    Bottleneck bottleneck => bottleneck.LastNorm,
+                    _ => null,
+                };
+                foreach (var (name, parameter) in last?.named_parameters(recurse: false) ?? [])
+                {
+                    if (name == "weight")
+                    {
+                        parameter.zero_();
+                    }
+                }
+            }
+        }
     }
 }

@@ -66,6 +66,21 @@ public class ResNetTests
     }
 
     [Fact]
+    public void Norm_layers_from_a_factory_start_at_weight_one_and_bias_zero()
+    {
+        // TorchSharp's GroupNorm leaves its affine parameters uninitialised; torchvision sets them to 1 and 0.
+        using var scope = NewDisposeScope();
+        using var net = ResNet.Create(new ResNetOptions { Arch = "resnet18", BaseWidth = 4, NumClasses = 0, NormLayer = c => nn.GroupNorm(2, c) });
+        var norms = net.named_parameters().Where(p => p.name.Contains("bn") || p.name.Contains("downsample.1")).ToList();
+        norms.Should().NotBeEmpty();
+        foreach (var (name, parameter) in norms)
+        {
+            double expected = name.EndsWith("weight", StringComparison.Ordinal) ? 1 : 0;
+            parameter.eq(expected).all().item<bool>().Should().BeTrue(name);
+        }
+    }
+
+    [Fact]
     public void Invalid_options_are_listed_together()
     {
         var act = () => ResNet.Create(new ResNetOptions { Arch = "resnet19", BaseWidth = 0, InputChannels = 0 });
