@@ -40,7 +40,7 @@ public sealed class HcscLossResult
     /// <summary>Per level, fraction of global queries whose positive prototype has the highest PCSC logit, a scalar.</summary>
     public required IReadOnlyList<Tensor> PrototypeAccuracy { get; init; }
 
-    /// <summary>Per level, the ICSC mask <c>[B, Q]</c> (1 = kept, 0 = not), in the queries' dtype; empty when instance selection is off.</summary>
+    /// <summary>Per level, the ICSC mask <c>[B, Q]</c>, bool (true = kept); empty when instance selection is off.</summary>
     public required IReadOnlyList<Tensor> InstanceMasks { get; init; }
 
     /// <summary>Per level, the PCSC mask <c>[B, k_l]</c> (1 = selected candidate, 0 = unselected or not a candidate).</summary>

@@ -1,6 +1,7 @@
 using Hcsc.Core.Hierarchy;
 using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
+using Hcsc.Losses.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -21,15 +22,18 @@ namespace Hcsc.Losses;
 /// <remarks>
 /// <para>Shapes: queries q and keys k <c>[B, d]</c> L2-normalised, queue <c>[Q, d]</c>, batch indices <c>[B]</c>
 /// int64 dataset indices, local views <c>[B, d]</c> each. Gradients flow into the queries only.</para>
-/// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection costs a gather of B
-/// cached threshold rows per level (<see cref="QueueSelectionCacheMode.Thresholds"/>) or one
-/// <c>[B, d] × [d, Q]</c> product per level (<see cref="QueueSelectionCacheMode.Normalisers"/>) (spec R4), and the
-/// prototype selection's normalisers are computed once per hierarchy; without a cache every step recomputes the
-/// Q × k_l softmax and the k_l × k_{l+1} softmax, as the reference code does. Both paths give the same values (and, for a given generator state, the same masks
-/// up to rounding at the sampling threshold).</para>
-/// <para>Random draws, in order per level: the ICSC mask <c>[B, Q]</c>, then (below the top level, when selection is on)
-/// a PCSC mask <c>[B, k_l]</c> for the global query and one for each local view: as in the reference code, every view
-/// draws its own prototype mask, while the local views share the global query's ICSC masks. Not thread-safe.</para>
+/// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection reads B cached threshold rows per
+/// level in place (<see cref="QueueSelectionCacheMode.Thresholds"/>) or costs one <c>[B, d] × [d, Q]</c> product per level
+/// (<see cref="QueueSelectionCacheMode.Normalisers"/>) (spec R4), and the prototype selection's normalisers are computed
+/// once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax, as the
+/// reference code does. Both paths give the same values (and, for a given generator state, the same masks up to rounding
+/// at the sampling threshold). On the CPU, mask sampling and the masked sums over the queue (forward and backward) are
+/// C# kernels over the tensors' memory, on libtorch's thread count.</para>
+/// <para>Random draws, in order: the ICSC masks of all levels <c>[L, B, Q]</c> (on the CPU one seed for per-row streams,
+/// see <see cref="InstanceSelector.SampleMask"/>; its level-0 mask is what <c>SampleMask</c> draws from the same generator
+/// state), then per level below the top, when prototype selection is on, a PCSC mask <c>[B, k_l]</c> for the global query
+/// and one for each local view: as in the reference code, every view draws its own prototype mask, while the local views
+/// share the global query's ICSC masks. Not thread-safe.</para>
 /// </remarks>
 /// <example>
 /// <code>
@@ -41,7 +45,7 @@ namespace Hcsc.Losses;
 public sealed class HcscObjective : IDisposable
 {
     private readonly HcscObjectiveOptions _options;
-    private PrototypeNormaliserMemo? _memo;
+    private PrototypeSelectionMemo? _memo;
 
     /// <summary>Creates the objective.</summary>
     /// <param name="options">Switches and τ; copied. Null uses the defaults.</param>
@@ -146,8 +150,8 @@ public sealed class HcscObjective : IDisposable
         bool instanceSelection = _options.InstanceSelection;
         bool localSelection = instanceSelection && _options.SelectionOnLocalViews;
 
-        PrototypeNormaliserMemo? stepMemo = null;
-        var memo = cache is null ? stepMemo = PrototypeNormaliserMemo.Create(hierarchy, tau) : Memo(hierarchy);
+        PrototypeSelectionMemo? stepMemo = null;
+        var memo = cache is null ? stepMemo = PrototypeSelectionMemo.Create(hierarchy, tau, withThresholdTables: false) : Memo(hierarchy);
         try
         {
             var instance = views.Select(_ => new List<Tensor>()).ToArray();
@@ -158,56 +162,47 @@ public sealed class HcscObjective : IDisposable
             var prototypeMasks = views.Select(_ => new List<Tensor>()).ToArray();
             var candidatesPerLevel = new List<Tensor>();
             var instanceVectors = new Tensor?[views.Count];
-            // ICSC masks of every level in one [L, B, Q] tensor (each level's slice contiguous): one batched masked
-            // row sum and one backward pass for all levels through its [B, L, Q] view.
             var labels = new Tensor[levels];
             for (int l = 0; l < levels; l++)
             {
                 labels[l] = hierarchy.Levels[l].Assignments.index_select(0, batchIndices);           // [B]
             }
 
+            // ICSC: kept ⇔ u > max(p_l(y | z), 1e-3) = 1 − clamp(accept, 0, 0.999). The masks of all levels are drawn
+            // at once into one [L, B, Q] bool tensor, and each view's masked row sums of all levels are one pass.
             Tensor? masks = null, keptCount = null;
             if (instanceSelection)
             {
-                masks = empty(new[] { levels, batch, queueLength }, dtype: dtype, device: queue.device);
+                using (no_grad())
+                {
+                    var tables = new ThresholdTable[levels];
+                    for (int l = 0; l < levels; l++)
+                    {
+                        tables[l] = InstanceThresholds(queue, labels[l], hierarchy.Levels[l], l, cache, dtype);
+                    }
+
+                    (masks, var counts) = BernoulliRows.Sample(tables, batch, generator);             // [L, B, Q] bool, [L, B]
+                    keptCount = counts.t().to(dtype);                                                 // [B, L]
+                    for (int l = 0; l < levels; l++)
+                    {
+                        instanceMasks.Add(masks[l]);
+                    }
+                }
             }
 
             for (int l = 0; l < levels; l++)
             {
                 var level = hierarchy.Levels[l];
 
-                // ICSC: kept ⇔ u > max(p_l(y | z), 1e-3) = 1 − clamp(accept, 0, 0.999).
-                if (masks is not null)
-                {
-                    using (no_grad())
-                    {
-                        Tensor threshold;                                                             // [B, Q]
-                        if (cache is not null && cache.Thresholds.Count > 0)
-                        {
-                            threshold = cache.Thresholds[l].index_select(0, labels[l]).to(dtype);
-                        }
-                        else
-                        {
-                            var logZ = cache is null ? InstanceSelector.LogNormalisers(queue, level) : cache.LogNormalisers[l];
-                            using var floor = Math.Log(1.0 - InstanceSelector.MaxAcceptance).ToScalar();
-                            threshold = InstanceSelector.LogMembership(queue, labels[l], level, logZ).clamp_min_(floor).exp_();
-                        }
-
-                        var mask = masks[l];
-                        mask.uniform_(0.0, 1.0, generator: generator).sub_(threshold).ceil_();       // [B, Q] in {0, 1}
-                        instanceMasks.Add(mask);
-                    }
-                }
-
                 // PCSC: candidates, then (below the top, when on) the Bernoulli selection.
                 var candidates = PrototypeSelector.CandidatesCore(labels[l], level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
-                // Each view draws its own prototype mask (the acceptance depends only on the labels), as the reference does.
-                Tensor? accept = null;
+                // Each view draws its own prototype mask (the thresholds depend only on the labels), as the reference does.
+                ThresholdTable? rejectThresholds = null;
                 if (_options.PrototypeSelection && l < levels - 1)
                 {
                     using (no_grad())
                     {
-                        accept = PrototypeSelector.AcceptanceCore(labels[l], level, hierarchy.Levels[l + 1], tau, memo.ParentLogNormalisers(l));
+                        rejectThresholds = memo.RejectThresholds(l, labels[l], tau);
                     }
                 }
 
@@ -217,8 +212,8 @@ public sealed class HcscObjective : IDisposable
                     Tensor prototypeMask;
                     using (no_grad())
                     {
-                        prototypeMask = accept is not null
-                            ? PrototypeSelector.SampleCore(accept, candidates, generator).to(dtype)
+                        prototypeMask = rejectThresholds is not null
+                            ? PrototypeSelector.SampleCore(rejectThresholds, batch, candidates, generator).to(dtype)
                             : candidates.unsqueeze(0).expand(batch, level.ClusterCount).to(dtype);
                     }
 
@@ -234,10 +229,8 @@ public sealed class HcscObjective : IDisposable
 
             if (masks is not null)
             {
-                var perLevelCount = masks.sum(2);                                                    // [L, B]
-                keptCount = perLevelCount.t();                                                       // [B, L]
                 using var slots = queueLength.ToScalar();
-                var ratio = perLevelCount.mean(new long[] { 1 }).div(slots);                         // [L]
+                var ratio = keptCount!.mean(new long[] { 0 }).div(slots);                            // [L]
                 for (int l = 0; l < levels; l++)
                 {
                     acceptance.Add(ratio[l]);
@@ -247,7 +240,8 @@ public sealed class HcscObjective : IDisposable
                 {
                     if (v == 0 || localSelection)
                     {
-                        var perLevel = contrasts[v].Selected(masks.permute(1, 0, 2), keptCount, handling).mean(new long[] { 0 });   // [L]
+                        var kept = MaskedRowSum.Compute(contrasts[v].Exp, masks);                      // [B, L] = Σ_j mask·E
+                        var perLevel = contrasts[v].Selected(kept, keptCount, handling).mean(new long[] { 0 });   // [L]
                         instanceVectors[v] = perLevel;
                         for (int l = 0; l < levels; l++)
                         {
@@ -296,6 +290,22 @@ public sealed class HcscObjective : IDisposable
         }
     }
 
+    /// <summary>
+    /// The rejection thresholds max(p_l(y_n | z_j), 1e-3) of level l: the cached table's rows y_n (no copy), or
+    /// <c>[B, Q]</c> computed from the cached normalisers or, without a cache, from the full softmax.
+    /// </summary>
+    private static ThresholdTable InstanceThresholds(Tensor queue, Tensor labels, ClusterLevel level, int l, QueueSelectionCache? cache, ScalarType dtype)
+    {
+        if (cache is not null && cache.Thresholds.Count > 0)
+        {
+            return new ThresholdTable(cache.Thresholds[l], labels);
+        }
+
+        var logZ = cache is null ? InstanceSelector.LogNormalisers(queue, level) : cache.LogNormalisers[l];
+        using var floor = Math.Log(1.0 - InstanceSelector.MaxAcceptance).ToScalar();
+        return new ThresholdTable(InstanceSelector.LogMembership(queue, labels, level, logZ).clamp_min_(floor).exp_().to(dtype), null);
+    }
+
     private Tensor ReduceInstance(Tensor perLevel) =>
         _options.InstanceLevelReduction == LevelReduction.Sum ? perLevel.sum() : perLevel.mean();
 
@@ -310,12 +320,12 @@ public sealed class HcscObjective : IDisposable
         return total;
     }
 
-    private PrototypeNormaliserMemo Memo(ClusterHierarchy hierarchy)
+    private PrototypeSelectionMemo Memo(ClusterHierarchy hierarchy)
     {
         if (_memo is null || !ReferenceEquals(_memo.Hierarchy, hierarchy))
         {
             _memo?.Dispose();
-            _memo = PrototypeNormaliserMemo.Create(hierarchy, _options.Temperature);
+            _memo = PrototypeSelectionMemo.Create(hierarchy, _options.Temperature, withThresholdTables: true);
         }
 
         return _memo;

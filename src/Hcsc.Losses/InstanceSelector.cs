@@ -1,4 +1,5 @@
 using Hcsc.Core.Hierarchy;
+using Hcsc.Losses.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -94,8 +95,11 @@ public static class InstanceSelector
 
     /// <summary>
     /// Draws the selection mask: mask[n, j] = 1 (kept) with probability clamp(accept[n, j], 0, 0.999),
-    /// else 0, using one uniform u ~ U[0, 1) per entry from <paramref name="generator"/>:
-    /// kept ⇔ u &gt; 1 − clamp(accept, 0, 0.999). The same generator state gives the same mask.
+    /// else 0, using one uniform u ∈ [0, 1) per entry: kept ⇔ u &gt; 1 − clamp(accept, 0, 0.999).
+    /// On the CPU the uniforms come from per-row xoshiro128+ streams under one seed drawn from
+    /// <paramref name="generator"/> (fast, and the same whatever the thread count); on other devices the
+    /// generator draws them directly. Either way the same generator state gives the same mask, and
+    /// <see cref="HcscObjective"/> draws its level-0 mask exactly like this.
     /// </summary>
     /// <param name="acceptance">Acceptance probabilities <c>[B, Q]</c>.</param>
     /// <param name="generator">The random source (on the tensor's device).</param>
@@ -106,9 +110,9 @@ public static class InstanceSelector
         ArgumentNullException.ThrowIfNull(generator);
         using var outer = NewDisposeScope();
         using var noGrad = no_grad();
-        var reject = acceptance.detach().clamp(0.0, MaxAcceptance).neg_().add_(1.0);
-        var u = rand(acceptance.shape, dtype: acceptance.dtype, device: acceptance.device, generator: generator);
-        return u.gt(reject).to(acceptance.dtype).MoveToOuterDisposeScope();
+        var reject = acceptance.detach().clamp(0.0, MaxAcceptance).neg_().add_(1.0).contiguous();
+        var (masks, _) = BernoulliRows.Sample([new ThresholdTable(reject, null)], acceptance.shape[0], generator);
+        return masks[0].to(acceptance.dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>

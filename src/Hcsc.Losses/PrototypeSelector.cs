@@ -1,4 +1,5 @@
 using Hcsc.Core.Hierarchy;
+using Hcsc.Losses.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -89,7 +90,8 @@ public static class PrototypeSelector
 
     /// <summary>
     /// Draws the selection mask: for candidates, mask[n, c] = 1 with probability clamp(accept[n, c], 1e-4, 0.999)
-    /// (one u ~ U[0, 1) per entry: kept ⇔ u &gt; 1 − clamp(accept)); non-candidates are 0.
+    /// (one u ∈ [0, 1) per entry: kept ⇔ u &gt; 1 − clamp(accept)); non-candidates are 0. The uniforms are drawn as in
+    /// <see cref="InstanceSelector.SampleMask"/> (per-row streams under one seed from the generator on the CPU).
     /// </summary>
     /// <param name="acceptance">Acceptance probabilities <c>[B, k]</c>.</param>
     /// <param name="candidates">Bool candidate mask <c>[k]</c> (see <see cref="Candidates"/>).</param>
@@ -108,7 +110,8 @@ public static class PrototypeSelector
         }
 
         using var outer = NewDisposeScope();
-        return SampleCore(acceptance.detach(), candidates, generator).MoveToOuterDisposeScope();
+        var thresholds = new ThresholdTable(RejectThresholds(acceptance.detach()).contiguous(), null);
+        return SampleCore(thresholds, acceptance.shape[0], candidates, generator).to(acceptance.dtype).MoveToOuterDisposeScope();
     }
 
     internal static Tensor CandidatesCore(Tensor labels, ClusterLevel level, Tensor? offByOneBound)
@@ -123,21 +126,27 @@ public static class PrototypeSelector
         return candidates;
     }
 
-    internal static Tensor AcceptanceCore(Tensor labels, ClusterLevel level, ClusterLevel parentLevel, double temperature, Tensor parentLogNormalisers)
+    internal static Tensor AcceptanceCore(Tensor labels, ClusterLevel level, ClusterLevel parentLevel, double temperature, Tensor parentLogNormalisers) =>
+        AcceptanceGivenParents(level.Parents!.index_select(0, labels), level, parentLevel, temperature, parentLogNormalisers);
+
+    /// <summary>accept[n, c] = 1 − softmax_p(S_l[c, p] / φ'_{l+1}(p)) at p = parents[n], <c>[B, k_l]</c> for parents <c>[B]</c>.</summary>
+    internal static Tensor AcceptanceGivenParents(Tensor parents, ClusterLevel level, ClusterLevel parentLevel, double temperature, Tensor parentLogNormalisers)
     {
         var similarity = level.SimilarityToParents!;                                   // [k_l, k_{l+1}]
-        var parents = level.Parents!.index_select(0, labels);                          // [B]
         var scale = RescaledParentConcentrations(parentLevel, temperature, similarity.dtype).index_select(0, parents); // [B]
         var logP = similarity.index_select(1, parents).div(scale).sub(parentLogNormalisers.to(similarity.dtype).unsqueeze(1)); // [k_l, B]
         return logP.exp_().neg_().add_(1.0).t();                                       // [B, k_l]
     }
 
-    internal static Tensor SampleCore(Tensor acceptance, Tensor candidates, Generator generator)
+    /// <summary>The rejection thresholds 1 − clamp(accept, 1e-4, 0.999): an entry is kept when its uniform exceeds them.</summary>
+    internal static Tensor RejectThresholds(Tensor acceptance) => acceptance.clamp(MinAcceptance, MaxAcceptance).neg_().add_(1.0);
+
+    /// <summary>The mask drawn against <paramref name="thresholds"/>, restricted to the candidates, bool <c>[B, k]</c>.</summary>
+    internal static Tensor SampleCore(ThresholdTable thresholds, long rows, Tensor candidates, Generator generator)
     {
         using var noGrad = no_grad();
-        var reject = acceptance.clamp(MinAcceptance, MaxAcceptance).neg_().add_(1.0);
-        var u = rand(acceptance.shape, dtype: acceptance.dtype, device: acceptance.device, generator: generator);
-        return u.gt(reject).logical_and_(candidates.unsqueeze(0)).to(acceptance.dtype);
+        var (masks, _) = BernoulliRows.Sample([thresholds], rows, generator);
+        return masks[0].logical_and_(candidates.unsqueeze(0));
     }
 
     private static Tensor RescaledParentConcentrations(ClusterLevel parentLevel, double temperature, ScalarType dtype)

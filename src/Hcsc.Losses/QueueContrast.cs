@@ -6,7 +6,7 @@ namespace Hcsc.Losses;
 
 /// <summary>
 /// The instance logits of one query view against its key and the queue, kept in exponentiated form so
-/// that the masked cross-entropies of all levels cost one batched masked row sum (no per-level copy of
+/// that the masked cross-entropies of all levels cost one masked row sum over E (no per-level copy of
 /// the logits, one backward pass for all levels):
 /// <code>
 ///   x_pos[n] = q_n·k_n/τ,  X[n, j] = q_n·z_j/τ,  M[n] = max(x_pos[n], max_j X[n, j], 0)   (a detached shift)
@@ -75,10 +75,12 @@ internal sealed class QueueContrast
     /// <summary>Per-sample InfoNCE with every negative, <c>[B]</c>.</summary>
     public Tensor InfoNce() => ExpPositive.add(Exp.sum(1)).log().add(Shift).sub(Positive);
 
-    /// <summary>Per-sample, per-level ICSC for 0/1 masks <c>[B, L, Q]</c> and their row sums <c>[B, L]</c>; returns <c>[B, L]</c>.</summary>
-    public Tensor Selected(Tensor masks, Tensor keptCount, UnselectedNegativeHandling handling)
+    /// <summary>
+    /// Per-sample, per-level ICSC from the masked sums Σ_j mask·E <c>[B, L]</c> (see <see cref="Kernels.MaskedRowSum"/>)
+    /// and the masks' row sums <c>[B, L]</c>; returns <c>[B, L]</c>.
+    /// </summary>
+    public Tensor Selected(Tensor kept, Tensor keptCount, UnselectedNegativeHandling handling)
     {
-        var kept = masks.bmm(Exp.unsqueeze(2)).squeeze(2);               // [B, L] = Σ_j mask·E, one pass for all levels
         var denominator = kept.add(ExpPositive.unsqueeze(1));
         if (handling == UnselectedNegativeHandling.ZeroLogit)
         {

@@ -30,7 +30,8 @@ public class ObjectiveTests
         var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
 
         // The draws must exercise both outcomes, or the masking modes would be indistinguishable.
-        r.InstanceMasks.Sum(m => (m.numel() - m.sum().item<double>())).Should().BeGreaterThan(0);
+        r.InstanceMasks.Should().AllSatisfy(m => m.dtype.Should().Be(ScalarType.Bool));
+        r.InstanceMasks.Sum(m => m.numel() - m.sum().item<long>()).Should().BeGreaterThan(0);
         Enumerable.Range(0, 2).Sum(l => (r.PrototypeCandidates[l].sum().item<long>() * 4) - r.PrototypeMasks[l].sum().item<double>()).Should().BeGreaterThan(0);
         CheckAgainstNaive(f, options, r, []);
     }
@@ -91,22 +92,29 @@ public class ObjectiveTests
     public void Every_view_draws_its_own_prototype_mask_in_the_documented_order()
     {
         using var scope = NewDisposeScope();
-        using var f = new LossFixture(ScalarType.Float64);
-        var local = nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1);
+        using var f = new LossFixture(ScalarType.Float64, batch: 2);
+        var local = nn.functional.normalize(randn(2, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1);
         using var objective = new HcscObjective(new HcscObjectiveOptions { Temperature = Tau });
-        var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(31), [local]);
-
-        // Level 0 draws: ICSC [B, Q], then the global PCSC mask, then the local view's.
-        var g = new Generator(31);
         var level = f.Hierarchy.Levels[0];
         var labels = level.Assignments.index_select(0, f.BatchIndices);
-        _ = rand(new long[] { 4, 7 }, dtype: ScalarType.Float64, generator: g);
         var accept = PrototypeSelector.AcceptanceProbabilities(labels, level, f.Hierarchy.Levels[1], Tau);
         var candidates = PrototypeSelector.Candidates(labels, level, false);
-        var global = PrototypeSelector.SampleMask(accept, candidates, g);
-        var own = PrototypeSelector.SampleMask(accept, candidates, g);
-        r.PrototypeMasks[0].eq(global).all().item<bool>().Should().BeTrue();
-        r.LocalPrototypeMasks[0][0].eq(own).all().item<bool>().Should().BeTrue();
+        int differing = 0;
+        for (ulong seed = 31; seed < 51; seed++)
+        {
+            var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(seed), [local]);
+
+            // The ICSC masks of all levels (one draw on the CPU, as SampleMask's), then level 0's global PCSC mask, then the local view's.
+            var g = new Generator(seed);
+            _ = InstanceSelector.SampleMask(full(2, 7, 0.5, dtype: ScalarType.Float64), g);
+            var global = PrototypeSelector.SampleMask(accept, candidates, g);
+            var own = PrototypeSelector.SampleMask(accept, candidates, g);
+            r.PrototypeMasks[0].eq(global).all().item<bool>().Should().BeTrue();
+            r.LocalPrototypeMasks[0][0].eq(own).all().item<bool>().Should().BeTrue();
+            differing += global.ne(own).any().item<bool>() ? 1 : 0;
+        }
+
+        differing.Should().BeGreaterThan(0, "some draws must differ between the views, or the order would not be tested");
     }
 
     [Fact]
@@ -157,11 +165,11 @@ public class ObjectiveTests
         var level = f.Hierarchy.Levels[0];
         var labels = level.Assignments.index_select(0, f.BatchIndices);
         var canonical = InstanceSelector.SampleMask(InstanceSelector.AcceptanceProbabilities(f.Queue, labels, level), new Generator(77));
-        r.InstanceMasks[0].eq(canonical).all().item<bool>().Should().BeTrue();
+        r.InstanceMasks[0].eq(canonical.to(ScalarType.Bool)).all().item<bool>().Should().BeTrue();
 
         var top = r.PrototypeMasks[2];
         top.eq(r.PrototypeCandidates[2].unsqueeze(0).to(ScalarType.Float64)).all().item<bool>().Should().BeTrue();
-        r.AcceptanceRatio[0].item<double>().Should().BeApproximately(r.InstanceMasks[0].mean().item<double>(), 1e-12);
+        r.AcceptanceRatio[0].item<double>().Should().BeApproximately(r.InstanceMasks[0].to(ScalarType.Float64).mean().item<double>(), 1e-12);
     }
 
     [Theory]

@@ -1,0 +1,97 @@
+using Hcsc.Core.Hierarchy;
+using Hcsc.Losses.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Losses;
+
+/// <summary>
+/// What prototype selection needs that depends on the hierarchy alone, computed once per hierarchy:
+/// the parents' log-normalisers of every level below the top (<see cref="PrototypeSelector.ParentLogNormalisers"/>),
+/// the R3 bound max_i a_l(i) per level and, optionally, the rejection thresholds of every candidate for every
+/// possible parent of the positive,
+/// <code>
+///   T_l[p, c] = 1 − clamp(1 − softmax_p'( S_l[c, p'] / φ'_{l+1}(p') )[p], 1e-4, 0.999)        [k_{l+1}, k_l]
+/// </code>
+/// so that a step's PCSC mask reads rows p = parent_l(c⁺_n) of T_l instead of computing <c>[B, k_l]</c> acceptances.
+/// The table holds exactly the values <see cref="PrototypeSelector.SampleMask"/> compares with, so both give the same masks.
+/// </summary>
+internal sealed class PrototypeSelectionMemo : IDisposable
+{
+    private readonly Tensor?[] _parentLogNormalisers;
+    private readonly Tensor[] _offByOneBounds;
+    private readonly Tensor?[] _rejectThresholds;
+
+    private PrototypeSelectionMemo(ClusterHierarchy hierarchy, Tensor?[] parentLogNormalisers, Tensor[] offByOneBounds, Tensor?[] rejectThresholds)
+    {
+        Hierarchy = hierarchy;
+        _parentLogNormalisers = parentLogNormalisers;
+        _offByOneBounds = offByOneBounds;
+        _rejectThresholds = rejectThresholds;
+    }
+
+    public ClusterHierarchy Hierarchy { get; }
+
+    /// <param name="hierarchy">The hierarchy.</param>
+    /// <param name="temperature">τ.</param>
+    /// <param name="withThresholdTables">Also build the <c>[k_{l+1}, k_l]</c> tables (worth it when the memo serves many steps).</param>
+    public static PrototypeSelectionMemo Create(ClusterHierarchy hierarchy, double temperature, bool withThresholdTables)
+    {
+        int levels = hierarchy.LevelCount;
+        var normalisers = new Tensor?[levels];
+        var bounds = new Tensor[levels];
+        var tables = new Tensor?[levels];
+        using var noGrad = no_grad();
+        for (int l = 0; l < levels; l++)
+        {
+            var level = hierarchy.Levels[l];
+            bounds[l] = level.Assignments.max().DetachFromDisposeScope();
+            if (l == levels - 1)
+            {
+                continue;
+            }
+
+            normalisers[l] = PrototypeSelector.ParentLogNormalisers(level, hierarchy.Levels[l + 1], temperature).DetachFromDisposeScope();
+            if (withThresholdTables)
+            {
+                using var scope = NewDisposeScope();
+                var everyParent = arange(hierarchy.Levels[l + 1].ClusterCount, dtype: ScalarType.Int64, device: level.Prototypes.device);
+                var accept = PrototypeSelector.AcceptanceGivenParents(everyParent, level, hierarchy.Levels[l + 1], temperature, normalisers[l]!); // [k_{l+1}, k_l]
+                tables[l] = PrototypeSelector.RejectThresholds(accept).contiguous().MoveToOuterDisposeScope().DetachFromDisposeScope();
+            }
+        }
+
+        return new PrototypeSelectionMemo(hierarchy, normalisers, bounds, tables);
+    }
+
+    public Tensor ParentLogNormalisers(int level) => _parentLogNormalisers[level]!;
+
+    public Tensor OffByOneBound(int level) => _offByOneBounds[level];
+
+    /// <summary>The thresholds to draw level l's PCSC masks from, for positives <paramref name="labels"/> <c>[B]</c>.</summary>
+    public ThresholdTable RejectThresholds(int level, Tensor labels, double temperature)
+    {
+        var clusterLevel = Hierarchy.Levels[level];
+        var parents = clusterLevel.Parents!.index_select(0, labels);                                  // [B]
+        if (_rejectThresholds[level] is { } table)
+        {
+            return new ThresholdTable(table, parents);
+        }
+
+        var accept = PrototypeSelector.AcceptanceGivenParents(parents, clusterLevel, Hierarchy.Levels[level + 1], temperature, ParentLogNormalisers(level));
+        return new ThresholdTable(PrototypeSelector.RejectThresholds(accept).contiguous(), null);
+    }
+
+    public void Dispose()
+    {
+        foreach (var tensor in _parentLogNormalisers.Concat(_rejectThresholds))
+        {
+            tensor?.Dispose();
+        }
+
+        foreach (var tensor in _offByOneBounds)
+        {
+            tensor.Dispose();
+        }
+    }
+}
