@@ -190,35 +190,60 @@ public sealed class HcscObjective : IDisposable
                 }
             }
 
+            // PCSC: per level the candidates, then (below the top, when on) each view's own Bernoulli selection, drawn
+            // level by level and view by view in this order, as the reference does.
+            var selections = views.Select(_ => new Tensor[levels]).ToArray();                          // bool [B, k_l]
+            var candidateCounts = new long[levels];
             for (int l = 0; l < levels; l++)
             {
                 var level = hierarchy.Levels[l];
-
-                // PCSC: candidates, then (below the top, when on) the Bernoulli selection.
                 var candidates = PrototypeSelector.CandidatesCore(labels[l], level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
-                // Each view draws its own prototype mask (the thresholds depend only on the labels), as the reference does.
-                ThresholdTable? rejectThresholds = null;
-                if (_options.PrototypeSelection && l < levels - 1)
+                candidatesPerLevel.Add(candidates);
+                using (no_grad())
                 {
-                    using (no_grad())
+                    var rejectThresholds = _options.PrototypeSelection && l < levels - 1 ? memo.RejectThresholds(l, labels[l], tau) : null;
+                    for (int v = 0; v < views.Count; v++)
                     {
-                        rejectThresholds = memo.RejectThresholds(l, labels[l], tau);
+                        selections[v][l] = rejectThresholds is not null
+                            ? PrototypeSelector.SampleCore(rejectThresholds, batch, candidates, generator)
+                            : candidates.unsqueeze(0).expand(batch, level.ClusterCount);
+                        prototypeMasks[v].Add(selections[v][l].to(dtype));
                     }
                 }
+            }
 
-                candidatesPerLevel.Add(candidates);
-                for (int v = 0; v < views.Count; v++)
+            bool hostPcsc = _options.HostKernels && PrototypeContrast.OnHost(views[0]);
+            if (hostPcsc)
+            {
+                for (int l = 0; l < levels; l++)
                 {
-                    Tensor prototypeMask;
-                    using (no_grad())
+                    candidateCounts[l] = candidatesPerLevel[l].sum().item<long>();
+                }
+            }
+
+            var stackedLabels = hostPcsc ? stack(labels) : null;                                        // [L, B]
+            for (int v = 0; v < views.Count; v++)
+            {
+                if (hostPcsc)
+                {
+                    // All levels' logits in one product, and their cross-entropies in one pass.
+                    var logits = views[v].mm(memo.PrototypeLogitWeights(dtype));                        // [B, Σ k_l]
+                    var (loss, top1) = PrototypeContrast.Compute(logits, stackedLabels!, cat(selections[v], 1), memo.ClusterCounts, candidateCounts, handling);
+                    for (int l = 0; l < levels; l++)
                     {
-                        prototypeMask = rejectThresholds is not null
-                            ? PrototypeSelector.SampleCore(rejectThresholds, batch, candidates, generator).to(dtype)
-                            : candidates.unsqueeze(0).expand(batch, level.ClusterCount).to(dtype);
+                        prototype[v].Add(loss.select(1, l).mean());
+                        if (v == 0)
+                        {
+                            prototypeAccuracy.Add(top1.select(1, l).to(dtype).mean());
+                        }
                     }
 
-                    prototypeMasks[v].Add(prototypeMask);
-                    var (loss, top1) = PcscLoss.PerSample(views[v], labels[l], level, prototypeMask, candidates, handling);
+                    continue;
+                }
+
+                for (int l = 0; l < levels; l++)
+                {
+                    var (loss, top1) = PcscLoss.PerSample(views[v], labels[l], hierarchy.Levels[l], selections[v][l], candidatesPerLevel[l], handling);
                     prototype[v].Add(loss.mean());
                     if (v == 0)
                     {
@@ -240,7 +265,7 @@ public sealed class HcscObjective : IDisposable
                 {
                     if (v == 0 || localSelection)
                     {
-                        var kept = MaskedRowSum.Compute(contrasts[v].Exp, masks);                      // [B, L] = Σ_j mask·E
+                        var kept = _options.HostKernels ? MaskedRowSum.Compute(contrasts[v].Exp, masks) : MaskedRowSum.WithTensorOps(contrasts[v].Exp, masks);   // [B, L] = Σ_j mask·E
                         var perLevel = contrasts[v].Selected(kept, keptCount, handling).mean(new long[] { 0 });   // [L]
                         instanceVectors[v] = perLevel;
                         for (int l = 0; l < levels; l++)

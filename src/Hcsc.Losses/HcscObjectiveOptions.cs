@@ -81,6 +81,12 @@ public sealed class HcscObjectiveOptions
         };
     }
 
+    /// <summary>
+    /// Use the C# kernels for the masked queue sums and the PCSC cross-entropies when the tensors are on the CPU
+    /// (default). False takes the tensor-operation path everywhere; tests use it to compare the two.
+    /// </summary>
+    internal bool HostKernels { get; set; } = true;
+
     /// <summary>A copy of these options.</summary>
     public HcscObjectiveOptions Clone() => (HcscObjectiveOptions)MemberwiseClone();
 }

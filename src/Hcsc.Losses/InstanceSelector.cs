@@ -117,7 +117,8 @@ public static class InstanceSelector
 
     /// <summary>
     /// For keys <c>[M, d]</c>: their log-normalisers <c>[M]</c> and the rejection thresholds
-    /// max(p_l(c | z), 1e-3) of every prototype c, transposed to <c>[k_l, M]</c>. Chunked over the keys.
+    /// max(p_l(c | z), 1e-3) of every prototype c, <c>[k_l, M]</c> (the layout of the cache's table, computed in it:
+    /// one <c>[k_l, d] × [d, m]</c> product per chunk, no transposed copy). Chunked over the keys.
     /// </summary>
     internal static (Tensor LogZ, Tensor Thresholds) NormalisersAndThresholds(Tensor keys, ClusterLevel level)
     {
@@ -128,15 +129,15 @@ public static class InstanceSelector
         long rows = k.shape[0];
         var logZ = empty(rows, dtype: keys.dtype, device: keys.device);
         var thresholds = empty(new[] { level.ClusterCount, rows }, dtype: keys.dtype, device: keys.device);
+        using var floor = Math.Log(1.0 - MaxAcceptance).ToScalar();
         for (long start = 0; start < rows; start += Chunk)
         {
             using var inner = NewDisposeScope();
             long length = Math.Min(Chunk, rows - start);
-            var logits = k.narrow(0, start, length).mm(scaled.t());                                 // [m, k]
-            var chunkLogZ = logits.logsumexp(1);                                                    // [m]
+            var logits = scaled.mm(k.narrow(0, start, length).t());                                 // [k, m]
+            var chunkLogZ = logits.logsumexp(0);                                                    // [m]
             logZ.narrow(0, start, length).copy_(chunkLogZ);
-            var t = logits.sub_(chunkLogZ.unsqueeze(1)).clamp_min_(Math.Log(1.0 - MaxAcceptance)).exp_(); // [m, k]
-            thresholds.narrow(1, start, length).copy_(t.t());
+            thresholds.narrow(1, start, length).copy_(logits.sub_(chunkLogZ.unsqueeze(0)).clamp_min_(floor).exp_());
         }
 
         return (logZ.MoveToOuterDisposeScope(), thresholds.MoveToOuterDisposeScope());

@@ -21,6 +21,7 @@ internal sealed class PrototypeSelectionMemo : IDisposable
     private readonly Tensor?[] _parentLogNormalisers;
     private readonly Tensor[] _offByOneBounds;
     private readonly Tensor?[] _rejectThresholds;
+    private Tensor? _logitWeights;
 
     private PrototypeSelectionMemo(ClusterHierarchy hierarchy, Tensor?[] parentLogNormalisers, Tensor[] offByOneBounds, Tensor?[] rejectThresholds)
     {
@@ -64,6 +65,26 @@ internal sealed class PrototypeSelectionMemo : IDisposable
         return new PrototypeSelectionMemo(hierarchy, normalisers, bounds, tables);
     }
 
+    /// <summary>k_l per level.</summary>
+    public long[] ClusterCounts => Hierarchy.Levels.Select(l => l.ClusterCount).ToArray();
+
+    /// <summary>
+    /// (C_l / φ_l) of all levels side by side, transposed: <c>[d, Σ k_l]</c> in <paramref name="dtype"/>, so that
+    /// q · this gives every level's PCSC logits in one product. Built on first use per dtype.
+    /// </summary>
+    public Tensor PrototypeLogitWeights(ScalarType dtype)
+    {
+        if (_logitWeights is null || _logitWeights.dtype != dtype)
+        {
+            _logitWeights?.Dispose();
+            using var scope = NewDisposeScope();
+            var scaled = Hierarchy.Levels.Select(l => l.Prototypes.to(dtype).div(l.Concentrations.to(dtype).unsqueeze(1))).ToList();
+            _logitWeights = cat(scaled, 0).t().contiguous().MoveToOuterDisposeScope().DetachFromDisposeScope();
+        }
+
+        return _logitWeights;
+    }
+
     public Tensor ParentLogNormalisers(int level) => _parentLogNormalisers[level]!;
 
     public Tensor OffByOneBound(int level) => _offByOneBounds[level];
@@ -84,6 +105,7 @@ internal sealed class PrototypeSelectionMemo : IDisposable
 
     public void Dispose()
     {
+        _logitWeights?.Dispose();
         foreach (var tensor in _parentLogNormalisers.Concat(_rejectThresholds))
         {
             tensor?.Dispose();

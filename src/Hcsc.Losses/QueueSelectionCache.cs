@@ -136,19 +136,31 @@ public sealed class QueueSelectionCache : IDisposable
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var slots = arange(startSlot, startSlot + keys.shape[0], dtype: ScalarType.Int64, device: keys.device).remainder_(QueueLength);
         for (int l = 0; l < _logNormalisers.Length; l++)
         {
+            Tensor logZ, table = null!;
             if (_thresholds.Length > 0)
             {
-                var (logZ, table) = InstanceSelector.NormalisersAndThresholds(keys, Hierarchy.Levels[l]);
-                _logNormalisers[l].index_copy_(0, slots, logZ.to(_logNormalisers[l].dtype));
-                _thresholds[l].index_copy_(1, slots, table.to(_thresholds[l].dtype));
+                (logZ, table) = InstanceSelector.NormalisersAndThresholds(keys, Hierarchy.Levels[l]);
             }
             else
             {
-                var values = InstanceSelector.LogNormalisers(keys, Hierarchy.Levels[l]);
-                _logNormalisers[l].index_copy_(0, slots, values.to(_logNormalisers[l].dtype));
+                logZ = InstanceSelector.LogNormalisers(keys, Hierarchy.Levels[l]);
+            }
+
+            // The slots [startSlot, startSlot + M) of the ring: one contiguous run, or two when it wraps.
+            long written = 0;
+            while (written < keys.shape[0])
+            {
+                long slot = (startSlot + written) % QueueLength;
+                long run = Math.Min(keys.shape[0] - written, QueueLength - slot);
+                _logNormalisers[l].narrow(0, slot, run).copy_(logZ.narrow(0, written, run));
+                if (_thresholds.Length > 0)
+                {
+                    _thresholds[l].narrow(1, slot, run).copy_(table.narrow(1, written, run));
+                }
+
+                written += run;
             }
         }
     }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
@@ -103,6 +104,7 @@ internal static unsafe class BernoulliRows
         return (masks, masks.sum(2, type: first.dtype));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static long Row(float* threshold, byte* mask, long columns, UniformLanes lanes)
     {
         var count = Vector256<int>.Zero;
@@ -132,6 +134,7 @@ internal static unsafe class BernoulliRows
         return kept;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static long Row(double* threshold, byte* mask, long columns, UniformLanes lanes)
     {
         var count = Vector256<long>.Zero;

@@ -5,7 +5,11 @@ using static TorchSharp.torch;
 
 namespace Hcsc.Losses.Kernels;
 
-/// <summary>Raw access to the storage of contiguous CPU tensors, for the kernels written in C#.</summary>
+/// <summary>
+/// Raw access to the storage of contiguous CPU tensors, for the kernels written in C#. The kernels' row functions are
+/// marked <see cref="MethodImplOptions.AggressiveOptimization"/>: tiered compilation would otherwise run their SIMD loops
+/// unoptimised for the first few dozen calls (several times slower: the first training steps, short benchmarks).
+/// </summary>
 internal static unsafe class HostMemory
 {
     /// <summary>Whether <paramref name="tensor"/> lives in host memory, is contiguous and has <paramref name="dtype"/>.</summary>

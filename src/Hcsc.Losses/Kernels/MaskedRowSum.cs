@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
@@ -23,13 +24,12 @@ internal sealed unsafe class MaskedRowSum : autograd.SingleTensorFunction<Masked
     /// <returns><c>[B, S]</c> in the dtype of <paramref name="values"/>.</returns>
     public static Tensor Compute(Tensor values, Tensor masks)
     {
-        if (OnHost(values, masks))
-        {
-            return apply(values, masks);
-        }
-
-        return masks.to(values.dtype).permute(1, 0, 2).bmm(values.unsqueeze(2)).squeeze(2);
+        return OnHost(values, masks) ? apply(values, masks) : WithTensorOps(values, masks);
     }
+
+    /// <summary>The same sums as one batched matrix product (any device).</summary>
+    public static Tensor WithTensorOps(Tensor values, Tensor masks) =>
+        masks.to(values.dtype).permute(1, 0, 2).bmm(values.unsqueeze(2)).squeeze(2);
 
     /// <summary>Whether <see cref="Compute"/> runs the host kernels for these tensors.</summary>
     public static bool OnHost(Tensor values, Tensor masks) =>
@@ -94,6 +94,7 @@ internal sealed unsafe class MaskedRowSum : autograd.SingleTensorFunction<Masked
     private static nint Address(Tensor tensor) =>
         tensor.dtype == ScalarType.Float32 ? (nint)HostMemory.Pointer<float>(tensor) : (nint)HostMemory.Pointer<double>(tensor);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Sum(float* values, byte* mask, long columns)
     {
         var sum = Vector256<float>.Zero;
@@ -112,6 +113,7 @@ internal sealed unsafe class MaskedRowSum : autograd.SingleTensorFunction<Masked
         return total;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double Sum(double* values, byte* mask, long columns)
     {
         double total = 0;
@@ -123,6 +125,7 @@ internal sealed unsafe class MaskedRowSum : autograd.SingleTensorFunction<Masked
         return total;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Spread(float* weights, byte* masks, long rows, long n, long sets, long columns, float* gradient)
     {
         long j = 0;
@@ -149,6 +152,7 @@ internal sealed unsafe class MaskedRowSum : autograd.SingleTensorFunction<Masked
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Spread(double* weights, byte* masks, long rows, long n, long sets, long columns, double* gradient)
     {
         for (long j = 0; j < columns; j++)
@@ -164,7 +168,7 @@ internal sealed unsafe class MaskedRowSum : autograd.SingleTensorFunction<Masked
     }
 
     /// <summary>Eight 0/1 bytes as eight int32 lanes.</summary>
-    private static Vector256<int> Spread8(byte* bytes)
+    internal static Vector256<int> Spread8(byte* bytes)
     {
         var words = Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)bytes).AsByte());   // 8 × uint16
         return Vector256.WidenLower(words.ToVector256Unsafe()).AsInt32();

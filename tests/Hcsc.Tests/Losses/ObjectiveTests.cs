@@ -1,3 +1,4 @@
+using Hcsc.Core.Hierarchy;
 using Hcsc.Core.Options;
 using Hcsc.Losses;
 using TorchSharp;
@@ -196,6 +197,58 @@ public class ObjectiveTests
         }
 
         again.Total.item<float>().Should().Be(cached.Total.item<float>());
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float64, UnselectedNegativeHandling.ZeroLogit, 1e-10)]
+    [InlineData(ScalarType.Float64, UnselectedNegativeHandling.Exclude, 1e-10)]
+    [InlineData(ScalarType.Float32, UnselectedNegativeHandling.ZeroLogit, 2e-5)]
+    [InlineData(ScalarType.Float32, UnselectedNegativeHandling.Exclude, 2e-5)]
+    public void Host_kernels_and_tensor_operations_give_the_same_terms_and_gradients(ScalarType dtype, UnselectedNegativeHandling handling, double tolerance)
+    {
+        // 37 → 19 → 5 prototypes, 8 queries, a queue of 29, d = 6: full SIMD lanes and tails in every kernel, real
+        // candidate sets at every level, and one concentration of 5e-4 (logits near ±2000).
+        using var scope = NewDisposeScope();
+        var g = new Generator(17);
+        Tensor Unit(long rows) => nn.functional.normalize(randn(new long[] { rows, 6 }, dtype: dtype, generator: g), dim: 1);
+        long[] counts = [37, 19, 5];
+        var parents = new[] { randint(19, new long[] { 37 }, generator: g), randint(5, new long[] { 19 }, generator: g) };
+        var fine = randint(37, new long[] { 50 }, generator: g);
+        var assignments = new[] { fine, parents[0].index_select(0, fine), parents[1].index_select(0, parents[0].index_select(0, fine)) };
+        var concentrations = counts.Select(k => rand(new long[] { k }, dtype: dtype, generator: g).mul(0.2).add(0.1)).ToArray();
+        concentrations[0][3] = tensor(5e-4, dtype: dtype);
+        using var hierarchy = ClusterHierarchy.FromTensors(counts.Select(Unit).ToArray(), assignments, concentrations, parents);
+        var f = (Query: Unit(8), Key: Unit(8), Queue: Unit(29), BatchIndices: randint(50, new long[] { 8 }, generator: g), Hierarchy: hierarchy);
+        var local = Unit(8);
+        var results = new List<(HcscLossResult Result, Tensor QueryGrad, Tensor LocalGrad)>();
+        foreach (bool host in new[] { true, false })
+        {
+            var options = new HcscObjectiveOptions { Temperature = Tau, UnselectedNegatives = handling, HostKernels = host };
+            using var objective = new HcscObjective(options);
+            var query = f.Query.clone().requires_grad_(true);
+            var view = local.clone().requires_grad_(true);
+            var r = objective.Compute(query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(13), [view]);
+            r.Total.backward();
+            results.Add((r, query.grad!, view.grad!));
+        }
+
+        var (a, b) = (results[0], results[1]);
+        a.Result.Prototype.Should().AllSatisfy(t => t.to(ScalarType.Float64).item<double>().Should().BeGreaterThan(0));
+        var kept = a.Result.PrototypeMasks[0].sum().to(ScalarType.Float64).item<double>();
+        kept.Should().BeInRange(1, (a.Result.PrototypeCandidates[0].sum().item<long>() * 8) - 1, "the level-0 selection must keep some candidates and drop others");
+        a.Result.Total.to(ScalarType.Float64).item<double>().Should().BeApproximately(b.Result.Total.to(ScalarType.Float64).item<double>(), tolerance);
+        for (int l = 0; l < 3; l++)
+        {
+            a.Result.InstanceMasks[l].eq(b.Result.InstanceMasks[l]).all().item<bool>().Should().BeTrue();
+            a.Result.PrototypeMasks[l].eq(b.Result.PrototypeMasks[l]).all().item<bool>().Should().BeTrue();
+            a.Result.Instance[l].to(ScalarType.Float64).item<double>().Should().BeApproximately(b.Result.Instance[l].to(ScalarType.Float64).item<double>(), tolerance);
+            a.Result.Prototype[l].to(ScalarType.Float64).item<double>().Should().BeApproximately(b.Result.Prototype[l].to(ScalarType.Float64).item<double>(), tolerance);
+            a.Result.LocalPrototype[0][l].to(ScalarType.Float64).item<double>().Should().BeApproximately(b.Result.LocalPrototype[0][l].to(ScalarType.Float64).item<double>(), tolerance);
+            a.Result.PrototypeAccuracy[l].to(ScalarType.Float64).item<double>().Should().Be(b.Result.PrototypeAccuracy[l].to(ScalarType.Float64).item<double>());
+        }
+
+        a.QueryGrad.sub(b.QueryGrad).abs().max().to(ScalarType.Float64).item<double>().Should().BeLessThan(tolerance);
+        a.LocalGrad.sub(b.LocalGrad).abs().max().to(ScalarType.Float64).item<double>().Should().BeLessThan(tolerance);
     }
 
     [Fact]
