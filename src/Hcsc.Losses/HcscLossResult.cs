@@ -43,10 +43,10 @@ public sealed class HcscLossResult
     /// <summary>Per level, the ICSC mask <c>[B, Q]</c>, bool (true = kept); empty when instance selection is off.</summary>
     public required IReadOnlyList<Tensor> InstanceMasks { get; init; }
 
-    /// <summary>Per level, the PCSC mask <c>[B, k_l]</c> (1 = selected candidate, 0 = unselected or not a candidate).</summary>
+    /// <summary>Per level, the PCSC mask <c>[B, k_l]</c>, bool (true = selected candidate; false = unselected or not a candidate).</summary>
     public required IReadOnlyList<Tensor> PrototypeMasks { get; init; }
 
-    /// <summary>Per local view, its own PCSC mask per level <c>[B, k_l]</c> (drawn independently of the global query's).</summary>
+    /// <summary>Per local view, its own PCSC mask per level <c>[B, k_l]</c>, bool (drawn independently of the global query's).</summary>
     public required IReadOnlyList<IReadOnlyList<Tensor>> LocalPrototypeMasks { get; init; }
 
     /// <summary>Per level, the candidate negative prototypes <c>[k_l]</c>, bool.</summary>

@@ -85,13 +85,12 @@ public sealed class HcscObjective : IDisposable
         views.AddRange(locals);
         var queueD = queue.detach();
         var keyD = key.detach();
-        var contrasts = views.Select(v => QueueContrast.Create(v, keyD, queueD.t(), _options.Temperature)).ToArray();
-        var infoNce = contrasts.Select(c => c.InfoNce().mean()).ToArray();
-        var instanceAccuracy = contrasts[0].Top1.to(query.dtype).mean();
 
         HcscLossResult result;
         if (hierarchy is null)
         {
+            var terms = views.Select(v => InstanceContrast.Compute(v, keyD, queueD.t(), _options.Temperature, null, null, _options.UnselectedNegatives, _options.HostKernels)).ToArray();
+            var infoNce = terms.Select(t => t.InfoNce.mean()).ToArray();
             result = new HcscLossResult
             {
                 Total = Sum(infoNce),
@@ -102,7 +101,7 @@ public sealed class HcscObjective : IDisposable
                 LocalInstance = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
                 LocalPrototype = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
                 AcceptanceRatio = [],
-                InstanceAccuracy = instanceAccuracy,
+                InstanceAccuracy = terms[0].Top1.to(query.dtype).mean(),
                 PrototypeAccuracy = [],
                 InstanceMasks = [],
                 PrototypeMasks = [],
@@ -112,7 +111,7 @@ public sealed class HcscObjective : IDisposable
         }
         else
         {
-            result = Selective(views, contrasts, infoNce, instanceAccuracy, queueD, batchIndices, hierarchy, generator, cache);
+            result = Selective(views, keyD, queueD, batchIndices, hierarchy, generator, cache);
         }
 
         foreach (var tensor in result.Tensors())
@@ -132,9 +131,7 @@ public sealed class HcscObjective : IDisposable
 
     private HcscLossResult Selective(
         List<Tensor> views,
-        QueueContrast[] contrasts,
-        Tensor[] infoNce,
-        Tensor instanceAccuracy,
+        Tensor key,
         Tensor queue,
         Tensor batchIndices,
         ClusterHierarchy hierarchy,
@@ -207,7 +204,7 @@ public sealed class HcscObjective : IDisposable
                         selections[v][l] = rejectThresholds is not null
                             ? PrototypeSelector.SampleCore(rejectThresholds, batch, candidates, generator)
                             : candidates.unsqueeze(0).expand(batch, level.ClusterCount);
-                        prototypeMasks[v].Add(selections[v][l].to(dtype));
+                        prototypeMasks[v].Add(selections[v][l]);
                     }
                 }
             }
@@ -252,6 +249,26 @@ public sealed class HcscObjective : IDisposable
                 }
             }
 
+            // Instance terms of every view: InfoNCE, and ICSC per level under the global query's masks.
+            var infoNce = new Tensor[views.Count];
+            Tensor? instanceAccuracy = null;
+            for (int v = 0; v < views.Count; v++)
+            {
+                bool selectedView = masks is not null && (v == 0 || localSelection);
+                var terms = InstanceContrast.Compute(views[v], key, queue.t(), tau, selectedView ? masks : null, keptCount, handling, _options.HostKernels);
+                infoNce[v] = terms.InfoNce.mean();
+                instanceAccuracy ??= terms.Top1.to(dtype).mean();
+                if (terms.Selected is { } selected)
+                {
+                    var perLevel = selected.mean(new long[] { 0 });                                     // [L]
+                    instanceVectors[v] = perLevel;
+                    for (int l = 0; l < levels; l++)
+                    {
+                        instance[v].Add(perLevel[l]);
+                    }
+                }
+            }
+
             if (masks is not null)
             {
                 using var slots = queueLength.ToScalar();
@@ -259,20 +276,6 @@ public sealed class HcscObjective : IDisposable
                 for (int l = 0; l < levels; l++)
                 {
                     acceptance.Add(ratio[l]);
-                }
-
-                for (int v = 0; v < views.Count; v++)
-                {
-                    if (v == 0 || localSelection)
-                    {
-                        var kept = _options.HostKernels ? MaskedRowSum.Compute(contrasts[v].Exp, masks) : MaskedRowSum.WithTensorOps(contrasts[v].Exp, masks);   // [B, L] = Σ_j mask·E
-                        var perLevel = contrasts[v].Selected(kept, keptCount, handling).mean(new long[] { 0 });   // [L]
-                        instanceVectors[v] = perLevel;
-                        for (int l = 0; l < levels; l++)
-                        {
-                            instance[v].Add(perLevel[l]);
-                        }
-                    }
                 }
             }
             else
@@ -301,7 +304,7 @@ public sealed class HcscObjective : IDisposable
                 LocalInstance = instance.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
                 LocalPrototype = prototype.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
                 AcceptanceRatio = acceptance,
-                InstanceAccuracy = instanceAccuracy,
+                InstanceAccuracy = instanceAccuracy!,
                 PrototypeAccuracy = prototypeAccuracy,
                 InstanceMasks = instanceMasks,
                 PrototypeMasks = prototypeMasks[0],

@@ -82,7 +82,7 @@ public sealed class HcscObjectiveOptions
     }
 
     /// <summary>
-    /// Use the C# kernels for the masked queue sums and the PCSC cross-entropies when the tensors are on the CPU
+    /// Use the C# kernels for the instance and PCSC cross-entropies when the tensors are on the CPU
     /// (default). False takes the tensor-operation path everywhere; tests use it to compare the two.
     /// </summary>
     internal bool HostKernels { get; set; } = true;

@@ -116,31 +116,44 @@ public static class InstanceSelector
     }
 
     /// <summary>
-    /// For keys <c>[M, d]</c>: their log-normalisers <c>[M]</c> and the rejection thresholds
-    /// max(p_l(c | z), 1e-3) of every prototype c, <c>[k_l, M]</c> (the layout of the cache's table, computed in it:
-    /// one <c>[k_l, d] × [d, m]</c> product per chunk, no transposed copy). Chunked over the keys.
+    /// Writes the cache entries of keys <c>[M, d]</c> into slots slot … slot + M − 1 (wrapping at Q): their
+    /// log-normalisers into <paramref name="logNormalisers"/> <c>[Q]</c> and the rejection thresholds max(p_l(c | z), 1e-3)
+    /// of every prototype c into column j of <paramref name="table"/> <c>[k_l, Q]</c>. One <c>[k_l, d] × [d, m]</c> product per
+    /// chunk of keys gives the logits in the table's layout; on the CPU one C# pass per run of slots does the rest
+    /// (<see cref="ThresholdColumns"/>).
     /// </summary>
-    internal static (Tensor LogZ, Tensor Thresholds) NormalisersAndThresholds(Tensor keys, ClusterLevel level)
+    internal static void WriteCacheColumns(Tensor keys, ClusterLevel level, Tensor table, Tensor logNormalisers, long slot)
     {
         using var outer = NewDisposeScope();
         using var noGrad = no_grad();
-        var scaled = ScaledPrototypes(level, keys.dtype);
-        var k = keys.detach();
-        long rows = k.shape[0];
-        var logZ = empty(rows, dtype: keys.dtype, device: keys.device);
-        var thresholds = empty(new[] { level.ClusterCount, rows }, dtype: keys.dtype, device: keys.device);
+        var k = keys.detach().to(table.dtype);
+        var scaled = ScaledPrototypes(level, table.dtype);
+        long rows = k.shape[0], slots = table.shape[1];
         using var floor = Math.Log(1.0 - MaxAcceptance).ToScalar();
         for (long start = 0; start < rows; start += Chunk)
         {
             using var inner = NewDisposeScope();
             long length = Math.Min(Chunk, rows - start);
-            var logits = scaled.mm(k.narrow(0, start, length).t());                                 // [k, m]
-            var chunkLogZ = logits.logsumexp(0);                                                    // [m]
-            logZ.narrow(0, start, length).copy_(chunkLogZ);
-            thresholds.narrow(1, start, length).copy_(logits.sub_(chunkLogZ.unsqueeze(0)).clamp_min_(floor).exp_());
-        }
+            var logits = scaled.mm(k.narrow(0, start, length).t());                                 // [k_l, m]
+            for (long written = 0; written < length;)
+            {
+                long at = (slot + start + written) % slots;
+                long run = Math.Min(length - written, slots - at);
+                var part = logits.narrow(1, written, run);
+                if (ThresholdColumns.OnHost(part, table, logNormalisers))
+                {
+                    ThresholdColumns.Write(part, table, logNormalisers, at);
+                }
+                else
+                {
+                    var logZ = part.logsumexp(0);                                                   // [run]
+                    logNormalisers.narrow(0, at, run).copy_(logZ);
+                    table.narrow(1, at, run).copy_(part.sub(logZ.unsqueeze(0)).clamp_min_(floor).exp_());
+                }
 
-        return (logZ.MoveToOuterDisposeScope(), thresholds.MoveToOuterDisposeScope());
+                written += run;
+            }
+        }
     }
 
     /// <summary>C_l / max(φ_l, 1e-3) in <paramref name="dtype"/>, <c>[k_l, d]</c>.</summary>

@@ -75,12 +75,10 @@ internal sealed class QueueContrast
     /// <summary>Per-sample InfoNCE with every negative, <c>[B]</c>.</summary>
     public Tensor InfoNce() => ExpPositive.add(Exp.sum(1)).log().add(Shift).sub(Positive);
 
-    /// <summary>
-    /// Per-sample, per-level ICSC from the masked sums Σ_j mask·E <c>[B, L]</c> (see <see cref="Kernels.MaskedRowSum"/>)
-    /// and the masks' row sums <c>[B, L]</c>; returns <c>[B, L]</c>.
-    /// </summary>
-    public Tensor Selected(Tensor kept, Tensor keptCount, UnselectedNegativeHandling handling)
+    /// <summary>Per-sample, per-level ICSC for bool masks <c>[L, B, Q]</c> and their row sums <c>[B, L]</c>; returns <c>[B, L]</c>.</summary>
+    public Tensor Selected(Tensor masks, Tensor keptCount, UnselectedNegativeHandling handling)
     {
+        var kept = masks.to(Exp.dtype).permute(1, 0, 2).bmm(Exp.unsqueeze(2)).squeeze(2);   // [B, L] = Σ_j mask·E, one pass for all levels
         var denominator = kept.add(ExpPositive.unsqueeze(1));
         if (handling == UnselectedNegativeHandling.ZeroLogit)
         {

@@ -90,9 +90,10 @@ public sealed class QueueSelectionCache : IDisposable
         {
             if (thresholds)
             {
-                var (logZ, table) = InstanceSelector.NormalisersAndThresholds(queue, hierarchy.Levels[l]);
-                fresh[l] = logZ.DetachFromDisposeScope();
-                freshThresholds[l] = table.DetachFromDisposeScope();
+                var level = hierarchy.Levels[l];
+                fresh[l] = empty(queue.shape[0], dtype: queue.dtype, device: queue.device).DetachFromDisposeScope();
+                freshThresholds[l] = empty(new[] { level.ClusterCount, queue.shape[0] }, dtype: queue.dtype, device: queue.device).DetachFromDisposeScope();
+                InstanceSelector.WriteCacheColumns(queue, level, freshThresholds[l], fresh[l], 0);
             }
             else
             {
@@ -138,28 +139,19 @@ public sealed class QueueSelectionCache : IDisposable
         using var noGrad = no_grad();
         for (int l = 0; l < _logNormalisers.Length; l++)
         {
-            Tensor logZ, table = null!;
             if (_thresholds.Length > 0)
             {
-                (logZ, table) = InstanceSelector.NormalisersAndThresholds(keys, Hierarchy.Levels[l]);
-            }
-            else
-            {
-                logZ = InstanceSelector.LogNormalisers(keys, Hierarchy.Levels[l]);
+                InstanceSelector.WriteCacheColumns(keys, Hierarchy.Levels[l], _thresholds[l], _logNormalisers[l], startSlot);
+                continue;
             }
 
             // The slots [startSlot, startSlot + M) of the ring: one contiguous run, or two when it wraps.
-            long written = 0;
-            while (written < keys.shape[0])
+            var logZ = InstanceSelector.LogNormalisers(keys, Hierarchy.Levels[l]).to(_logNormalisers[l].dtype);
+            for (long written = 0; written < keys.shape[0];)
             {
                 long slot = (startSlot + written) % QueueLength;
                 long run = Math.Min(keys.shape[0] - written, QueueLength - slot);
                 _logNormalisers[l].narrow(0, slot, run).copy_(logZ.narrow(0, written, run));
-                if (_thresholds.Length > 0)
-                {
-                    _thresholds[l].narrow(1, slot, run).copy_(table.narrow(1, written, run));
-                }
-
                 written += run;
             }
         }

@@ -143,7 +143,7 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
         long j = 0;
         for (; j + 8 <= k; j += 8)
         {
-            var keep = Vector256.Equals(MaskedRowSum.Spread8(selected + j), Vector256<int>.Zero);        // true where NOT selected
+            var keep = Vector256.Equals(MaskLanes.Load8(selected + j), Vector256<int>.Zero);        // true where NOT selected
             maxima = Vector256.Max(maxima, Vector256.ConditionalSelect(keep.AsSingle(), negativeInfinity, Vector256.Load(x + j)));
             counts += Vector256<int>.One + keep;                                                         // 1 − [not selected]
         }
@@ -168,8 +168,8 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
         j = 0;
         for (; j + 8 <= k; j += 8)
         {
-            var keep = Vector256.Equals(MaskedRowSum.Spread8(selected + j), Vector256<int>.Zero);
-            sums += Vector256.ConditionalSelect(keep.AsSingle(), Vector256<float>.Zero, Vector256.Exp(Vector256.Load(x + j) - m));
+            var keep = Vector256.Equals(MaskLanes.Load8(selected + j), Vector256<int>.Zero);
+            sums += Vector256.ConditionalSelect(keep.AsSingle(), Vector256<float>.Zero, VectorExp.Exp(Vector256.Load(x + j) - m));
         }
 
         double sum = Vector256.Sum(sums);
@@ -221,8 +221,8 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
         long j = 0;
         for (; j + 8 <= k; j += 8)
         {
-            var keep = Vector256.Equals(MaskedRowSum.Spread8(selected + j), Vector256<int>.Zero);
-            Vector256.ConditionalSelect(keep.AsSingle(), Vector256<float>.Zero, Vector256.Exp(Vector256.Load(x + j) - m) * scale).Store(gradient + j);
+            var keep = Vector256.Equals(MaskLanes.Load8(selected + j), Vector256<int>.Zero);
+            Vector256.ConditionalSelect(keep.AsSingle(), Vector256<float>.Zero, VectorExp.Exp(Vector256.Load(x + j) - m) * scale).Store(gradient + j);
         }
 
         for (; j < k; j++)

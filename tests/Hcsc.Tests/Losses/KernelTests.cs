@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using Hcsc.Losses.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -95,46 +96,77 @@ public class KernelTests
         nextRow.Should().BeInRange(-bound, bound);
     }
 
+    [Fact]
+    public void The_vector_exponential_is_accurate_to_a_few_ulp_and_underflows_to_zero()
+    {
+        for (double x = -100; x <= 0; x += 0.0137)
+        {
+            float got = VectorExp.Exp(Vector256.Create((float)x)).GetElement(3);
+            double expected = Math.Exp((float)x);
+            if (x < -87.34)
+            {
+                got.Should().Be(0f);
+            }
+            else
+            {
+                Math.Abs(got - expected).Should().BeLessThanOrEqualTo(4e-7 * expected, $"at x = {x}");
+            }
+        }
+    }
+
     [Theory]
-    [InlineData(ScalarType.Float32, 1e-5)]
-    [InlineData(ScalarType.Float64, 1e-12)]
-    public void Masked_row_sums_and_their_gradient_match_the_naive_sums_on_both_paths(ScalarType dtype, double tolerance)
+    [InlineData(ScalarType.Float32, true, 1e-5)]
+    [InlineData(ScalarType.Float32, false, 1e-5)]
+    [InlineData(ScalarType.Float64, true, 1e-12)]
+    [InlineData(ScalarType.Float64, false, 1e-12)]
+    public void Queue_cross_entropies_and_their_gradients_match_the_formulas(ScalarType dtype, bool zeroLogit, double tolerance)
     {
         using var scope = NewDisposeScope();
         var g = new Generator(9);
-        const int rows = 5, sets = 3, columns = 19;
-        var values = randn(new long[] { rows, columns }, dtype: dtype, generator: g);
-        var masks = rand(new long[] { sets, rows, columns }, generator: g).gt(0.4);
-        var weights = randn(new long[] { rows, sets }, dtype: dtype, generator: g);
-        MaskedRowSum.OnHost(values, masks).Should().BeTrue();
-        var v = LossFixture.Rows(values);
-        var w = LossFixture.Rows(weights);
+        const int rows = 5, levels = 2, columns = 19;                          // two SIMD lanes and a tail of 3
+        var logits = randn(new long[] { rows, columns }, dtype: dtype, generator: g).mul(4);
+        var positive = randn(new long[] { rows }, dtype: dtype, generator: g).mul(4);
+        positive[1] = tensor(-30.0, dtype: dtype);                              // a row whose shift is 0 and not the positive
+        var masks = rand(new long[] { levels, rows, columns }, generator: g).gt(0.4);
+        var upstream = randn(new long[] { rows, 1 + levels }, dtype: dtype, generator: g);
+        QueueCrossEntropy.OnHost(logits, masks).Should().BeTrue();
+
+        var x = logits.clone().requires_grad_(true);
+        var p = positive.clone().requires_grad_(true);
+        var (loss, top1) = QueueCrossEntropy.Compute(x, p, masks, zeroLogit);
+        loss.mul(upstream).sum().backward();
+
+        // Naive double-precision values, and autograd through a plain tensor expression for the gradients.
+        var xs = LossFixture.Rows(logits);
+        var ps = LossFixture.Values(positive);
         var m = masks.to(ScalarType.Float64).data<double>().ToArray();
-        double Mask(int s, int n, int j) => m[(((s * rows) + n) * columns) + j];
-
-        // The host kernels, then the batched product (values on a non-contiguous layout take that path).
-        foreach (bool host in new[] { true, false })
+        var got = LossFixture.Rows(loss);
+        for (int n = 0; n < rows; n++)
         {
-            var leaf = (host ? values.clone() : values.t().contiguous().t()).requires_grad_(true);
-            MaskedRowSum.OnHost(leaf, masks).Should().Be(host);
-            var sums = MaskedRowSum.Compute(leaf, masks);
-            sums.mul(weights).sum().backward();
-            var got = LossFixture.Rows(sums);
-            var grad = LossFixture.Rows(leaf.grad!);
-            for (int n = 0; n < rows; n++)
+            double infoNce = Math.Log(Math.Exp(ps[n]) + xs[n].Sum(Math.Exp)) - ps[n];
+            got[n][0].Should().BeApproximately(infoNce, tolerance * 10);
+            for (int l = 0; l < levels; l++)
             {
-                for (int s = 0; s < sets; s++)
-                {
-                    double expected = Enumerable.Range(0, columns).Sum(j => Mask(s, n, j) * v[n][j]);
-                    got[n][s].Should().BeApproximately(expected, tolerance * 10);
-                }
-
-                for (int j = 0; j < columns; j++)
-                {
-                    double expected = Enumerable.Range(0, sets).Sum(s => Mask(s, n, j) * w[n][s]);
-                    grad[n][j].Should().BeApproximately(expected, tolerance * 10);
-                }
+                var kept = Enumerable.Range(0, columns).Where(j => m[(((l * rows) + n) * columns) + j] > 0).ToArray();
+                double unselected = zeroLogit ? columns - kept.Length : 0;
+                double expected = Math.Log(Math.Exp(ps[n]) + kept.Sum(j => Math.Exp(xs[n][j])) + unselected) - ps[n];
+                got[n][1 + l].Should().BeApproximately(expected, tolerance * 10);
             }
+
+            top1[n].item<bool>().Should().Be(ps[n] >= xs[n].Max());
         }
+
+        var xr = logits.clone().requires_grad_(true);
+        var pr = positive.clone().requires_grad_(true);
+        var terms = new List<Tensor> { cat([pr.unsqueeze(1), xr], 1).logsumexp(1).sub(pr) };
+        for (int l = 0; l < levels; l++)
+        {
+            var masked = where(masks[l], xr, zeroLogit ? zeros(1, dtype: dtype) : full(1, double.NegativeInfinity, dtype: dtype));
+            terms.Add(cat([pr.unsqueeze(1), masked], 1).logsumexp(1).sub(pr));
+        }
+
+        stack(terms, 1).mul(upstream).sum().backward();
+        x.grad!.sub(xr.grad!).abs().max().to(ScalarType.Float64).item<double>().Should().BeLessThan(tolerance);
+        p.grad!.sub(pr.grad!).abs().max().to(ScalarType.Float64).item<double>().Should().BeLessThan(tolerance);
     }
 }

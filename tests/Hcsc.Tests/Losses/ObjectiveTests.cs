@@ -33,7 +33,8 @@ public class ObjectiveTests
         // The draws must exercise both outcomes, or the masking modes would be indistinguishable.
         r.InstanceMasks.Should().AllSatisfy(m => m.dtype.Should().Be(ScalarType.Bool));
         r.InstanceMasks.Sum(m => m.numel() - m.sum().item<long>()).Should().BeGreaterThan(0);
-        Enumerable.Range(0, 2).Sum(l => (r.PrototypeCandidates[l].sum().item<long>() * 4) - r.PrototypeMasks[l].sum().item<double>()).Should().BeGreaterThan(0);
+        r.PrototypeMasks.Should().AllSatisfy(m => m.dtype.Should().Be(ScalarType.Bool));
+        Enumerable.Range(0, 2).Sum(l => (r.PrototypeCandidates[l].sum().item<long>() * 4) - r.PrototypeMasks[l].sum().item<long>()).Should().BeGreaterThan(0);
         CheckAgainstNaive(f, options, r, []);
     }
 
@@ -110,8 +111,8 @@ public class ObjectiveTests
             _ = InstanceSelector.SampleMask(full(2, 7, 0.5, dtype: ScalarType.Float64), g);
             var global = PrototypeSelector.SampleMask(accept, candidates, g);
             var own = PrototypeSelector.SampleMask(accept, candidates, g);
-            r.PrototypeMasks[0].eq(global).all().item<bool>().Should().BeTrue();
-            r.LocalPrototypeMasks[0][0].eq(own).all().item<bool>().Should().BeTrue();
+            r.PrototypeMasks[0].eq(global.to(ScalarType.Bool)).all().item<bool>().Should().BeTrue();
+            r.LocalPrototypeMasks[0][0].eq(own.to(ScalarType.Bool)).all().item<bool>().Should().BeTrue();
             differing += global.ne(own).any().item<bool>() ? 1 : 0;
         }
 
@@ -131,7 +132,7 @@ public class ObjectiveTests
         r.AcceptanceRatio.Select(a => a.item<double>()).Should().AllBeEquivalentTo(1.0);
         for (int l = 0; l < 3; l++)
         {
-            r.PrototypeMasks[l].eq(r.PrototypeCandidates[l].unsqueeze(0).to(ScalarType.Float64)).all().item<bool>().Should().BeTrue();
+            r.PrototypeMasks[l].eq(r.PrototypeCandidates[l].unsqueeze(0)).all().item<bool>().Should().BeTrue();
         }
 
         CheckAgainstNaive(f, options, r, []);
@@ -169,7 +170,7 @@ public class ObjectiveTests
         r.InstanceMasks[0].eq(canonical.to(ScalarType.Bool)).all().item<bool>().Should().BeTrue();
 
         var top = r.PrototypeMasks[2];
-        top.eq(r.PrototypeCandidates[2].unsqueeze(0).to(ScalarType.Float64)).all().item<bool>().Should().BeTrue();
+        top.eq(r.PrototypeCandidates[2].unsqueeze(0)).all().item<bool>().Should().BeTrue();
         r.AcceptanceRatio[0].item<double>().Should().BeApproximately(r.InstanceMasks[0].to(ScalarType.Float64).mean().item<double>(), 1e-12);
     }
 

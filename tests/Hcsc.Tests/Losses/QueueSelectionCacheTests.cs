@@ -6,28 +6,32 @@ namespace Hcsc.Tests.Losses;
 
 public class QueueSelectionCacheTests
 {
-    [Fact]
-    public void Update_after_a_wrapping_enqueue_equals_a_full_refresh()
+    [Theory]
+    [InlineData(ScalarType.Float32, 7, 3, 5)]     // slots 5, 6, 0
+    [InlineData(ScalarType.Float32, 29, 11, 20)]  // slots 20 … 28 (a full SIMD group and a tail), then 0, 1
+    [InlineData(ScalarType.Float64, 29, 11, 20)]
+    public void Update_after_a_wrapping_enqueue_equals_a_full_refresh(ScalarType dtype, long queueLength, int enqueued, int pointer)
     {
         using var scope = NewDisposeScope();
-        using var f = new LossFixture(ScalarType.Float32, queueLength: 7);
+        using var f = new LossFixture(dtype, queueLength: queueLength);
         using var cache = new QueueSelectionCache();
         cache.Refresh(f.Hierarchy, f.Queue);
-        cache.QueueLength.Should().Be(7);
+        cache.QueueLength.Should().Be(queueLength);
 
-        // Enqueue 3 keys at write pointer 5: slots 5, 6, 0.
-        var keys = nn.functional.normalize(randn(3, 3, generator: new Generator(2)), dim: 1);
+        var keys = nn.functional.normalize(randn(new long[] { enqueued, 3 }, dtype: dtype, generator: new Generator(2)), dim: 1);
         var queue = f.Queue.clone();
-        queue[5] = keys[0];
-        queue[6] = keys[1];
-        queue[0] = keys[2];
-        cache.Update(5, keys);
+        for (int i = 0; i < enqueued; i++)
+        {
+            queue[(pointer + i) % queueLength] = keys[i];
+        }
+
+        cache.Update(pointer, keys);
 
         var z = LossFixture.Rows(queue);
         for (int l = 0; l < 3; l++)
         {
             var expected = InstanceSelector.LogNormalisers(queue, f.Hierarchy.Levels[l]);
-            cache.LogNormalisers[l].allclose(expected, rtol: 0, atol: 1e-5).Should().BeTrue();
+            cache.LogNormalisers[l].allclose(expected, rtol: 1e-6, atol: 1e-5).Should().BeTrue($"level {l}: max |difference| {cache.LogNormalisers[l].sub(expected).abs().max().to(ScalarType.Float64).item<double>()} for values up to {expected.abs().max().to(ScalarType.Float64).item<double>()}");
 
             // Thresholds t[c, j] = max(p_l(c | z_j), 1e-3), naive.
             var table = LossFixture.Rows(cache.Thresholds[l]);
@@ -36,7 +40,7 @@ public class QueueSelectionCacheTests
                 var p = NaiveHcsc.Membership(z[j], f.Prototypes[l], f.Concentrations[l]);
                 for (int c = 0; c < p.Length; c++)
                 {
-                    table[c][j].Should().BeApproximately(Math.Max(p[c], 1e-3), 1e-6);
+                    table[c][j].Should().BeApproximately(Math.Max(p[c], 1e-3), 1e-6, $"level {l}, prototype {c}, slot {j}");
                 }
             }
         }

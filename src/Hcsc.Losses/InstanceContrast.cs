@@ -1,0 +1,47 @@
+using Hcsc.Core.Options;
+using Hcsc.Losses.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Losses;
+
+/// <summary>
+/// The instance terms of one query view against its key and the queue: per-sample InfoNCE, and per level the ICSC
+/// cross-entropy under the level's mask (spec §2, R1). On the CPU one C# pass over the logits does all of them
+/// (<see cref="QueueCrossEntropy"/>); elsewhere the exponentiated logits are kept once and all levels' masked sums are
+/// one batched product (<see cref="QueueContrast"/>). Both give the same values.
+/// </summary>
+internal static class InstanceContrast
+{
+    /// <param name="query">Queries <c>[B, d]</c>, with gradient.</param>
+    /// <param name="key">Detached keys <c>[B, d]</c>.</param>
+    /// <param name="queueTransposed">Detached queue, transposed, <c>[d, Q]</c>.</param>
+    /// <param name="temperature">τ.</param>
+    /// <param name="masks">ICSC masks <c>[L, B, Q]</c> bool, or null for InfoNCE alone.</param>
+    /// <param name="keptCount">Σ_j masks[l, n, j] as <c>[B, L]</c> in the queries' dtype (with <paramref name="masks"/>).</param>
+    /// <param name="handling">R1.</param>
+    /// <param name="hostKernels">Allow the C# kernels on the CPU.</param>
+    /// <returns>InfoNCE <c>[B]</c>, ICSC <c>[B, L]</c> (null without masks), and top-1 (x_p ≥ every negative logit) <c>[B]</c> bool.</returns>
+    public static (Tensor InfoNce, Tensor? Selected, Tensor Top1) Compute(
+        Tensor query, Tensor key, Tensor queueTransposed, double temperature, Tensor? masks, Tensor? keptCount, UnselectedNegativeHandling handling, bool hostKernels)
+    {
+        if (hostKernels && query.device_type == DeviceType.CPU && (query.dtype == ScalarType.Float32 || query.dtype == ScalarType.Float64))
+        {
+            using var inverseTemperature = (1.0 / temperature).ToScalar();
+            var scaled = query.mul(inverseTemperature);                     // [B, d]
+            var positive = scaled.mul(key).sum(1);                           // [B]
+            var logits = scaled.mm(queueTransposed);                         // [B, Q]
+            var (loss, top1) = QueueCrossEntropy.Compute(logits, positive, masks, handling == UnselectedNegativeHandling.ZeroLogit);
+            return (loss.select(1, 0), masks is null ? null : loss.narrow(1, 1, masks.shape[0]), top1);
+        }
+
+        var contrast = QueueContrast.Create(query, key, queueTransposed, temperature);
+        Tensor? selected = null;
+        if (masks is not null)
+        {
+            selected = contrast.Selected(masks, keptCount!, handling);
+        }
+
+        return (contrast.InfoNce(), selected, contrast.Top1);
+    }
+}
