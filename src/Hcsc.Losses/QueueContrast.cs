@@ -15,7 +15,8 @@ namespace Hcsc.Losses;
 /// </code>
 /// which equals CE([x_pos, X ⊙ mask (or excluded)], 0) exactly; M cancels, so it carries no gradient.
 /// With the exact row max every exponent is ≤ 0 and the largest term is 1, so nothing overflows or
-/// underflows entirely, whatever τ and the embeddings' norms.
+/// underflows entirely, whatever τ and the embeddings' norms. This is the tensor-operation path (any device);
+/// on the CPU <see cref="Kernels.QueueCrossEntropy"/> computes the same in one pass.
 /// </summary>
 internal sealed class QueueContrast
 {

@@ -13,7 +13,7 @@ namespace Hcsc.Losses;
 /// </code>
 /// and, in <see cref="QueueSelectionCacheMode.Thresholds"/> mode (the default), the rejection threshold of
 /// every prototype, t_l[c, j] = max(p_l(c | z_j), 1e-3) <c>[k_l, Q]</c>. With normalisers only, a training step
-/// needs the Q × B numerators per level (O(Q·B·d)); with thresholds it gathers B rows per level (O(Q·B)).
+/// needs the Q × B numerators per level (O(Q·B·d)); with thresholds it reads B rows per level (O(Q·B)).
 /// Either way the Q × k_l softmax is computed once per key instead of once per step. Keep it in step with the queue: <see cref="Refresh"/> whenever the prototypes change
 /// (once per epoch) and <see cref="Update"/> whenever keys are written into the queue. The cache
 /// does not own the queue or the hierarchy; it keeps a reference to the hierarchy, which must stay

@@ -47,6 +47,14 @@ public sealed class SelectionLossBenchmark : IBenchmark
         var indices = randint(o.Samples, new[] { o.Batch }, generator: g);
         const double tau = 0.2;
 
+        if (o.Parts)
+        {
+            using var partsCache = new QueueSelectionCache();
+            partsCache.Refresh(hierarchy, queue);
+            SelectionLossParts.Print(hierarchy, queryLeaf, key, queue, indices, partsCache, tau, 2 * o.Steps + 1);
+            return 0;
+        }
+
         // Cached objective; Update is part of each step, as in training (the enqueue pointer advances by B).
         using var cache = new QueueSelectionCache(QueueSelectionCacheMode.Thresholds);
         var refresh = Stopwatch.StartNew();
@@ -194,11 +202,11 @@ public sealed class SelectionLossBenchmark : IBenchmark
         return line is null ? double.NaN : double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
     }
 
-    private sealed record Options(long Batch, long Queue, long Dim, int[] Clusters, long Samples, int Steps, int Warmup, int BlockSteps, int Threads, bool SkipLibraryDirect, bool SkipDirect, bool NoInstance, bool NoPrototype);
+    private sealed record Options(long Batch, long Queue, long Dim, int[] Clusters, long Samples, int Steps, int Warmup, int BlockSteps, int Threads, bool SkipLibraryDirect, bool SkipDirect, bool NoInstance, bool NoPrototype, bool Parts);
 
     private static Options Parse(string[] args)
     {
-        var o = new Options(256, 16384, 128, [3000, 2000, 1000], 100_000, 12, 1, 3, 2, false, false, false, false);
+        var o = new Options(256, 16384, 128, [3000, 2000, 1000], 100_000, 12, 1, 3, 2, false, false, false, false, false);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -217,6 +225,7 @@ public sealed class SelectionLossBenchmark : IBenchmark
                 "--skip-direct" => o with { SkipDirect = true },
                 "--no-instance-selection" => o with { NoInstance = true },
                 "--no-prototype-selection" => o with { NoPrototype = true },
+                "--parts" => o with { Parts = true },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
         }
