@@ -89,7 +89,7 @@ public sealed class HcscObjective : IDisposable
         HcscLossResult result;
         if (hierarchy is null)
         {
-            var terms = views.Select(v => InstanceContrast.Compute(v, keyD, queueD.t(), _options.Temperature, null, null, _options.UnselectedNegatives, _options.HostKernels)).ToArray();
+            var terms = views.Select(v => InstanceContrast.Compute(v, keyD, queueD.t(), _options.Temperature, null, _options.UnselectedNegatives, _options.HostKernels)).ToArray();
             var infoNce = terms.Select(t => t.InfoNce.mean()).ToArray();
             result = new HcscLossResult
             {
@@ -203,7 +203,7 @@ public sealed class HcscObjective : IDisposable
                     {
                         selections[v][l] = rejectThresholds is not null
                             ? PrototypeSelector.SampleCore(rejectThresholds, batch, candidates, generator)
-                            : candidates.unsqueeze(0).expand(batch, level.ClusterCount);
+                            : candidates.unsqueeze(0).expand(batch, level.ClusterCount).contiguous();
                         prototypeMasks[v].Add(selections[v][l]);
                     }
                 }
@@ -255,7 +255,7 @@ public sealed class HcscObjective : IDisposable
             for (int v = 0; v < views.Count; v++)
             {
                 bool selectedView = masks is not null && (v == 0 || localSelection);
-                var terms = InstanceContrast.Compute(views[v], key, queue.t(), tau, selectedView ? masks : null, keptCount, handling, _options.HostKernels);
+                var terms = InstanceContrast.Compute(views[v], key, queue.t(), tau, selectedView ? masks : null, handling, _options.HostKernels);
                 infoNce[v] = terms.InfoNce.mean();
                 instanceAccuracy ??= terms.Top1.to(dtype).mean();
                 if (terms.Selected is { } selected)

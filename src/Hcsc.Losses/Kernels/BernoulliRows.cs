@@ -38,7 +38,7 @@ internal static unsafe class BernoulliRows
 
     /// <summary>Whether <see cref="Sample"/> uses the host kernel for these tables.</summary>
     public static bool CanRunOnHost(IReadOnlyList<ThresholdTable> tables) =>
-        tables.All(t =>
+        Vector256.IsHardwareAccelerated && tables.All(t =>
             (HostMemory.IsDense(t.Thresholds, ScalarType.Float32) || HostMemory.IsDense(t.Thresholds, ScalarType.Float64))
             && t.Thresholds.dtype == tables[0].Thresholds.dtype
             && (t.Rows is null || HostMemory.IsDense(t.Rows, ScalarType.Int64)));
@@ -60,6 +60,11 @@ internal static unsafe class BernoulliRows
         var rowPointers = new nint[tables.Count];
         for (int s = 0; s < tables.Count; s++)
         {
+            if (tables[s].Rows is { } rowIndices)
+            {
+                HostMemory.CheckIndices(rowIndices, tables[s].Thresholds.shape[0], $"rows of threshold table {s}");
+            }
+
             thresholdPointers[s] = dtype == ScalarType.Float32 ? (nint)HostMemory.Pointer<float>(tables[s].Thresholds) : (nint)HostMemory.Pointer<double>(tables[s].Thresholds);
             rowPointers[s] = tables[s].Rows is { } r ? (nint)HostMemory.Pointer<long>(r) : 0;
         }

@@ -42,6 +42,22 @@ internal static unsafe class HostMemory
         }
     }
 
+    /// <summary>
+    /// Throws unless every entry of the int64 vector <paramref name="indices"/> lies in [0, <paramref name="count"/>): a
+    /// kernel would otherwise read or write outside its tensors.
+    /// </summary>
+    public static void CheckIndices(Tensor indices, long count, string name)
+    {
+        long* values = Pointer<long>(indices);
+        for (long i = 0; i < indices.numel(); i++)
+        {
+            if ((ulong)values[i] >= (ulong)count)
+            {
+                throw new ArgumentException($"{name} must lie in [0, {count}); entry {i} is {values[i]}.", name);
+            }
+        }
+    }
+
     /// <summary>Runs <paramref name="body"/> for every index in [0, count) on at most libtorch's intra-op thread count.</summary>
     public static void ParallelRows(long count, Action<long> body)
     {

@@ -25,7 +25,7 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
 
     /// <summary>Whether the host kernels can take these logits.</summary>
     public static bool OnHost(Tensor logits) =>
-        HostMemory.IsDense(logits, ScalarType.Float32) || HostMemory.IsDense(logits, ScalarType.Float64);
+        Vector256.IsHardwareAccelerated && (HostMemory.IsDense(logits, ScalarType.Float32) || HostMemory.IsDense(logits, ScalarType.Float64));
 
     /// <summary>Computes the per-sample, per-level cross-entropies.</summary>
     /// <param name="logits">Prototype logits of all levels side by side <c>[B, Σ k_l]</c> (level l at columns o_l … o_l + k_l − 1), contiguous, on the CPU.</param>
@@ -39,7 +39,13 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
     {
         var top1 = empty([logits.shape[0], clusterCounts.Length], ScalarType.Bool);
         var layout = new Layout(clusterCounts, candidateCounts, handling == UnselectedNegativeHandling.ZeroLogit, top1);
-        return (apply(logits, labels.contiguous(), selection.contiguous(), layout), top1);
+        labels = labels.contiguous();
+        for (int l = 0; l < clusterCounts.Length; l++)
+        {
+            HostMemory.CheckIndices(labels[l], clusterCounts[l], $"level {l} labels");
+        }
+
+        return (apply(logits, labels, selection.contiguous(), layout), top1);
     }
 
     /// <inheritdoc />
@@ -121,7 +127,8 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
             }
         });
 
-        ctx.save_data("gradient", new KeepAlive(gradient));
+        GC.KeepAlive(upstream);
+        ctx.save_data("gradient", new GradientKeepAlive(gradient));
         foreach (var tensor in saved)
         {
             tensor.Dispose();
@@ -148,7 +155,7 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
             counts += Vector256<int>.One + keep;                                                         // 1 − [not selected]
         }
 
-        float maxSelected = Max(maxima);
+        float maxSelected = LaneMaximum.Of(maxima);
         long count = Vector256.Sum(counts);
         for (; j < k; j++)
         {
@@ -165,14 +172,20 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
         float shift = MathF.Max(positive, maxOther);
         var m = Vector256.Create(shift);
         var sums = Vector256<float>.Zero;
+        double sum = 0;
         j = 0;
-        for (; j + 8 <= k; j += 8)
+        for (int step = 1; j + 8 <= k; j += 8, step++)
         {
             var keep = Vector256.Equals(MaskLanes.Load8(selected + j), Vector256<int>.Zero);
             sums += Vector256.ConditionalSelect(keep.AsSingle(), Vector256<float>.Zero, VectorExp.Exp(Vector256.Load(x + j) - m));
+            if (step % 64 == 0)
+            {
+                sum += Vector256.Sum(sums);
+                sums = Vector256<float>.Zero;
+            }
         }
 
-        double sum = Vector256.Sum(sums);
+        sum += Vector256.Sum(sums);
         for (; j < k; j++)
         {
             sum += selected[j] != 0 ? MathF.Exp(x[j] - shift) : 0f;
@@ -244,16 +257,6 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
         gradient[label] = upstream * ((Math.Exp(x[label] - shift) / denominator) - 1.0);
     }
 
-    private static float Max(Vector256<float> values)
-    {
-        float max = float.NegativeInfinity;
-        for (int i = 0; i < Vector256<float>.Count; i++)
-        {
-            max = MathF.Max(max, values.GetElement(i));
-        }
-
-        return max;
-    }
 
     /// <summary>What the kernels need besides tensors; kept on the autograd context.</summary>
     private sealed class Layout
@@ -280,10 +283,5 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
         public bool ZeroLogit { get; }
 
         public Tensor Top1 { get; }
-    }
-
-    private sealed class KeepAlive(Tensor tensor)
-    {
-        public Tensor Tensor { get; } = tensor;
     }
 }

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
@@ -8,85 +9,95 @@ namespace Hcsc.Losses.Kernels;
 /// InfoNCE and the ICSC cross-entropies of every level for one query view, in one pass over its queue logits, on
 /// the CPU. For row n, with x_p = q_n·k_n/τ, X_j = q_n·z_j/τ, masks m_l and kept counts c_l = Σ_j m_l[j]:
 /// <code>
-///   M        = max(x_p, max_j X_j, 0)                                   (a detached shift; every exponent ≤ 0)
-///   InfoNCE  = log( e^{x_p−M} + Σ_j e^{X_j−M} ) + M − x_p
-///   ICSC_l   = log( e^{x_p−M} + Σ_j m_l[j]·e^{X_j−M} + [R1] (Q − c_l)·e^{−M} ) + M − x_p
-///   ∂/∂X_j   = e^{X_j−M} · ( g_0 / D_0 + Σ_l m_l[j]·g_l / D_l ),   ∂/∂x_p = e^{x_p−M}·Σ_i g_i / D_i − Σ_i g_i
+///   InfoNCE  = log( e^{x_p} + Σ_j e^{X_j} ) − x_p
+///   ICSC_l   = log( e^{x_p} + Σ_j m_l[j]·e^{X_j} + [R1] (Q − c_l)·e^0 ) − x_p
+///   ∂/∂X_j   = Σ_i g_i · (softmax weight of X_j in term i),   ∂/∂x_p = Σ_i g_i · (weight of x_p in term i − 1)
 /// </code>
-/// with D_0, D_l the denominators and g the upstream gradient. Output <c>[B, 1 + L]</c>: column 0 is InfoNCE, column
-/// 1 + l is ICSC_l. Equal to <see cref="QueueContrast"/> (the tensor path).
+/// Every term is evaluated with a shift: the row's M = max(x_p, max_j X_j) for all of them at once (one exponential
+/// per logit, in single precision; denominators and weights in double). A level whose own largest term lies so far
+/// below M that its denominator drops under 1e-20 (an exponential would underflow: tiny temperatures, unnormalised
+/// embeddings, exclusion of the largest logits) is recomputed exactly with its own shift, forward and backward.
+/// Output <c>[B, 1 + L]</c>: column 0 is InfoNCE, column 1 + l is ICSC_l. The forward pass keeps its own bit-packed
+/// copy of the masks for the backward pass (1/8 of their size), so the caller may change or free its masks at once.
+/// First-order gradients only.
 /// </summary>
 internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<QueueCrossEntropy>
 {
+    /// <summary>Below this, a level's denominator under the row's common shift is recomputed with its own shift.</summary>
+    private const double DegenerateDenominator = 1e-20;
+
+    /// <summary>Single-precision partial sums are moved to double every this many SIMD steps.</summary>
+    private const int FlushEvery = 256;
+
     /// <inheritdoc />
     public override string Name => nameof(QueueCrossEntropy);
 
-    /// <summary>Whether the host kernels can take these tensors.</summary>
-    public static bool OnHost(Tensor logits, Tensor? masks) =>
-        (HostMemory.IsDense(logits, ScalarType.Float32) || HostMemory.IsDense(logits, ScalarType.Float64))
-        && (masks is null || HostMemory.IsDense(masks, ScalarType.Bool));
+    /// <summary>Whether the host kernels can take logits of this dtype and device.</summary>
+    public static bool OnHost(Tensor query) =>
+        Vector256.IsHardwareAccelerated && query.device_type == TorchSharp.DeviceType.CPU
+        && (query.dtype == ScalarType.Float32 || query.dtype == ScalarType.Float64);
 
     /// <summary>Computes InfoNCE and the per-level ICSC terms per sample.</summary>
     /// <param name="logits">Negative logits X = q·zᵀ/τ <c>[B, Q]</c>, contiguous, on the CPU.</param>
     /// <param name="positive">Positive logits x_p = q·k/τ <c>[B]</c>.</param>
-    /// <param name="masks">ICSC masks <c>[L, B, Q]</c> bool, or null for InfoNCE alone.</param>
+    /// <param name="masks">ICSC masks <c>[L, B, Q]</c> bool, contiguous, or null for InfoNCE alone.</param>
     /// <param name="zeroLogit">R1: unselected negatives enter with logit 0; false excludes them.</param>
     /// <returns>Losses <c>[B, 1 + L]</c> and top-1 (x_p ≥ max_j X_j) <c>[B]</c> bool.</returns>
     public static (Tensor Loss, Tensor Top1) Compute(Tensor logits, Tensor positive, Tensor? masks, bool zeroLogit)
     {
+        if (masks is not null && (masks.dim() != 3 || masks.shape[1] != logits.shape[0] || masks.shape[2] != logits.shape[1] || !HostMemory.IsDense(masks, ScalarType.Bool)))
+        {
+            throw new ArgumentException($"masks must be contiguous bool [L, {logits.shape[0]}, {logits.shape[1]}]; got {Core.Tensors.TensorDescription.Describe(masks)}.", nameof(masks));
+        }
+
         var top1 = empty([logits.shape[0]], ScalarType.Bool);
-        return (apply(logits, positive.contiguous(), masks, new Settings(zeroLogit, top1)), top1);
+        return (apply(logits.contiguous(), positive.to(logits.dtype).contiguous(), new Settings(zeroLogit, top1, masks)), top1);
     }
 
     /// <inheritdoc />
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         var logits = (Tensor)vars[0];
-        var positive = ((Tensor)vars[1]).to(logits.dtype);
-        var masks = vars[2] as Tensor;
-        var settings = (Settings)vars[3];
+        var positive = (Tensor)vars[1];
+        var settings = (Settings)vars[2];
         long rows = logits.shape[0], columns = logits.shape[1];
-        int levels = masks is null ? 0 : (int)masks.shape[0];
+        int levels = settings.Masks is null ? 0 : (int)settings.Masks.shape[0];
         var loss = empty([rows, 1 + levels], logits.dtype);
-        var shift = empty([rows], logits.dtype);
-        var denominators = empty([rows, 1 + levels], logits.dtype);
+        var shifts = empty([rows, 1 + levels], ScalarType.Float64);
+        var denominators = empty([rows, 1 + levels], ScalarType.Float64);
+        var packed = empty([levels, rows, PackedLength(columns)], ScalarType.Byte);
+        var row = Layout.Of(logits, positive, settings.Masks, packed);
+        nint lossP = Address(loss), shiftP = (nint)HostMemory.Pointer<double>(shifts), denP = (nint)HostMemory.Pointer<double>(denominators);
+        nint topP = (nint)HostMemory.Pointer<byte>(settings.Top1);
         bool single = logits.dtype == ScalarType.Float32;
-        var row = new RowLayout(Address(logits), Address(positive), masks is null ? 0 : (nint)HostMemory.Pointer<byte>(masks), rows, columns, levels);
-        nint lossP = Address(loss), shiftP = Address(shift), denP = Address(denominators), topP = (nint)HostMemory.Pointer<byte>(settings.Top1);
         bool zeroLogit = settings.ZeroLogit;
         HostMemory.ParallelRows(rows, n =>
         {
-            double* den = stackalloc double[1 + levels];
-            double x = single ? ((float*)row.Positive)[n] : ((double*)row.Positive)[n];
-            var (m, top1) = single ? ForwardRow((float*)row.Logits + (n * columns), row, n, x, den, zeroLogit) : ForwardRow((double*)row.Logits + (n * columns), row, n, x, den, zeroLogit);
+            double* shift = (double*)shiftP + (n * (1 + levels));
+            double* den = (double*)denP + (n * (1 + levels));
+            double x = row.PositiveAt(n);
+            bool top1 = single
+                ? ForwardRow((float*)row.Logits + (n * columns), row, n, x, zeroLogit, shift, den)
+                : ForwardRow((double*)row.Logits + (n * columns), row, n, x, zeroLogit, shift, den);
             for (int i = 0; i <= levels; i++)
             {
-                double value = Math.Log(den[i]) + m - x;
+                double value = Math.Log(den[i]) + shift[i] - x;
                 if (single)
                 {
                     ((float*)lossP)[(n * (1 + levels)) + i] = (float)value;
-                    ((float*)denP)[(n * (1 + levels)) + i] = (float)den[i];
                 }
                 else
                 {
                     ((double*)lossP)[(n * (1 + levels)) + i] = value;
-                    ((double*)denP)[(n * (1 + levels)) + i] = den[i];
                 }
-            }
-
-            if (single)
-            {
-                ((float*)shiftP)[n] = (float)m;
-            }
-            else
-            {
-                ((double*)shiftP)[n] = m;
             }
 
             ((byte*)topP)[n] = top1 ? (byte)1 : (byte)0;
         });
 
-        ctx.save_for_backward(masks is null ? [logits, positive, shift, denominators] : [logits, positive, shift, denominators, masks]);
+        GC.KeepAlive(settings);
+        ctx.save_for_backward([logits, positive, shifts, denominators, packed]);
+        ctx.save_data("zeroLogit", zeroLogit);
         return loss;
     }
 
@@ -94,61 +105,58 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         var saved = ctx.get_saved_variables();
-        var (logits, positive, shift, denominators) = (saved[0], saved[1], saved[2], saved[3]);
-        var masks = saved.Count > 4 ? saved[4] : null;
+        var (logits, positive, shifts, denominators, packed) = (saved[0], saved[1], saved[2], saved[3], saved[4]);
         long rows = logits.shape[0], columns = logits.shape[1];
-        int levels = masks is null ? 0 : (int)masks.shape[0];
-        var upstream = grad_output.to(logits.dtype).contiguous();                         // [B, 1 + L]
+        int levels = (int)packed.shape[0];
+        var upstream = grad_output.to(ScalarType.Float64).contiguous();                    // [B, 1 + L]
         var gradLogits = empty([rows, columns], logits.dtype);
         var gradPositive = empty([rows], logits.dtype);
         bool single = logits.dtype == ScalarType.Float32;
-        var row = new RowLayout(Address(logits), Address(positive), masks is null ? 0 : (nint)HostMemory.Pointer<byte>(masks), rows, columns, levels);
-        nint g = Address(upstream), shiftP = Address(shift), denP = Address(denominators), outP = Address(gradLogits), posP = Address(gradPositive);
+        var row = Layout.Of(logits, positive, null, packed);
+        nint g = (nint)HostMemory.Pointer<double>(upstream), shiftP = (nint)HostMemory.Pointer<double>(shifts), denP = (nint)HostMemory.Pointer<double>(denominators);
+        nint outP = Address(gradLogits), posP = Address(gradPositive);
         HostMemory.ParallelRows(rows, n =>
         {
             // Weights w_i = g_i / D_i of InfoNCE (i = 0) and of each level.
             double* w = stackalloc double[1 + levels];
-            double upstreamSum = 0, weightSum = 0;
+            double* shift = (double*)shiftP + (n * (1 + levels));
+            double dPositive = 0, x = row.PositiveAt(n);
             for (int i = 0; i <= levels; i++)
             {
                 long at = (n * (1 + levels)) + i;
-                double gi = single ? ((float*)g)[at] : ((double*)g)[at];
-                double di = single ? ((float*)denP)[at] : ((double*)denP)[at];
-                w[i] = gi / di;
-                upstreamSum += gi;
-                weightSum += w[i];
+                double gi = ((double*)g)[at];
+                w[i] = gi / ((double*)denP)[at];
+                dPositive += (w[i] * Math.Exp(x - shift[i])) - gi;
             }
 
-            double m = single ? ((float*)shiftP)[n] : ((double*)shiftP)[n];
-            double x = single ? ((float*)row.Positive)[n] : ((double*)row.Positive)[n];
-            double dPositive = (Math.Exp(x - m) * weightSum) - upstreamSum;
             if (single)
             {
-                BackwardRow((float*)row.Logits + (n * columns), (float*)outP + (n * columns), row, n, (float)m, w);
+                BackwardRow((float*)row.Logits + (n * columns), (float*)outP + (n * columns), row, n, shift, w);
                 ((float*)posP)[n] = (float)dPositive;
             }
             else
             {
-                BackwardRow((double*)row.Logits + (n * columns), (double*)outP + (n * columns), row, n, m, w);
+                BackwardRow((double*)row.Logits + (n * columns), (double*)outP + (n * columns), row, n, shift, w);
                 ((double*)posP)[n] = dPositive;
             }
         });
 
-        ctx.save_data("gradients", new KeepAlive([gradLogits, gradPositive]));
+        GC.KeepAlive(upstream);
+        ctx.save_data("gradients", new GradientKeepAlive(gradLogits, gradPositive));
         foreach (var tensor in saved)
         {
             tensor.Dispose();
         }
 
-        return [gradLogits, gradPositive, null!, null!];
+        return [gradLogits, gradPositive, null!];
     }
 
     private static nint Address(Tensor tensor) =>
         tensor.dtype == ScalarType.Float32 ? (nint)HostMemory.Pointer<float>(tensor) : (nint)HostMemory.Pointer<double>(tensor);
 
-    /// <summary>Fills den[0 … L] and returns the shift M and top-1.</summary>
+    /// <summary>Fills shift[0 … L] and den[0 … L] for one row; returns top-1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (double Shift, bool Top1) ForwardRow(float* logits, RowLayout row, long n, double positive, double* den, bool zeroLogit)
+    private static bool ForwardRow(float* logits, Layout row, long n, double positive, bool zeroLogit, double* shift, double* den)
     {
         long q = row.Columns;
         int levels = row.Levels;
@@ -159,50 +167,68 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
             maxima = Vector256.Max(maxima, Vector256.Load(logits + j));
         }
 
-        float maxNegative = float.NegativeInfinity;
-        for (int i = 0; i < 8; i++)
-        {
-            maxNegative = MathF.Max(maxNegative, maxima.GetElement(i));
-        }
-
+        double maxNegative = LaneMaximum.Of(maxima);
         for (; j < q; j++)
         {
-            maxNegative = MathF.Max(maxNegative, logits[j]);
+            maxNegative = Math.Max(maxNegative, logits[j]);
         }
 
-        float m = MathF.Max(MathF.Max(maxNegative, (float)positive), 0f);
-        var shift = Vector256.Create(m);
+        float m = (float)Math.Max(maxNegative, positive);
+        var shiftVector = Vector256.Create(m);
         var all = Vector256<float>.Zero;
         var kept = stackalloc Vector256<float>[levels];
         var counts = stackalloc Vector256<int>[levels];
-        for (int l = 0; l < levels; l++)
-        {
-            kept[l] = Vector256<float>.Zero;
-            counts[l] = Vector256<int>.Zero;
-        }
-
-        j = 0;
-        for (; j + 8 <= q; j += 8)
-        {
-            var e = VectorExp.Exp(Vector256.Load(logits + j) - shift);
-            all += e;
-            for (int l = 0; l < levels; l++)
-            {
-                var selected = MaskLanes.Load8(row.Mask(l, n) + j);
-                kept[l] += Vector256.ConvertToSingle(selected) * e;
-                counts[l] += selected;
-            }
-        }
-
-        double sumAll = Vector256.Sum(all);
+        double sumAll = 0;
         double* keptSum = stackalloc double[levels];
         long* keptCount = stackalloc long[levels];
         for (int l = 0; l < levels; l++)
         {
-            keptSum[l] = Vector256.Sum(kept[l]);
+            kept[l] = Vector256<float>.Zero;
+            counts[l] = Vector256<int>.Zero;
+            keptSum[l] = 0;
+            keptCount[l] = 0;
+        }
+
+        byte** maskRows = stackalloc byte*[levels];
+        byte** bitRows = stackalloc byte*[levels];
+        for (int l = 0; l < levels; l++)
+        {
+            maskRows[l] = row.Mask(l, n);
+            bitRows[l] = row.Bits(l, n);
+        }
+
+        j = 0;
+        for (int step = 1; j + 8 <= q; j += 8, step++)
+        {
+            var e = VectorExp.Exp(Vector256.Load(logits + j) - shiftVector);
+            all += e;
+            for (int l = 0; l < levels; l++)
+            {
+                var selected = MaskLanes.Load8(maskRows[l] + j);
+                kept[l] += Vector256.ConvertToSingle(selected) * e;
+                counts[l] += selected;
+                bitRows[l][j >> 3] = (byte)Vector256.ExtractMostSignificantBits(-selected);
+            }
+
+            if (step == FlushEvery || j + 16 > q)
+            {
+                step = 0;
+                sumAll += Vector256.Sum(all);
+                all = Vector256<float>.Zero;
+                for (int l = 0; l < levels; l++)
+                {
+                    keptSum[l] += Vector256.Sum(kept[l]);
+                    kept[l] = Vector256<float>.Zero;
+                }
+            }
+        }
+
+        for (int l = 0; l < levels; l++)
+        {
             keptCount[l] = Vector256.Sum(counts[l]);
         }
 
+        PackTail(row, n, j);
         for (; j < q; j++)
         {
             double e = Math.Exp(logits[j] - m);
@@ -217,12 +243,12 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
             }
         }
 
-        Denominators(den, positive, m, sumAll, keptSum, keptCount, q, levels, zeroLogit);
-        return (m, positive >= maxNegative);
+        Finish(logits, row, n, positive, m, sumAll, keptSum, keptCount, zeroLogit, shift, den);
+        return positive >= maxNegative;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (double Shift, bool Top1) ForwardRow(double* logits, RowLayout row, long n, double positive, double* den, bool zeroLogit)
+    private static bool ForwardRow(double* logits, Layout row, long n, double positive, bool zeroLogit, double* shift, double* den)
     {
         long q = row.Columns;
         int levels = row.Levels;
@@ -232,7 +258,8 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
             maxNegative = Math.Max(maxNegative, logits[j]);
         }
 
-        double m = Math.Max(Math.Max(maxNegative, positive), 0.0);
+        double m = Math.Max(maxNegative, positive);
+        PackTail(row, n, 0);
         double sumAll = 0;
         double* keptSum = stackalloc double[levels];
         long* keptCount = stackalloc long[levels];
@@ -256,32 +283,73 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
             }
         }
 
-        Denominators(den, positive, m, sumAll, keptSum, keptCount, q, levels, zeroLogit);
-        return (m, positive >= maxNegative);
+        Finish(logits, row, n, positive, m, sumAll, keptSum, keptCount, zeroLogit, shift, den);
+        return positive >= maxNegative;
     }
 
-    private static void Denominators(double* den, double positive, double m, double sumAll, double* keptSum, long* keptCount, long q, int levels, bool zeroLogit)
+    /// <summary>Denominators under the common shift m; a level whose denominator underflows is redone with its own shift.</summary>
+    private static void Finish<T>(T* logits, Layout row, long n, double positive, double m, double sumAll, double* keptSum, long* keptCount, bool zeroLogit, double* shift, double* den)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         double ePositive = Math.Exp(positive - m);
+        shift[0] = m;
         den[0] = ePositive + sumAll;
-        for (int l = 0; l < levels; l++)
+        for (int l = 0; l < row.Levels; l++)
         {
-            // M ≥ 0, so e^{−M} ≤ 1.
-            den[1 + l] = ePositive + keptSum[l] + (zeroLogit ? (q - keptCount[l]) * Math.Exp(-m) : 0.0);
+            long unselected = zeroLogit ? row.Columns - keptCount[l] : 0;
+            shift[1 + l] = m;
+            den[1 + l] = ePositive + keptSum[l] + (unselected > 0 ? unselected * Math.Exp(-m) : 0.0);
+            if (den[1 + l] < DegenerateDenominator)
+            {
+                ExactLevel(logits, row.Mask(l, n), row.Columns, positive, unselected, out shift[1 + l], out den[1 + l]);
+            }
         }
     }
 
+    /// <summary>One level's denominator with its own shift max(x_p, max_kept X, [unselected zero logits] 0).</summary>
+    private static void ExactLevel<T>(T* logits, byte* mask, long q, double positive, long unselected, out double shift, out double den)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        double m = unselected > 0 ? Math.Max(positive, 0.0) : positive;
+        for (long j = 0; j < q; j++)
+        {
+            if (mask[j] != 0)
+            {
+                m = Math.Max(m, double.CreateTruncating(logits[j]));
+            }
+        }
+
+        double sum = Math.Exp(positive - m) + (unselected > 0 ? unselected * Math.Exp(-m) : 0.0);
+        for (long j = 0; j < q; j++)
+        {
+            if (mask[j] != 0)
+            {
+                sum += Math.Exp(double.CreateTruncating(logits[j]) - m);
+            }
+        }
+
+        shift = m;
+        den = sum;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BackwardRow(float* logits, float* gradient, RowLayout row, long n, float m, double* weights)
+    private static void BackwardRow(float* logits, float* gradient, Layout row, long n, double* shift, double* weights)
     {
         long q = row.Columns;
         int levels = row.Levels;
-        var shift = Vector256.Create(m);
+        var m = Vector256.Create((float)shift[0]);
         var w0 = Vector256.Create((float)weights[0]);
         var w = stackalloc Vector256<float>[levels];
         for (int l = 0; l < levels; l++)
         {
-            w[l] = Vector256.Create((float)weights[1 + l]);
+            // A level with its own shift contributes below, exactly; here it adds nothing.
+            w[l] = Vector256.Create(shift[1 + l] == shift[0] ? (float)weights[1 + l] : 0f);
+        }
+
+        byte** bitRows = stackalloc byte*[levels];
+        for (int l = 0; l < levels; l++)
+        {
+            bitRows[l] = row.Bits(l, n);
         }
 
         long j = 0;
@@ -290,10 +358,10 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
             var factor = w0;
             for (int l = 0; l < levels; l++)
             {
-                factor += Vector256.ConvertToSingle(MaskLanes.Load8(row.Mask(l, n) + j)) * w[l];
+                factor += Vector256.ConvertToSingle(MaskLanes.FromBits(bitRows[l][j >> 3])) * w[l];
             }
 
-            (VectorExp.Exp(Vector256.Load(logits + j) - shift) * factor).Store(gradient + j);
+            (VectorExp.Exp(Vector256.Load(logits + j) - m) * factor).Store(gradient + j);
         }
 
         for (; j < q; j++)
@@ -301,55 +369,130 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
             double factor = weights[0];
             for (int l = 0; l < levels; l++)
             {
-                factor += row.Mask(l, n)[j] != 0 ? weights[1 + l] : 0.0;
+                factor += row.IsKept(l, n, j) && shift[1 + l] == shift[0] ? weights[1 + l] : 0.0;
             }
 
-            gradient[j] = (float)(Math.Exp(logits[j] - m) * factor);
+            gradient[j] = (float)(Math.Exp(logits[j] - shift[0]) * factor);
         }
+
+        AddOwnShiftLevels(logits, gradient, row, n, shift, weights);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BackwardRow(double* logits, double* gradient, RowLayout row, long n, double m, double* weights)
+    private static void BackwardRow(double* logits, double* gradient, Layout row, long n, double* shift, double* weights)
     {
         for (long j = 0; j < row.Columns; j++)
         {
             double factor = weights[0];
             for (int l = 0; l < row.Levels; l++)
             {
-                factor += row.Mask(l, n)[j] != 0 ? weights[1 + l] : 0.0;
+                factor += row.IsKept(l, n, j) && shift[1 + l] == shift[0] ? weights[1 + l] : 0.0;
             }
 
-            gradient[j] = Math.Exp(logits[j] - m) * factor;
+            gradient[j] = Math.Exp(logits[j] - shift[0]) * factor;
+        }
+
+        AddOwnShiftLevels(logits, gradient, row, n, shift, weights);
+    }
+
+    /// <summary>The gradient of the levels recomputed with their own shift (rare): w_l · e^{X_j − M_l} on kept j.</summary>
+    private static void AddOwnShiftLevels<T>(T* logits, T* gradient, Layout row, long n, double* shift, double* weights)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int l = 0; l < row.Levels; l++)
+        {
+            if (shift[1 + l] == shift[0])
+            {
+                continue;
+            }
+
+            for (long j = 0; j < row.Columns; j++)
+            {
+                if (row.IsKept(l, n, j))
+                {
+                    gradient[j] += T.CreateTruncating(weights[1 + l] * Math.Exp(double.CreateTruncating(logits[j]) - shift[1 + l]));
+                }
+            }
         }
     }
 
-    /// <summary>Addresses of a call's tensors.</summary>
-    private readonly struct RowLayout(nint logits, nint positive, nint masks, long rows, long columns, int levels)
+    /// <summary>Packs columns [from, Q) of row n's masks into their bits (bit j % 8 of byte j / 8).</summary>
+    private static void PackTail(Layout row, long n, long from)
     {
-        private readonly nint _masks = masks;
-        private readonly long _rows = rows;
+        for (int l = 0; l < row.Levels; l++)
+        {
+            byte* mask = row.Mask(l, n);
+            byte* bits = row.Bits(l, n);
+            for (long j = from; j < row.Columns; j++)
+            {
+                if (j % 8 == 0)
+                {
+                    bits[j / 8] = 0;
+                }
 
-        public nint Logits { get; } = logits;
-
-        public nint Positive { get; } = positive;
-
-        public long Columns { get; } = columns;
-
-        public int Levels { get; } = levels;
-
-        /// <summary>Row n of level l's mask.</summary>
-        public byte* Mask(int l, long n) => (byte*)_masks + (((l * _rows) + n) * Columns);
+                bits[j / 8] |= (byte)(mask[j] != 0 ? 1 << (int)(j % 8) : 0);
+            }
+        }
     }
 
-    private sealed class Settings(bool zeroLogit, Tensor top1)
+    private static long PackedLength(long columns) => (columns + 7) / 8;
+
+
+    /// <summary>Addresses of a call's tensors.</summary>
+    private readonly struct Layout
+    {
+        private readonly nint _masks;
+        private readonly nint _packed;
+        private readonly nint _positive;
+        private readonly long _rows;
+        private readonly bool _single;
+
+        private Layout(nint logits, nint positive, nint masks, nint packed, long rows, long columns, int levels, bool single)
+        {
+            Logits = logits;
+            _positive = positive;
+            _masks = masks;
+            _packed = packed;
+            _rows = rows;
+            Columns = columns;
+            Levels = levels;
+            _single = single;
+        }
+
+        public nint Logits { get; }
+
+        public long Columns { get; }
+
+        public int Levels { get; }
+
+        /// <param name="logits">X <c>[B, Q]</c>.</param>
+        /// <param name="positive">x_p <c>[B]</c>.</param>
+        /// <param name="masks">Bool masks <c>[L, B, Q]</c> (forward only), or null.</param>
+        /// <param name="packed">Their bits <c>[L, B, ⌈Q/8⌉]</c> (written by the forward pass, read by the backward pass).</param>
+        public static Layout Of(Tensor logits, Tensor positive, Tensor? masks, Tensor packed) =>
+            new(Address(logits), Address(positive), masks is null ? 0 : (nint)HostMemory.Pointer<byte>(masks), packed.numel() == 0 ? 0 : (nint)HostMemory.Pointer<byte>(packed),
+                logits.shape[0], logits.shape[1], (int)packed.shape[0], logits.dtype == ScalarType.Float32);
+
+        public double PositiveAt(long n) => _single ? ((float*)_positive)[n] : ((double*)_positive)[n];
+
+        /// <summary>Row n of level l's bool mask (forward pass only).</summary>
+        public byte* Mask(int l, long n) => (byte*)_masks + (((l * _rows) + n) * Columns);
+
+        /// <summary>Row n of level l's packed mask.</summary>
+        public byte* Bits(int l, long n) => (byte*)_packed + (((l * _rows) + n) * PackedLength(Columns));
+
+        /// <summary>Whether column j of row n is kept at level l, from the packed mask.</summary>
+        public bool IsKept(int l, long n, long j) => (Bits(l, n)[j / 8] & (1 << (int)(j % 8))) != 0;
+    }
+
+    /// <summary>What the forward pass needs besides the differentiable inputs.</summary>
+    private sealed class Settings(bool zeroLogit, Tensor top1, Tensor? masks)
     {
         public bool ZeroLogit { get; } = zeroLogit;
 
         public Tensor Top1 { get; } = top1;
-    }
 
-    private sealed class KeepAlive(Tensor[] tensors)
-    {
-        public Tensor[] Tensors { get; } = tensors;
+        /// <summary>The bool masks <c>[L, B, Q]</c>, or null for InfoNCE alone.</summary>
+        public Tensor? Masks { get; } = masks;
     }
 }

@@ -18,7 +18,7 @@ internal static unsafe class ThresholdColumns
 {
     /// <summary>Whether the kernel can take these tensors (float32 or float64 on the CPU; destinations contiguous).</summary>
     public static bool OnHost(Tensor logits, Tensor table, Tensor logNormalisers) =>
-        logits.device_type == TorchSharp.DeviceType.CPU && logits.dtype == table.dtype && logits.dtype == logNormalisers.dtype
+        Vector256.IsHardwareAccelerated && logits.device_type == TorchSharp.DeviceType.CPU && logits.dtype == table.dtype && logits.dtype == logNormalisers.dtype
         && (logits.dtype == ScalarType.Float32 || logits.dtype == ScalarType.Float64)
         && logits.stride(1) == 1 && table.is_contiguous() && logNormalisers.is_contiguous();
 
@@ -35,29 +35,42 @@ internal static unsafe class ThresholdColumns
         nint source = single ? (nint)HostMemory.Pointer<float>(origin) : (nint)HostMemory.Pointer<double>(origin);
         nint destination = single ? (nint)(HostMemory.Pointer<float>(table) + slot) : (nint)(HostMemory.Pointer<double>(table) + slot);
         nint normalisers = single ? (nint)(HostMemory.Pointer<float>(logNormalisers) + slot) : (nint)(HostMemory.Pointer<double>(logNormalisers) + slot);
+        // Every key goes through the same eight-lane arithmetic, whatever its position: a last partial group is done as
+        // the last eight columns (overlapping the previous group, which gets the same values again), and fewer than eight
+        // columns at all go through a padded copy. (The logits themselves may still differ in the last bit with the shape
+        // of the matrix product that made them.)
+        if (!single)
+        {
+            HostMemory.ParallelRows(m, j => Column((double*)source + j, sourceStride, (double*)destination + j, q, (double*)normalisers + j, k));
+            return;
+        }
+
+        if (m < 8)
+        {
+            WritePadded(logits, table, logNormalisers, slot);
+            return;
+        }
+
         long groups = (m + 7) / 8;
         HostMemory.ParallelRows(groups, group =>
         {
-            long first = group * 8, width = Math.Min(8, m - first);
-            if (single && width == 8)
-            {
-                Group((float*)source + first, sourceStride, (float*)destination + first, q, (float*)normalisers + first, k);
-            }
-            else if (single)
-            {
-                for (long j = first; j < first + width; j++)
-                {
-                    Column((float*)source + j, sourceStride, (float*)destination + j, q, (float*)normalisers + j, k);
-                }
-            }
-            else
-            {
-                for (long j = first; j < first + width; j++)
-                {
-                    Column((double*)source + j, sourceStride, (double*)destination + j, q, (double*)normalisers + j, k);
-                }
-            }
+            long first = Math.Min(group * 8, m - 8);
+            Group((float*)source + first, sourceStride, (float*)destination + first, q, (float*)normalisers + first, k);
         });
+    }
+
+    /// <summary>Fewer than eight keys: through an eight-column copy, so they get the same arithmetic as any other key.</summary>
+    private static void WritePadded(Tensor logits, Tensor table, Tensor logNormalisers, long slot)
+    {
+        long k = logits.shape[0], m = logits.shape[1];
+        using var scope = NewDisposeScope();
+        var padded = zeros([k, 8], ScalarType.Float32);
+        padded.narrow(1, 0, m).copy_(logits);
+        var paddedTable = empty([k, 8], ScalarType.Float32);
+        var paddedLogZ = empty([8], ScalarType.Float32);
+        Group(HostMemory.Pointer<float>(padded), 8, HostMemory.Pointer<float>(paddedTable), 8, HostMemory.Pointer<float>(paddedLogZ), k);
+        table.narrow(1, slot, m).copy_(paddedTable.narrow(1, 0, m));
+        logNormalisers.narrow(0, slot, m).copy_(paddedLogZ.narrow(0, 0, m));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -69,42 +82,27 @@ internal static unsafe class ThresholdColumns
             max = Vector256.Max(max, Vector256.Load(source + (c * sourceStride)));
         }
 
-        var sum = Vector256<float>.Zero;
+        // Single-precision partial sums of 64 rows, accumulated in double (k is in the thousands).
+        var partial = Vector256<float>.Zero;
+        var sumLow = Vector256<double>.Zero;
+        var sumHigh = Vector256<double>.Zero;
         for (long c = 0; c < k; c++)
         {
-            sum += VectorExp.Exp(Vector256.Load(source + (c * sourceStride)) - max);
+            partial += VectorExp.Exp(Vector256.Load(source + (c * sourceStride)) - max);
+            if ((c + 1) % 64 == 0 || c + 1 == k)
+            {
+                sumLow += Vector256.WidenLower(partial);
+                sumHigh += Vector256.WidenUpper(partial);
+                partial = Vector256<float>.Zero;
+            }
         }
 
-        var logZ = max + Vector256.Log(sum);
+        var logZ = max + Vector256.Narrow(Vector256.Log(sumLow), Vector256.Log(sumHigh));
         logZ.Store(normalisers);
         var floor = Vector256.Create((float)Math.Log(1.0 - InstanceSelector.MaxAcceptance));
         for (long c = 0; c < k; c++)
         {
             VectorExp.Exp(Vector256.Max(Vector256.Load(source + (c * sourceStride)) - logZ, floor)).Store(destination + (c * destinationStride));
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Column(float* source, long sourceStride, float* destination, long destinationStride, float* normalisers, long k)
-    {
-        float max = float.NegativeInfinity;
-        for (long c = 0; c < k; c++)
-        {
-            max = MathF.Max(max, source[c * sourceStride]);
-        }
-
-        double sum = 0;
-        for (long c = 0; c < k; c++)
-        {
-            sum += Math.Exp(source[c * sourceStride] - max);
-        }
-
-        float logZ = (float)(max + Math.Log(sum));
-        *normalisers = logZ;
-        float floor = (float)Math.Log(1.0 - InstanceSelector.MaxAcceptance);
-        for (long c = 0; c < k; c++)
-        {
-            destination[c * destinationStride] = MathF.Exp(MathF.Max(source[c * sourceStride] - logZ, floor));
         }
     }
 

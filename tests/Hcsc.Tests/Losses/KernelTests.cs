@@ -129,7 +129,7 @@ public class KernelTests
         positive[1] = tensor(-30.0, dtype: dtype);                              // a row whose shift is 0 and not the positive
         var masks = rand(new long[] { levels, rows, columns }, generator: g).gt(0.4);
         var upstream = randn(new long[] { rows, 1 + levels }, dtype: dtype, generator: g);
-        QueueCrossEntropy.OnHost(logits, masks).Should().BeTrue();
+        QueueCrossEntropy.OnHost(logits).Should().BeTrue();
 
         var x = logits.clone().requires_grad_(true);
         var p = positive.clone().requires_grad_(true);
@@ -168,5 +168,80 @@ public class KernelTests
         stack(terms, 1).mul(upstream).sum().backward();
         x.grad!.sub(xr.grad!).abs().max().to(ScalarType.Float64).item<double>().Should().BeLessThan(tolerance);
         p.grad!.sub(pr.grad!).abs().max().to(ScalarType.Float64).item<double>().Should().BeLessThan(tolerance);
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float32, true)]
+    [InlineData(ScalarType.Float32, false)]
+    [InlineData(ScalarType.Float64, true)]
+    [InlineData(ScalarType.Float64, false)]
+    public void Terms_far_below_the_row_maximum_stay_exact(ScalarType dtype, bool zeroLogit)
+    {
+        // Row 0: every logit at −100 (an R1 zero logit would be the largest term). Row 1: the largest logits (+90) are
+        // never kept, the kept ones sit at 0 and the positive at −50 (exclusion must not lose them). Row 2: ordinary.
+        using var scope = NewDisposeScope();
+        const int columns = 21;
+        var logits = zeros(new long[] { 3, columns }, dtype: dtype);
+        logits[0].fill_(-100.0);
+        logits[1].narrow(0, 0, 3).fill_(90.0);
+        logits[2].copy_(randn(new long[] { columns }, dtype: dtype, generator: new Generator(4)));
+        var positive = tensor(new[] { -100.0, -50.0, 0.5 }).to(dtype);
+        var masks = ones(new long[] { 1, 3, columns }, dtype: ScalarType.Bool);
+        masks[0, 0, 4] = tensor(false);
+        masks[0, 1].narrow(0, 0, 3).fill_(false);
+        masks[0, 2, 7] = tensor(false);
+        var upstream = tensor(new[] { 1.0, 0.5, -0.7, 2.0, 1.5, 0.3 }).reshape(3, 2).to(dtype);
+
+        var x = logits.clone().requires_grad_(true);
+        var p = positive.clone().requires_grad_(true);
+        var (loss, _) = QueueCrossEntropy.Compute(x, p, masks, zeroLogit);
+        loss.mul(upstream).sum().backward();
+
+        // The reference: the same terms in float64 tensor operations, each log-sum-exp with its own shift.
+        var xr = logits.to(ScalarType.Float64).requires_grad_(true);
+        var pr = positive.to(ScalarType.Float64).requires_grad_(true);
+        var infoNce = cat([pr.unsqueeze(1), xr], 1).logsumexp(1).sub(pr);
+        var masked = where(masks[0], xr, zeroLogit ? zeros(1, dtype: ScalarType.Float64) : full(1, double.NegativeInfinity, dtype: ScalarType.Float64));
+        var icsc = cat([pr.unsqueeze(1), masked], 1).logsumexp(1).sub(pr);
+        var expected = stack([infoNce, icsc], 1);
+        expected.mul(upstream.to(ScalarType.Float64)).sum().backward();
+
+        double tolerance = dtype == ScalarType.Float32 ? 1e-4 : 1e-10;
+        loss.to(ScalarType.Float64).isfinite().all().item<bool>().Should().BeTrue();
+        loss.to(ScalarType.Float64).sub(expected).abs().max().item<double>().Should().BeLessThan(tolerance);
+        x.grad!.to(ScalarType.Float64).sub(xr.grad!).abs().max().item<double>().Should().BeLessThan(tolerance);
+        p.grad!.to(ScalarType.Float64).sub(pr.grad!).abs().max().item<double>().Should().BeLessThan(tolerance);
+    }
+
+    [Fact]
+    public void A_non_contiguous_upstream_gradient_gives_the_same_gradients()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(12);
+        var logits = randn(new long[] { 4, 19 }, generator: g);
+        var positive = randn(new long[] { 4 }, generator: g);
+        var masks = rand(new long[] { 2, 4, 19 }, generator: g).gt(0.5);
+        var upstream = randn(new long[] { 3, 4 }, generator: g);                   // [1 + L, B], used transposed
+
+        var a = logits.clone().requires_grad_(true);
+        QueueCrossEntropy.Compute(a, positive, masks, true).Loss.mul(upstream.t().contiguous()).sum().backward();
+        var b = logits.clone().requires_grad_(true);
+        QueueCrossEntropy.Compute(b, positive, masks, true).Loss.t().mul(upstream).sum().backward();   // gradient arrives transposed
+        a.grad!.sub(b.grad!).abs().max().item<float>().Should().BeLessThan(1e-6f);
+    }
+
+    [Fact]
+    public void Thresholds_of_an_offset_view_and_out_of_range_rows()
+    {
+        using var scope = NewDisposeScope();
+        var big = rand(new long[] { 12, 21 }, generator: new Generator(6));
+        var view = big.narrow(0, 2, 9);                                        // contiguous, storage offset 42
+        var rows = tensor(new long[] { 4, 0, 8 });
+        var fromView = BernoulliRows.SampleOnHost([new ThresholdTable(view, rows)], 3, 77).Masks;
+        var fromCopy = BernoulliRows.SampleOnHost([new ThresholdTable(view.clone(), rows)], 3, 77).Masks;
+        fromView.eq(fromCopy).all().item<bool>().Should().BeTrue();
+
+        var act = () => BernoulliRows.SampleOnHost([new ThresholdTable(view, tensor(new long[] { 4, 9, 0 }))], 3, 77);
+        act.Should().Throw<ArgumentException>().WithMessage("*[0, 9)*entry 1 is 9*");
     }
 }

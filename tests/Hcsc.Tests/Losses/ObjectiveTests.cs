@@ -253,6 +253,32 @@ public class ObjectiveTests
     }
 
     [Fact]
+    public void Changing_the_reported_masks_before_backward_changes_nothing()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32, batch: 6, queueLength: 29, dim: 5);
+        using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
+        var gradients = new List<Tensor>();
+        foreach (bool tamper in new[] { false, true })
+        {
+            var query = f.Query.clone().requires_grad_(true);
+            var r = objective.Compute(query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(3));
+            if (tamper)
+            {
+                foreach (var mask in r.InstanceMasks.Concat(r.PrototypeMasks))
+                {
+                    mask.logical_not_();
+                }
+            }
+
+            r.Total.backward();
+            gradients.Add(query.grad!);
+        }
+
+        gradients[1].eq(gradients[0]).all().item<bool>().Should().BeTrue();
+    }
+
+    [Fact]
     public void Gradients_flow_into_the_queries_only_and_match_finite_differences()
     {
         using var scope = NewDisposeScope();

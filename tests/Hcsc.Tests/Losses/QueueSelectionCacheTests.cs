@@ -47,6 +47,44 @@ public class QueueSelectionCacheTests
     }
 
     [Fact]
+    public void Chunks_of_a_refresh_and_runs_of_any_length_give_the_same_entries()
+    {
+        // 5 000 slots: Refresh works in chunks of 4 096 keys. Re-enqueueing the same keys in runs of 3 (padded), 11
+        // (overlapping last group) and 64 must leave the table as Refresh wrote it (up to the last bit of the products).
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32, queueLength: 5000);
+        using var cache = new QueueSelectionCache();
+        cache.Refresh(f.Hierarchy, f.Queue);
+        var table = cache.Thresholds.Select(t => t.clone()).ToArray();
+        var logZ = cache.LogNormalisers.Select(t => t.clone()).ToArray();
+        foreach (var (start, count) in new[] { (4090L, 3L), (4093L, 11L), (4990L, 64L) })
+        {
+            var keys = cat([f.Queue, f.Queue], 0).narrow(0, start, count);      // the keys already in those slots
+            cache.Update(start, keys);
+        }
+
+        var z = LossFixture.Rows(f.Queue);
+        for (int l = 0; l < 3; l++)
+        {
+            cache.Thresholds[l].allclose(table[l], rtol: 1e-5, atol: 1e-7).Should().BeTrue($"level {l} thresholds");
+            cache.LogNormalisers[l].allclose(logZ[l], rtol: 1e-6, atol: 1e-5).Should().BeTrue($"level {l} normalisers");
+            // Against the [M, k] product of InstanceSelector: with φ floored at 1e-3 the logits reach ±1000, so float32
+            // products in another order differ by up to ~1e-4.
+            var expected = InstanceSelector.LogNormalisers(f.Queue, f.Hierarchy.Levels[l]);
+            cache.LogNormalisers[l].allclose(expected, rtol: 1e-6, atol: 5e-4).Should().BeTrue($"level {l}: worst {DescribeWorst(cache.LogNormalisers[l], expected)}");
+            var rows = LossFixture.Rows(cache.Thresholds[l].narrow(1, 4090, 12));
+            for (int j = 0; j < 12; j++)
+            {
+                var p = NaiveHcsc.Membership(z[4090 + j], f.Prototypes[l], f.Concentrations[l]);
+                for (int c = 0; c < p.Length; c++)
+                {
+                    rows[c][j].Should().BeApproximately(Math.Max(p[c], 1e-3), 1e-6, $"level {l}, prototype {c}, slot {4090 + j}");
+                }
+            }
+        }
+    }
+
+    [Fact]
     public void Normaliser_mode_keeps_no_thresholds()
     {
         using var scope = NewDisposeScope();
@@ -93,5 +131,12 @@ public class QueueSelectionCacheTests
         var longer = cat([f.Queue, f.Queue], 0);
         objective.Invoking(o => o.Compute(f.Query, f.Key, longer, f.BatchIndices, f.Hierarchy, new Generator(1), cache: cache))
             .Should().Throw<ArgumentException>().WithMessage("*7 slots*shape [14, 3]*");
+    }
+
+    private static string DescribeWorst(Tensor got, Tensor expected)
+    {
+        var excess = got.sub(expected).abs().sub(expected.abs().mul(1e-6));
+        long at = excess.argmax().item<long>();
+        return $"slot {at}: {got[at].item<float>()} vs {expected[at].item<float>()}";
     }
 }
