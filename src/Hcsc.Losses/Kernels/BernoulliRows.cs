@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
@@ -124,19 +125,7 @@ internal static unsafe class BernoulliRows
             }
         }
 
-        long kept = Vector256.Sum(count);
-        if (j < columns)
-        {
-            var u = lanes.Next();
-            for (int lane = 0; j < columns; j++, lane++)
-            {
-                bool keep = u.GetElement(lane) > threshold[j];
-                mask[j] = keep ? (byte)1 : (byte)0;
-                kept += keep ? 1 : 0;
-            }
-        }
-
-        return kept;
+        return Vector256.Sum(count) + (j < columns ? Tail(threshold, mask, j, columns, lanes.Next()) : 0);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -156,16 +145,19 @@ internal static unsafe class BernoulliRows
             }
         }
 
-        long kept = Vector256.Sum(count);
-        if (j < columns)
+        return Vector256.Sum(count) + (j < columns ? Tail(threshold, mask, j, columns, lanes.Next()) : 0);
+    }
+
+    /// <summary>Columns [j, columns) (fewer than eight) against the uniforms of one more call, lane by lane; returns the kept count.</summary>
+    private static long Tail<T>(T* threshold, byte* mask, long j, long columns, Vector256<float> u)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        long kept = 0;
+        for (int lane = 0; j < columns; j++, lane++)
         {
-            var u = lanes.Next();
-            for (int lane = 0; j < columns; j++, lane++)
-            {
-                bool keep = u.GetElement(lane) > threshold[j];
-                mask[j] = keep ? (byte)1 : (byte)0;
-                kept += keep ? 1 : 0;
-            }
+            bool keep = u.GetElement(lane) > double.CreateTruncating(threshold[j]);
+            mask[j] = keep ? (byte)1 : (byte)0;
+            kept += keep ? 1 : 0;
         }
 
         return kept;

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Hcsc.Core.Options;
@@ -69,19 +70,18 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
             {
                 long offset = (n * width) + layout.Offsets[l];
                 long label = ((long*)y)[(l * rows) + n];
-                long unselected = 0;
                 double m, den, lossValue;
                 bool top;
                 if (single)
                 {
-                    (m, den, lossValue, top, unselected) = ForwardRow((float*)x + offset, (byte*)s + offset, label, layout, l);
+                    (m, den, lossValue, top) = ForwardRow((float*)x + offset, (byte*)s + offset, label, layout, l);
                     ((float*)lossP)[(n * levels) + l] = (float)lossValue;
                     ((float*)shiftP)[(n * levels) + l] = (float)m;
                     ((float*)denP)[(n * levels) + l] = (float)den;
                 }
                 else
                 {
-                    (m, den, lossValue, top, unselected) = ForwardRow((double*)x + offset, (byte*)s + offset, label, layout, l);
+                    (m, den, lossValue, top) = ForwardRow((double*)x + offset, (byte*)s + offset, label, layout, l);
                     ((double*)lossP)[(n * levels) + l] = lossValue;
                     ((double*)shiftP)[(n * levels) + l] = m;
                     ((double*)denP)[(n * levels) + l] = den;
@@ -141,7 +141,7 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
         tensor.dtype == ScalarType.Float32 ? (nint)HostMemory.Pointer<float>(tensor) : (nint)HostMemory.Pointer<double>(tensor);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (double Shift, double Denominator, double Loss, bool Top1, long Unselected) ForwardRow(float* x, byte* selected, long label, Layout layout, int level)
+    private static (double Shift, double Denominator, double Loss, bool Top1) ForwardRow(float* x, byte* selected, long label, Layout layout, int level)
     {
         long k = layout.ClusterCounts[level];
         var negativeInfinity = Vector256.Create(float.NegativeInfinity);
@@ -155,22 +155,9 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
             counts += Vector256<int>.One + keep;                                                         // 1 − [not selected]
         }
 
-        float maxSelected = LaneMaximum.Of(maxima);
-        long count = Vector256.Sum(counts);
-        for (; j < k; j++)
-        {
-            if (selected[j] != 0)
-            {
-                maxSelected = MathF.Max(maxSelected, x[j]);
-                count++;
-            }
-        }
-
-        long unselected = layout.ZeroLogit ? layout.CandidateCounts[level] - count : 0;
-        float maxOther = unselected > 0 ? MathF.Max(maxSelected, 0f) : maxSelected;
-        float positive = x[label];
-        float shift = MathF.Max(positive, maxOther);
-        var m = Vector256.Create(shift);
+        var (maxSelected, count) = ScanSelected(x, selected, j, k, LaneMaximum.Of(maxima), Vector256.Sum(counts));
+        var terms = Terms.Of(maxSelected, count, x[label], layout, level);
+        var m = Vector256.Create((float)terms.Shift);
         var sums = Vector256<float>.Zero;
         double sum = 0;
         j = 0;
@@ -185,45 +172,64 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
             }
         }
 
-        sum += Vector256.Sum(sums);
-        for (; j < k; j++)
-        {
-            sum += selected[j] != 0 ? MathF.Exp(x[j] - shift) : 0f;
-        }
-
-        // With unselected candidates, 0 is among the logits, so shift ≥ 0 and e^{−shift} ≤ 1; without, skip the term (e^{−shift} may overflow).
-        double denominator = sum + Math.Exp(positive - shift) + (unselected > 0 ? unselected * Math.Exp(-shift) : 0.0);
-        return (shift, denominator, Math.Log(denominator) + shift - positive, positive >= maxOther, unselected);
+        return terms.Finish(sum + Vector256.Sum(sums) + SumSelected(x, selected, j, k, terms.Shift));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (double Shift, double Denominator, double Loss, bool Top1, long Unselected) ForwardRow(double* x, byte* selected, long label, Layout layout, int level)
+    private static (double Shift, double Denominator, double Loss, bool Top1) ForwardRow(double* x, byte* selected, long label, Layout layout, int level)
     {
         long k = layout.ClusterCounts[level];
-        double maxSelected = double.NegativeInfinity;
-        long count = 0;
-        for (long j = 0; j < k; j++)
+        var (maxSelected, count) = ScanSelected(x, selected, 0, k, double.NegativeInfinity, 0);
+        var terms = Terms.Of(maxSelected, count, x[label], layout, level);
+        return terms.Finish(SumSelected(x, selected, 0, k, terms.Shift));
+    }
+
+    /// <summary>Continues a row's max over the selected logits and their count from column <paramref name="from"/>.</summary>
+    private static (double Max, long Count) ScanSelected<T>(T* x, byte* selected, long from, long k, double max, long count)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (long j = from; j < k; j++)
         {
             if (selected[j] != 0)
             {
-                maxSelected = Math.Max(maxSelected, x[j]);
+                max = Math.Max(max, double.CreateTruncating(x[j]));
                 count++;
             }
         }
 
-        long unselected = layout.ZeroLogit ? layout.CandidateCounts[level] - count : 0;
-        double maxOther = unselected > 0 ? Math.Max(maxSelected, 0.0) : maxSelected;
-        double positive = x[label];
-        double shift = Math.Max(positive, maxOther);
+        return (max, count);
+    }
+
+    /// <summary>Σ e^{x_j − shift} over the selected columns from <paramref name="from"/> on.</summary>
+    private static double SumSelected<T>(T* x, byte* selected, long from, long k, double shift)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
         double sum = 0;
-        for (long j = 0; j < k; j++)
+        for (long j = from; j < k; j++)
         {
-            sum += selected[j] != 0 ? Math.Exp(x[j] - shift) : 0.0;
+            sum += selected[j] != 0 ? Math.Exp(double.CreateTruncating(x[j]) - shift) : 0.0;
         }
 
-        // With unselected candidates, 0 is among the logits, so shift ≥ 0 and e^{−shift} ≤ 1; without, skip the term (e^{−shift} may overflow).
-        double denominator = sum + Math.Exp(positive - shift) + (unselected > 0 ? unselected * Math.Exp(-shift) : 0.0);
-        return (shift, denominator, Math.Log(denominator) + shift - positive, positive >= maxOther, unselected);
+        return sum;
+    }
+
+    /// <summary>A row's positive, the largest other logit, the unselected candidates and the shift of one level.</summary>
+    private readonly record struct Terms(double Positive, double MaxOther, long Unselected, double Shift)
+    {
+        public static Terms Of(double maxSelected, long count, double positive, Layout layout, int level)
+        {
+            long unselected = layout.ZeroLogit ? layout.CandidateCounts[level] - count : 0;
+            double maxOther = unselected > 0 ? Math.Max(maxSelected, 0.0) : maxSelected;
+            return new Terms(positive, maxOther, unselected, Math.Max(positive, maxOther));
+        }
+
+        /// <summary>The denominator and loss from the selected candidates' Σ e^{x_c − shift}.</summary>
+        public (double Shift, double Denominator, double Loss, bool Top1) Finish(double selectedSum)
+        {
+            // With unselected candidates, 0 is among the logits, so shift ≥ 0 and e^{−shift} ≤ 1; without, skip the term (e^{−shift} may overflow).
+            double denominator = selectedSum + Math.Exp(Positive - Shift) + (Unselected > 0 ? Unselected * Math.Exp(-Shift) : 0.0);
+            return (Shift, denominator, Math.Log(denominator) + Shift - Positive, Positive >= MaxOther);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

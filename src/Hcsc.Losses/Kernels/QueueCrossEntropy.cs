@@ -229,20 +229,7 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
         }
 
         PackTail(row, n, j);
-        for (; j < q; j++)
-        {
-            double e = Math.Exp(logits[j] - m);
-            sumAll += e;
-            for (int l = 0; l < levels; l++)
-            {
-                if (row.Mask(l, n)[j] != 0)
-                {
-                    keptSum[l] += e;
-                    keptCount[l]++;
-                }
-            }
-        }
-
+        sumAll += AccumulateExp(logits, row, n, j, m, keptSum, keptCount);
         Finish(logits, row, n, positive, m, sumAll, keptSum, keptCount, zeroLogit, shift, den);
         return positive >= maxNegative;
     }
@@ -260,7 +247,6 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
 
         double m = Math.Max(maxNegative, positive);
         PackTail(row, n, 0);
-        double sumAll = 0;
         double* keptSum = stackalloc double[levels];
         long* keptCount = stackalloc long[levels];
         for (int l = 0; l < levels; l++)
@@ -269,11 +255,24 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
             keptCount[l] = 0;
         }
 
-        for (long j = 0; j < q; j++)
+        double sumAll = AccumulateExp(logits, row, n, 0, m, keptSum, keptCount);
+        Finish(logits, row, n, positive, m, sumAll, keptSum, keptCount, zeroLogit, shift, den);
+        return positive >= maxNegative;
+    }
+
+    /// <summary>
+    /// From column <paramref name="from"/> on: returns Σ e^{X_j − m} and adds each level's kept part and count to
+    /// <paramref name="keptSum"/> and <paramref name="keptCount"/>.
+    /// </summary>
+    private static double AccumulateExp<T>(T* logits, Layout row, long n, long from, double m, double* keptSum, long* keptCount)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        double sum = 0;
+        for (long j = from; j < row.Columns; j++)
         {
-            double e = Math.Exp(logits[j] - m);
-            sumAll += e;
-            for (int l = 0; l < levels; l++)
+            double e = Math.Exp(double.CreateTruncating(logits[j]) - m);
+            sum += e;
+            for (int l = 0; l < row.Levels; l++)
             {
                 if (row.Mask(l, n)[j] != 0)
                 {
@@ -283,8 +282,7 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
             }
         }
 
-        Finish(logits, row, n, positive, m, sumAll, keptSum, keptCount, zeroLogit, shift, den);
-        return positive >= maxNegative;
+        return sum;
     }
 
     /// <summary>Denominators under the common shift m; a level whose denominator underflows is redone with its own shift.</summary>
