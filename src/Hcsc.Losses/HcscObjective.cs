@@ -27,8 +27,9 @@ namespace Hcsc.Losses;
 /// (<see cref="QueueSelectionCacheMode.Normalisers"/>) (spec R4), and the prototype selection's normalisers are computed
 /// once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax, as the
 /// reference code does. Both paths give the same values (and, for a given generator state, the same masks up to rounding
-/// at the sampling threshold). On the CPU, mask sampling and the masked sums over the queue (forward and backward) are
-/// C# kernels over the tensors' memory, on libtorch's thread count.</para>
+/// at the sampling threshold). On the CPU (float32/float64) mask sampling, InfoNCE with every level's ICSC, and every
+/// level's PCSC (forward and backward) are C# kernels over the tensors' memory, on libtorch's thread count; elsewhere
+/// tensor operations compute the same.</para>
 /// <para>Random draws, in order: the ICSC masks of all levels <c>[L, B, Q]</c> (on the CPU one seed for per-row streams,
 /// see <see cref="InstanceSelector.SampleMask"/>; its level-0 mask is what <c>SampleMask</c> draws from the same generator
 /// state), then per level below the top, when prototype selection is on, a PCSC mask <c>[B, k_l]</c> for the global query
@@ -166,7 +167,7 @@ public sealed class HcscObjective : IDisposable
             }
 
             // ICSC: kept ⇔ u > max(p_l(y | z), 1e-3) = 1 − clamp(accept, 0, 0.999). The masks of all levels are drawn
-            // at once into one [L, B, Q] bool tensor, and each view's masked row sums of all levels are one pass.
+            // at once into one [L, B, Q] bool tensor; each view's terms of all levels then take one pass over its logits.
             Tensor? masks = null, keptCount = null;
             if (instanceSelection)
             {
