@@ -6,8 +6,9 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses.Kernels;
 
 /// <summary>
-/// InfoNCE and the ICSC cross-entropies of every level for one query view, in one pass over its queue logits, on
-/// the CPU. For row n, with x_p = q_n·k_n/τ, X_j = q_n·z_j/τ, masks m_l and kept counts c_l = Σ_j m_l[j]:
+/// InfoNCE and the ICSC cross-entropies of every level for one query view, in two passes over its queue logits (their
+/// maximum, then the exponentials and every sum at once), on the CPU. For row n, with x_p = q_n·k_n/τ, X_j = q_n·z_j/τ,
+/// masks m_l and kept counts c_l = Σ_j m_l[j]:
 /// <code>
 ///   InfoNCE  = log( e^{x_p} + Σ_j e^{X_j} ) − x_p
 ///   ICSC_l   = log( e^{x_p} + Σ_j m_l[j]·e^{X_j} + [R1] (Q − c_l)·e^0 ) − x_p
@@ -97,7 +98,6 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
 
         GC.KeepAlive(settings);
         ctx.save_for_backward([logits, positive, shifts, denominators, packed]);
-        ctx.save_data("zeroLogit", zeroLogit);
         return loss;
     }
 
