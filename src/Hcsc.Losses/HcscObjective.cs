@@ -168,7 +168,7 @@ public sealed class HcscObjective : IDisposable
 
             // ICSC: kept ⇔ u > max(p_l(y | z), 1e-3) = 1 − clamp(accept, 0, 0.999). The masks of all levels are drawn
             // at once into one [L, B, Q] bool tensor; each view's terms of all levels then take one pass over its logits.
-            Tensor? masks = null, keptCount = null;
+            Tensor? masks = null, keptCount = null;                                                    // keptCount: [L, B]
             if (instanceSelection)
             {
                 using (no_grad())
@@ -179,8 +179,7 @@ public sealed class HcscObjective : IDisposable
                         tables[l] = InstanceThresholds(queue, labels[l], hierarchy.Levels[l], l, cache, dtype);
                     }
 
-                    (masks, var counts) = BernoulliRows.Sample(tables, batch, generator);             // [L, B, Q] bool, [L, B]
-                    keptCount = counts.t().to(dtype);                                                 // [B, L]
+                    (masks, keptCount) = BernoulliRows.Sample(tables, batch, generator);              // [L, B, Q] bool, [L, B]
                     for (int l = 0; l < levels; l++)
                     {
                         instanceMasks.Add(masks[l]);
@@ -191,7 +190,7 @@ public sealed class HcscObjective : IDisposable
             // PCSC: per level the candidates, then (below the top, when on) each view's own Bernoulli selection, drawn
             // level by level and view by view in this order, as the reference does.
             var selections = views.Select(_ => new Tensor[levels]).ToArray();                          // bool [B, k_l]
-            var candidateCounts = new long[levels];
+            var candidateCounts = Array.Empty<long>();
             for (int l = 0; l < levels; l++)
             {
                 var level = hierarchy.Levels[l];
@@ -213,10 +212,7 @@ public sealed class HcscObjective : IDisposable
             bool hostPcsc = _options.HostKernels && PrototypeContrast.OnHost(views[0]);
             if (hostPcsc)
             {
-                for (int l = 0; l < levels; l++)
-                {
-                    candidateCounts[l] = candidatesPerLevel[l].sum().item<long>();
-                }
+                candidateCounts = stack(candidatesPerLevel.Select(c => c.sum()).ToList()).data<long>().ToArray();   // one read
             }
 
             var stackedLabels = hostPcsc ? stack(labels) : null;                                        // [L, B]
@@ -273,7 +269,7 @@ public sealed class HcscObjective : IDisposable
             if (masks is not null)
             {
                 using var slots = queueLength.ToScalar();
-                var ratio = keptCount!.mean(new long[] { 0 }).div(slots);                            // [L]
+                var ratio = keptCount!.to(dtype).mean(new long[] { 1 }).div(slots);                  // [L]
                 for (int l = 0; l < levels; l++)
                 {
                     acceptance.Add(ratio[l]);
