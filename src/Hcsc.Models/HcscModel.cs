@@ -101,6 +101,43 @@ public sealed class HcscModel : nn.Module
     /// <summary>f_k: the momentum encoder (no gradients).</summary>
     public ResNet KeyEncoder => encoder_k;
 
+    /// <summary>
+    /// What would make batch norm unable to train at these sizes, empty when nothing: in training mode each BN
+    /// layer needs at least two values per channel to estimate a variance, and the last stage has the fewest —
+    /// B·s² in the query encoder and (B / S)·s² in the key encoder's split BN, s = <see cref="ResNet.FeatureMapSize"/>.
+    /// With one value the running variance becomes non-finite and every embedding NaN after the first epoch
+    /// (PyTorch refuses such a batch: "Expected more than 1 value per channel when training").
+    /// </summary>
+    /// <param name="batchSize">B, images per step.</param>
+    /// <param name="imageSize">Side of the two global views.</param>
+    /// <param name="localImageSizes">Sides of the multi-crop local views (query encoder only), if any.</param>
+    public IReadOnlyList<string> BatchNormProblems(int batchSize, int imageSize, IEnumerable<int>? localImageSizes = null)
+    {
+        var problems = new List<string>();
+        int keySplit = ShuffledKeyBatchNorm ? BatchNormSplits : 1;
+        long Values(int images, int side) => (long)images * encoder_q.FeatureMapSize(side) * encoder_q.FeatureMapSize(side);
+        if (batchSize / keySplit < 1 || Values(batchSize / keySplit, imageSize) < 2)
+        {
+            int side = encoder_q.FeatureMapSize(imageSize);
+            problems.Add(
+                $"The key encoder's batch norm would see {Math.Max(0, batchSize / keySplit) * side * side} value(s) per channel in its last stage " +
+                $"({batchSize} images / {keySplit} BN split(s), {side}x{side} feature map from {imageSize} px images); it needs at least 2. " +
+                "Raise --batch-size or --image-size, or lower Model:BatchNormSplits (--set Model:BatchNormSplits=N).");
+        }
+
+        foreach (int side in (localImageSizes ?? []).Prepend(imageSize).Distinct())
+        {
+            if (Values(batchSize, side) < 2)
+            {
+                problems.Add(
+                    $"The query encoder's batch norm would see {Values(batchSize, side)} value per channel in its last stage for {side} px views " +
+                    $"(batch {batchSize}); it needs at least 2. Raise --batch-size or the view size.");
+            }
+        }
+
+        return problems;
+    }
+
     /// <summary>The parameters to give the optimiser (the query encoder's).</summary>
     public IEnumerable<TorchSharp.Modules.Parameter> TrainableParameters() => encoder_q.parameters();
 

@@ -52,6 +52,8 @@ public sealed class TrainingStepBenchmark : IBenchmark
 
         torch.set_num_threads(threads);
         Console.WriteLine($"CPU, {threads} threads; {steps} timed steps per side after 1 warm-up, .NET and PyTorch steps alternating one by one; medians reported; key-encoder BN splits (.NET) = {splits}; PyTorch: {python}");
+        var oneDnn = Hcsc.Core.Runtime.OneDnnGuard.Apply();
+        Console.WriteLine($"oneDNN convolutions (.NET): {(oneDnn.ConvolutionsUseOneDnn ? "on" : "off")} ({oneDnn.Reason}); {Hcsc.Core.Runtime.OneDnnGuard.EnvironmentVariable}=on|off chooses");
         foreach (var c in Cases.Where(c => which == "all" || c.Name == which))
         {
             using var bench = new DotnetStep(c, splits);

@@ -1,3 +1,4 @@
+using Hcsc.Core.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -58,10 +59,31 @@ public sealed class ResNet : Module<Tensor, Tensor>
     /// <summary>Size of the pooled features returned by <see cref="Features"/>: 8·expansion·BaseWidth (512 for ResNet-18, 2048 for ResNet-50).</summary>
     public long FeatureDim { get; }
 
+    /// <summary>
+    /// Side of the last stage's feature map for a square input of side <paramref name="inputSize"/>: every stride-2
+    /// step (7×7 stem convolution and max pool unless <see cref="ResNetOptions.SmallImageStem"/>, then layer2–layer4)
+    /// maps n to ⌊(n − 1) / 2⌋ + 1, so 224 → 7 and, with the small stem, 32 → 4.
+    /// </summary>
+    public int FeatureMapSize(int inputSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(inputSize, 1);
+        int halvings = Options.SmallImageStem ? 3 : 5;
+        int n = inputSize;
+        for (int i = 0; i < halvings; i++)
+        {
+            n = ((n - 1) / 2) + 1;
+        }
+
+        return n;
+    }
+
     /// <summary>The head applied to the pooled features by <see cref="forward"/> (torchvision's <c>fc</c>).</summary>
     public Module<Tensor, Tensor> Head => fc;
 
-    /// <summary>Builds a ResNet from <paramref name="options"/>, initialised as torchvision does.</summary>
+    /// <summary>
+    /// Builds a ResNet from <paramref name="options"/>, initialised as torchvision does. The first call applies
+    /// <see cref="OneDnnGuard"/>: on a CPU that reports no caches, convolutions run without oneDNN.
+    /// </summary>
     /// <exception cref="ArgumentException">The options are invalid; the message lists every problem.</exception>
     public static ResNet Create(ResNetOptions options)
     {
@@ -72,6 +94,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
             throw new ArgumentException("Invalid ResNetOptions: " + string.Join(" ", problems), nameof(options));
         }
 
+        OneDnnGuard.Apply(); // oneDNN's convolutions fail on CPUs that report no caches
         return new ResNet(options, ResNetArchitectures.Get(options.Arch));
     }
 
