@@ -4,6 +4,7 @@ using Hcsc.Clustering;
 using Hcsc.Core.Devices;
 using Hcsc.Core.Options;
 using Hcsc.Core.Randomness;
+using Hcsc.Core.Runtime;
 using Hcsc.Losses;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
@@ -53,6 +54,11 @@ public sealed class PretrainRun
         int imageSize = _options.Augmentation.ImageSize;
         _output.WriteLine($"Data: {data.Train.Description}; kNN against {data.Validation.Description}");
         _output.WriteLine($"Device: {device}; {get_num_threads()} torch threads, {workers} data workers");
+        if (OneDnnGuard.Apply() is { ConvolutionsUseOneDnn: false } oneDnn)
+        {
+            _output.WriteLine($"note: {oneDnn.Reason}");
+        }
+
         if (data.Train.Count < training.BatchSize)
         {
             throw new ArgumentException($"The training set has {data.Train.Count} images, fewer than one batch of {training.BatchSize}; lower --batch-size.");
@@ -75,6 +81,16 @@ public sealed class PretrainRun
             BaseWidth = _settings.Width,
         }));
         model.to(device);
+        var batchNormProblems = model.BatchNormProblems(
+            training.BatchSize, imageSize, _options.Augmentation.MultiCrop ? _options.Augmentation.LocalCropSizes : null);
+        if (batchNormProblems.Count > 0)
+        {
+            throw new ArgumentException(string.Join(Environment.NewLine, batchNormProblems));
+        }
+
+        var guard = new NonFiniteGuard(
+            model.named_parameters(),
+            $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
         using var optimizer = optim.SGD(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weight_decay: training.WeightDecay);
         using var queue = new KeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
         using var objective = new HcscObjective(HcscObjectiveOptions.From(_options));
@@ -108,7 +124,7 @@ public sealed class PretrainRun
         for (int epoch = startEpoch; epoch < training.Epochs; epoch++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var record = TrainEpoch(epoch, model, optimizer, queue, objective, cache, generators, loader, data, device, cancellation);
+            var record = TrainEpoch(epoch, model, optimizer, queue, objective, cache, generators, loader, data, device, guard, cancellation);
             int completed = epoch + 1;
             if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs)
             {
@@ -137,7 +153,7 @@ public sealed class PretrainRun
 
     private Dictionary<string, object?> TrainEpoch(
         int epoch, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, HcscObjective objective, QueueSelectionCache cache,
-        RunGenerators generators, BatchLoader loader, DatasetPair data, Device device, CancellationToken cancellation)
+        RunGenerators generators, BatchLoader loader, DatasetPair data, Device device, NonFiniteGuard guard, CancellationToken cancellation)
     {
         var training = _options.Training;
         var clock = Stopwatch.StartNew();
@@ -166,6 +182,7 @@ public sealed class PretrainRun
             using var sums = new EpochAccumulator();
             var progress = new ProgressReporter(_output, $"epoch {epoch + 1}/{training.Epochs}", loader.TrainingBatches);
             int step = 0;
+            var stepLosses = new List<double>(loader.TrainingBatches);
             foreach (var batch in loader.TrainingEpoch(epoch, cancellation: cancellation))
             {
                 using var scope = NewDisposeScope();
@@ -176,6 +193,7 @@ public sealed class PretrainRun
                 var loss = objective.Compute(q, k, queue.Keys, indices, clustering?.Result.Hierarchy, generators.Masks, locals, clustering is null ? null : cache);
                 optimizer.zero_grad();
                 loss.Total.backward();
+                stepLosses.Add(guard.Check(loss.Total, epoch + 1, step + 1));
                 optimizer.step();
                 long slot = queue.Enqueue(k.detach(), indices);
                 if (clustering is not null)
@@ -189,18 +207,12 @@ public sealed class PretrainRun
             }
 
             var summary = sums.Means();
-            if (summary.TryGetValue("loss", out double meanLoss) && !double.IsFinite(meanLoss))
-            {
-                throw new InvalidOperationException(
-                    $"The loss became {meanLoss} in epoch {epoch + 1}; training diverged, so this epoch is not checkpointed. " +
-                    $"Lower --lr (now {training.LearningRate}) and resume from the last checkpoint with --resume auto.");
-            }
-
             foreach (var (name, value) in summary)
             {
                 record[name] = value;
             }
 
+            record["step_losses"] = stepLosses;
             record["seconds"] = clock.Elapsed.TotalSeconds;
             record["images_per_second"] = step * training.BatchSize / trainClock.Elapsed.TotalSeconds; // training steps only, clustering excluded
             return record;

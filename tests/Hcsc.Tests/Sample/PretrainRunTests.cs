@@ -32,6 +32,10 @@ public sealed class PretrainRunTests : IDisposable
     private List<JsonElement> Metrics() =>
         File.ReadAllLines(Path.Combine(_directory, "metrics.jsonl")).Select(line => JsonDocument.Parse(line).RootElement).ToList();
 
+    private static double[] StepLosses(List<JsonElement> metrics, int epoch) =>
+        metrics.Single(m => !m.TryGetProperty("evaluation", out _) && m.GetProperty("epoch").GetInt32() == epoch)
+            .GetProperty("step_losses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+
     [Fact]
     public void Trains_with_clustering_writes_metrics_and_checkpoints_and_resumes_where_it_stopped()
     {
@@ -62,6 +66,7 @@ public sealed class PretrainRunTests : IDisposable
         Metrics().Where(m => !m.TryGetProperty("evaluation", out _)).Select(m => m.GetProperty("epoch").GetInt32()).Should().Equal(0, 1, 2);
         File.Exists(Path.Combine(_directory, "checkpoint_0003.hcsc")).Should().BeTrue();
 
+
         // knn rebuilds the run's model from run.json beside the checkpoint.
         var output = new StringWriter();
         var previous = Console.Out;
@@ -79,6 +84,44 @@ public sealed class PretrainRunTests : IDisposable
     }
 
     [Fact]
+    public void A_run_stopped_after_an_epoch_resumes_with_the_same_steps_as_an_uninterrupted_run()
+    {
+        using var stop = new CancellationTokenSource();
+        var log = new CancelOnLine("(epoch 2)", stop);
+        var interrupted = () => new PretrainRun(Tiny(epochs: 3), Settings(), log).Execute(stop.Token);
+        interrupted.Should().Throw<OperationCanceledException>();
+        Metrics().Where(m => !m.TryGetProperty("evaluation", out _)).Should().HaveCount(2);
+
+        new PretrainRun(Tiny(epochs: 3), Settings(resume: "auto"), new StringWriter()).Execute();
+        var resumed = StepLosses(Metrics(), epoch: 2);
+
+        string uninterrupted = Directory.CreateTempSubdirectory("hcsc-run-").FullName;
+        try
+        {
+            new PretrainRun(Tiny(epochs: 3), Settings() with { ExperimentDirectory = uninterrupted }, new StringWriter()).Execute();
+            var metrics = File.ReadAllLines(Path.Combine(uninterrupted, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+            resumed.Should().HaveCount(3).And.Equal(StepLosses(metrics, epoch: 2), "a resumed run continues bit for bit on the CPU");
+        }
+        finally
+        {
+            Directory.Delete(uninterrupted, recursive: true);
+        }
+    }
+
+    /// <summary>Log writer that requests cancellation once a line containing a marker is written (a deterministic "kill").</summary>
+    private sealed class CancelOnLine(string marker, CancellationTokenSource source) : StringWriter
+    {
+        public override void WriteLine(string? value)
+        {
+            base.WriteLine(value);
+            if (value is not null && value.Contains(marker, StringComparison.Ordinal))
+            {
+                source.Cancel();
+            }
+        }
+    }
+
+    [Fact]
     public void A_missing_checkpoint_to_resume_is_a_clear_error()
     {
         var act = () => new PretrainRun(Tiny(epochs: 1), Settings(resume: Path.Combine(_directory, "nope.hcsc")), new StringWriter()).Execute();
@@ -91,8 +134,38 @@ public sealed class PretrainRunTests : IDisposable
         var options = Tiny(epochs: 1);
         options.Training.LearningRate = 1e30;
         var act = () => new PretrainRun(options, Settings(), new StringWriter()).Execute();
-        act.Should().Throw<InvalidOperationException>().WithMessage("The loss became*Lower --lr*--resume auto*");
+        act.Should().Throw<TrainingDivergedException>().WithMessage("*in epoch 1, step *weights were not updated*Lower --lr*--resume auto*")
+            .Which.Epoch.Should().Be(1);
         File.Exists(Path.Combine(_directory, PretrainRun.LatestCheckpoint)).Should().BeFalse();
+    }
+
+    [Fact]
+    public void A_divergence_after_a_checkpoint_leaves_the_last_good_checkpoint_untouched()
+    {
+        new PretrainRun(Tiny(epochs: 1), Settings(), new StringWriter()).Execute();
+        string latest = Path.Combine(_directory, PretrainRun.LatestCheckpoint);
+        byte[] good = File.ReadAllBytes(latest);
+
+        var options = Tiny(epochs: 2);
+        options.Training.LearningRate = 1e30;
+        var act = () => new PretrainRun(options, Settings(resume: "auto"), new StringWriter()).Execute();
+        act.Should().Throw<TrainingDivergedException>().Which.Epoch.Should().Be(2);
+        File.ReadAllBytes(latest).Should().Equal(good);
+        File.Exists(Path.Combine(_directory, "checkpoint_0002.hcsc")).Should().BeFalse();
+    }
+
+    [Fact]
+    public void Batch_norm_with_one_value_per_channel_is_refused_before_training()
+    {
+        // 32 px through the ImageNet stem is 1x1 in the last stage; 8 images in 8 BN splits leave one value per channel.
+        var options = Tiny(epochs: 1);
+        options.Training.BatchSize = 8;
+        options.Model.QueueLength = 16;
+        options.Model.BatchNormSplits = 8;
+        options.Augmentation.ImageSize = 32;
+        var act = () => new PretrainRun(options, Settings() with { SmallStem = false }, new StringWriter()).Execute();
+        act.Should().Throw<ArgumentException>().WithMessage("*key encoder's batch norm would see 1 value(s) per channel*8 images / 8 BN split(s), 1x1 feature map*BatchNormSplits*");
+        File.Exists(Path.Combine(_directory, "metrics.jsonl")).Should().BeFalse("nothing was started");
     }
 
     [Fact]

@@ -1,0 +1,63 @@
+using System.Globalization;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Hcsc.Samples.ImageNetPretrain.Training;
+
+/// <summary>
+/// Stops training at the first step whose loss or gradients are not finite, before the optimiser writes them into
+/// the weights: one fused check per step (the loss and every gradient's norm stacked, one device sync) and, only
+/// when it fails, a second look that names the first parameter affected.
+/// </summary>
+public sealed class NonFiniteGuard
+{
+    private readonly (string Name, Parameter Parameter)[] _parameters;
+    private readonly string _advice;
+
+    /// <param name="parameters">The trained parameters with their names, in the model's order.</param>
+    /// <param name="advice">What the user should do, appended to the message (e.g. lower the learning rate and resume).</param>
+    public NonFiniteGuard(IEnumerable<(string Name, Parameter Parameter)> parameters, string advice)
+    {
+        _parameters = parameters.Where(p => p.Parameter.requires_grad).ToArray();
+        _advice = advice;
+    }
+
+    /// <summary>
+    /// Returns the step's loss, or throws <see cref="TrainingDivergedException"/> when <paramref name="loss"/> or a
+    /// gradient is NaN or ±Inf.
+    /// </summary>
+    /// <param name="loss">The step's scalar loss.</param>
+    /// <param name="epoch">Epoch number as shown to the user (1-based).</param>
+    /// <param name="step">Step within the epoch (1-based).</param>
+    public double Check(Tensor loss, int epoch, int step)
+    {
+        using var scope = NewDisposeScope();
+        var norms = _parameters.Where(p => p.Parameter.grad is not null).Select(p => linalg.vector_norm(p.Parameter.grad!)).Prepend(loss.detach().reshape(1)[0]).ToArray();
+        var values = stack(norms).to(ScalarType.Float64).cpu().data<double>().ToArray();
+        double lossValue = values[0];
+        if (values.All(double.IsFinite))
+        {
+            return lossValue;
+        }
+
+        string where = string.Create(CultureInfo.InvariantCulture, $"in epoch {epoch}, step {step}");
+        if (!double.IsFinite(lossValue))
+        {
+            throw new TrainingDivergedException(epoch, step, $"The loss became {lossValue} {where}; the weights were not updated. {_advice}");
+        }
+
+        var first = _parameters.Where(p => p.Parameter.grad is not null).Select((p, i) => (p.Name, Norm: values[i + 1])).First(p => !double.IsFinite(p.Norm));
+        throw new TrainingDivergedException(epoch, step,
+            $"The gradient of {first.Name} became non-finite {where} (loss {lossValue.ToString("G6", CultureInfo.InvariantCulture)}); the weights were not updated. {_advice}");
+    }
+}
+
+/// <summary>Training produced a NaN or infinite loss or gradient; the run stopped before the weights took it in.</summary>
+public sealed class TrainingDivergedException(int epoch, int step, string message) : InvalidOperationException(message)
+{
+    /// <summary>The epoch (1-based) of the failing step.</summary>
+    public int Epoch { get; } = epoch;
+
+    /// <summary>The step (1-based) within the epoch.</summary>
+    public int Step { get; } = step;
+}
