@@ -14,6 +14,7 @@ public static class HcscCli
         PretrainCommand.Configure(root);
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(KnnCommand.Create());
+        root.Subcommands.Add(LinearCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());
         root.Subcommands.Add(ClusterCommand.Create());
         return root;

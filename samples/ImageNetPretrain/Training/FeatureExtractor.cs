@@ -14,12 +14,15 @@ public static class FeatureExtractor
     /// <paramref name="sources"/>[i] is the image row i was computed from: i itself, unless image i
     /// could not be decoded and was replaced (reported through <paramref name="skipped"/>), so
     /// callers take labels from it.
+    /// <paramref name="transform"/> replaces the evaluation transform (e.g. the linear probe's random crops), drawn
+    /// from <paramref name="seed"/>.
     /// </summary>
     public static Tensor Extract(
         IImageDataset dataset, Func<Tensor, Tensor> network, int imageSize, int batchSize, int workers, Device device, float[] mean, float[] std,
-        out long[] sources, Action<int, Exception>? skipped = null)
+        out long[] sources, Action<int, Exception>? skipped = null, ViewTransform? transform = null, long seed = 0)
     {
-        var loader = new BatchLoader(dataset, [ViewTransform.Eval(imageSize) with { Mean = mean, Std = std }], batchSize, workers, seed: 0) { Skipped = skipped };
+        var view = (transform ?? ViewTransform.Eval(imageSize)) with { Mean = mean, Std = std };
+        var loader = new BatchLoader(dataset, [view], batchSize, workers, seed) { Skipped = skipped };
         var rows = new List<long>(dataset.Count);
         Tensor? features = null; // [N, D], filled batch by batch: no second copy of all features
         try
@@ -29,7 +32,7 @@ public static class FeatureExtractor
             foreach (var batch in loader.Sequential())
             {
                 using var scope = NewDisposeScope();
-                var images = tensor(batch.Views[0], [batch.Count, 3, imageSize, imageSize]).to(device);
+                var images = tensor(batch.Views[0], [batch.Count, 3, view.Size, view.Size]).to(device);
                 var output = network(images); // [B, D]
                 if (features is null)
                 {

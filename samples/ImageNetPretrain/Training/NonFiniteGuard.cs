@@ -50,6 +50,23 @@ public sealed class NonFiniteGuard
         throw new TrainingDivergedException(epoch, step,
             $"The gradient of {first.Name} became non-finite {where} (loss {lossValue.ToString("G6", CultureInfo.InvariantCulture)}); the weights were not updated. {_advice}");
     }
+
+    /// <summary>
+    /// Throws <see cref="TrainingDivergedException"/> when a weight is NaN or ±Inf (an update that overflowed), naming
+    /// the first parameter affected; called before a checkpoint is written, so a bad model is never saved.
+    /// </summary>
+    /// <param name="epoch">The epoch just finished (1-based).</param>
+    public void CheckWeights(int epoch)
+    {
+        using var scope = NewDisposeScope();
+        var norms = stack(_parameters.Select(p => linalg.vector_norm(p.Parameter.detach())).ToArray()).to(ScalarType.Float64).cpu().data<double>().ToArray();
+        int bad = Array.FindIndex(norms, n => !double.IsFinite(n));
+        if (bad >= 0)
+        {
+            throw new TrainingDivergedException(epoch, 0,
+                $"The weights of {_parameters[bad].Name} became non-finite in epoch {epoch}; this epoch is not checkpointed. {_advice}");
+        }
+    }
 }
 
 /// <summary>Training produced a NaN or infinite loss or gradient; the run stopped before the weights took it in.</summary>
@@ -58,6 +75,6 @@ public sealed class TrainingDivergedException(int epoch, int step, string messag
     /// <summary>The epoch (1-based) of the failing step.</summary>
     public int Epoch { get; } = epoch;
 
-    /// <summary>The step (1-based) within the epoch.</summary>
+    /// <summary>The step (1-based) within the epoch; 0 when the weights were found non-finite at the end of the epoch.</summary>
     public int Step { get; } = step;
 }

@@ -133,6 +133,7 @@ public sealed class PretrainRun
                 record["nmi"] = report.Nmi;
             }
 
+            guard.CheckWeights(completed);
             metrics.Append(record);
             if (completed % training.CheckpointEvery == 0 || completed == training.Epochs)
             {

@@ -50,4 +50,19 @@ public class NonFiniteGuardTests
         var act = () => guard.Check(loss, epoch: 2, step: 3);
         act.Should().Throw<TrainingDivergedException>().WithMessage("The gradient of second.weight became non-finite in epoch 2, step 3*");
     }
+
+    [Fact]
+    public void Non_finite_weights_are_named_before_a_checkpoint()
+    {
+        using var scope = NewDisposeScope();
+        var (model, guard) = Model();
+        guard.CheckWeights(epoch: 1);
+        using (no_grad())
+        {
+            model.named_parameters().Single(p => p.name == "first.bias").parameter[2] = float.NaN;
+        }
+
+        var act = () => guard.CheckWeights(epoch: 5);
+        act.Should().Throw<TrainingDivergedException>().WithMessage("The weights of first.bias became non-finite in epoch 5; this epoch is not checkpointed. Lower --lr.");
+    }
 }

@@ -74,13 +74,24 @@ public sealed class PretrainRunTests : IDisposable
         try
         {
             HcscCli.Create().Parse(["knn", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--k", "5,10", "--workers", "0"]).Invoke().Should().Be(0);
+            HcscCli.Create().Parse(["linear", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--epochs", "4", "--lr", "0.1", "--workers", "0"]).Invoke().Should().Be(0);
+            HcscCli.Create().Parse(["linear", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--epochs", "2", "--lr", "0.1", "--augment", "--workers", "0"]).Invoke().Should().Be(0);
         }
         finally
         {
             Console.SetOut(previous);
         }
 
-        output.ToString().Should().Contain("(checkpoint epoch 3)").And.Contain("k =    5: top-1");
+        output.ToString().Should().Contain("(checkpoint epoch 3)").And.Contain("k =    5: top-1")
+            .And.MatchRegex(@"linear probe on .* \(checkpoint epoch 3\): top-1 \d+\.\d\d %, top-5 \d+\.\d\d %");
+        var linear = Metrics().Where(m => m.TryGetProperty("evaluation", out var e) && e.GetString() == "linear").ToList();
+        linear.Select(m => m.GetProperty("linear_mode").GetString()).Should().Equal("cached", "augmented");
+        linear[0].GetProperty("linear_losses").GetArrayLength().Should().Be(4);
+        foreach (var record in linear)
+        {
+            record.GetProperty("linear_top1").GetDouble().Should().BeInRange(0, 100);
+            record.GetProperty("linear_top5").GetDouble().Should().BeGreaterThanOrEqualTo(record.GetProperty("linear_top1").GetDouble());
+        }
     }
 
     [Fact]

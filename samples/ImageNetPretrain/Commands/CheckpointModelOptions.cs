@@ -1,0 +1,120 @@
+using System.CommandLine;
+using Hcsc.Core.Devices;
+using Hcsc.Core.Options;
+using Hcsc.Models;
+using Hcsc.Models.Backbones;
+using Hcsc.Models.Checkpoints;
+using Hcsc.Samples.ImageNetPretrain.Data;
+using Hcsc.Samples.ImageNetPretrain.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Samples.ImageNetPretrain.Commands;
+
+/// <summary>A pretrained model ready for evaluation, with the data and settings it was evaluated with.</summary>
+/// <param name="Model">The encoders, on <paramref name="Device"/>.</param>
+/// <param name="Data">Training and validation images.</param>
+/// <param name="ImageSize">Evaluation crop size.</param>
+/// <param name="Device">Where the model runs.</param>
+/// <param name="Epoch">Epochs the checkpoint was trained for (-1 when unknown: a PyTorch file).</param>
+/// <param name="ExperimentDirectory">The folder of the checkpoint, where evaluation records go.</param>
+public sealed record CheckpointModel(HcscModel Model, DatasetPair Data, int ImageSize, Device Device, long Epoch, string ExperimentDirectory) : IDisposable
+{
+    /// <inheritdoc />
+    public void Dispose() => Model.Dispose();
+}
+
+/// <summary>
+/// The options every evaluation command shares (<c>knn</c>, <c>linear</c>, <c>clusters</c>): a checkpoint — ours
+/// (<c>.hcsc</c>, settings from the <c>run.json</c> beside it) or the reference's PyTorch <c>.pth.tar</c> — and
+/// the data and model shape, each defaulting to the run's.
+/// </summary>
+public sealed class CheckpointModelOptions
+{
+    private readonly Option<FileInfo> _checkpoint = new("--checkpoint") { Description = "A checkpoint written by pretrain (.hcsc), or a MoCo/HCSC PyTorch checkpoint (.pth.tar)", Required = true };
+    private readonly Option<string?> _dataset = new("--dataset") { Description = $"Dataset: {string.Join(", ", DatasetFactory.Names)} (default: the run's, from run.json beside the checkpoint)" };
+    private readonly Option<string?> _data = new("--data") { Description = "Data folder (as for pretrain; default: the run's)" };
+    private readonly Option<string?> _arch = new("--arch", "-a") { Description = "Backbone of the checkpoint (default: the run's)" };
+    private readonly Option<int?> _dim = new("--dim") { Description = "Embedding size of the checkpoint (default: the run's)" };
+    private readonly Option<int?> _width = new("--width") { Description = "ResNet base width of the checkpoint (default: the run's)" };
+    private readonly Option<bool?> _smallStem = new("--small-stem") { Description = "Small-image stem (default: the run's)" };
+    private readonly Option<int?> _imageSize = new("--image-size") { Description = "Evaluation crop size (default: the run's)" };
+    private readonly Option<int> _workers = new("--workers", "-j") { Description = "Data-loading threads", DefaultValueFactory = _ => 2 };
+    private readonly Option<string> _device = new("--device") { Description = "auto, cpu, cuda or cuda:N", DefaultValueFactory = _ => "auto" };
+
+    /// <summary>Data-loading threads.</summary>
+    public Option<int> Workers => _workers;
+
+    /// <summary>Adds the options to <paramref name="command"/>.</summary>
+    public void AddTo(Command command)
+    {
+        foreach (var option in new Option[] { _checkpoint, _dataset, _data, _arch, _dim, _width, _smallStem, _imageSize, _workers, _device })
+        {
+            command.Options.Add(option);
+        }
+    }
+
+    /// <summary>Builds the model, loads the checkpoint's weights and opens the data.</summary>
+    /// <exception cref="FileNotFoundException">The checkpoint does not exist.</exception>
+    public CheckpointModel Load(ParseResult parse)
+    {
+        var file = parse.GetValue(_checkpoint)!;
+        if (!file.Exists)
+        {
+            throw new FileNotFoundException($"The checkpoint '{file.FullName}' does not exist.");
+        }
+
+        string directory = file.DirectoryName ?? ".";
+        var run = RunManifest.TryRead(directory);
+        var device = TorchDevices.Resolve(parse.GetValue(_device)!);
+        int size = parse.GetValue(_imageSize) ?? run?.Options.Augmentation.ImageSize ?? 224;
+        var pair = DatasetFactory.Open(parse.GetValue(_dataset) ?? run?.Settings.Dataset ?? "synthetic", parse.GetValue(_data) ?? run?.Settings.Data, size, run?.Settings.MaxImages ?? 0);
+        var modelOptions = new ModelOptions
+        {
+            Arch = parse.GetValue(_arch) ?? run?.Options.Model.Arch ?? "resnet50",
+            Dim = parse.GetValue(_dim) ?? run?.Options.Model.Dim ?? 128,
+            Mlp = run?.Options.Model.Mlp ?? true,
+            BatchNormSplits = run?.Options.Model.BatchNormSplits ?? 1,
+        };
+        var backbone = new ResNetOptions
+        {
+            Arch = modelOptions.Arch,
+            BaseWidth = parse.GetValue(_width) ?? run?.Settings.Width ?? 64,
+            SmallImageStem = parse.GetValue(_smallStem) ?? run?.Settings.SmallStem ?? false,
+        };
+        var model = new HcscModel(modelOptions, () => ResNet.Create(backbone));
+        try
+        {
+            long epoch = -1;
+            if (file.Name.EndsWith(".pth.tar", StringComparison.OrdinalIgnoreCase) || file.Extension.Equals(".pth", StringComparison.OrdinalIgnoreCase))
+            {
+                PyTorchImport.LoadPretrainingModel(model, file.FullName);
+            }
+            else
+            {
+                // The checkpoint holds the optimiser's state too; a throwaway SGD of the run's settings reads past it.
+                var training = run?.Options.Training ?? new TrainingOptions();
+                using var optimizer = optim.SGD(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weight_decay: training.WeightDecay);
+                var contents = TrainingCheckpoint.Load(file.FullName, model, optimizer);
+                foreach (var tensor in contents.ExtraTensors.Values)
+                {
+                    tensor.Dispose();
+                }
+
+                epoch = contents.Epoch;
+            }
+
+            model.to(device);
+            return new CheckpointModel(model, pair, size, device, epoch, directory);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Exceptions an evaluation command reports as one line and exit code 1.</summary>
+    public static bool IsUserError(Exception e) =>
+        e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or FormatException or StateDictMismatchException or UnauthorizedAccessException;
+}
