@@ -12,6 +12,7 @@ IBenchmark[] benchmarks =
     new Hcsc.Benchmarks.Data.DataPipelineBenchmark(),
     new Hcsc.Benchmarks.Pipeline.TrainingThroughputBenchmark(),
     new Hcsc.Benchmarks.Models.TrainingStepBenchmark(),
+    new Hcsc.Benchmarks.Pipeline.DefaultRunSeedsBenchmark(),
 ];
 
 if (args.Length == 0 || args[0] is "--list" or "-h" or "--help")

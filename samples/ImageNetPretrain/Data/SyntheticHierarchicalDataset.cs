@@ -68,8 +68,8 @@ public sealed class SyntheticHierarchicalDataset : IHierarchicalDataset
         int fine = _labels[index] % _finePerCoarse;
 
         double hue = random.NextDouble();
-        var (r1, g1, b1) = HsvToRgb(hue, 0.4 + (0.6 * random.NextDouble()), 0.6 + (0.4 * random.NextDouble()));
-        var (r0, g0, b0) = HsvToRgb(random.NextDouble(), 0.6 * random.NextDouble(), 0.1 + (0.4 * random.NextDouble()));
+        var (r1, g1, b1) = HsvToRgb(hue, 0.25 * random.NextDouble(), 0.7 + (0.3 * random.NextDouble()));
+        var (r0, g0, b0) = HsvToRgb(random.NextDouble(), 0.25 * random.NextDouble(), 0.05 + (0.35 * random.NextDouble()));
         double frequency = (2.0 + (2.0 * random.NextDouble())) * 2 * Math.PI / _size;
         double duty = (fine + 0.5) / _finePerCoarse; // fraction of each period that is bright
         double threshold = Math.Cos(Math.PI * duty);
