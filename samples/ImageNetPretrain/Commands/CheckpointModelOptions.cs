@@ -18,7 +18,8 @@ namespace Hcsc.Samples.ImageNetPretrain.Commands;
 /// <param name="Device">Where the model runs.</param>
 /// <param name="Epoch">Epochs the checkpoint was trained for (-1 when unknown: a PyTorch file).</param>
 /// <param name="ExperimentDirectory">The folder of the checkpoint, where evaluation records go.</param>
-public sealed record CheckpointModel(HcscModel Model, DatasetPair Data, int ImageSize, Device Device, long Epoch, string ExperimentDirectory) : IDisposable
+/// <param name="Run">The run's settings (run.json beside the checkpoint), when present.</param>
+public sealed record CheckpointModel(HcscModel Model, DatasetPair Data, int ImageSize, Device Device, long Epoch, string ExperimentDirectory, RunManifest? Run) : IDisposable
 {
     /// <inheritdoc />
     public void Dispose() => Model.Dispose();
@@ -105,7 +106,7 @@ public sealed class CheckpointModelOptions
             }
 
             model.to(device);
-            return new CheckpointModel(model, pair, size, device, epoch, directory);
+            return new CheckpointModel(model, pair, size, device, epoch, directory, run);
         }
         catch
         {

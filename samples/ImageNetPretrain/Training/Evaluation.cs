@@ -8,11 +8,37 @@ using static TorchSharp.torch;
 
 namespace Hcsc.Samples.ImageNetPretrain.Training;
 
-/// <summary>kNN top-1 / top-5 on backbone features (spec §5) and, optionally, NMI of each clustering level against the labels.</summary>
-public sealed record EvaluationReport(IReadOnlyList<KnnAccuracy> Knn, IReadOnlyList<double> Nmi, IReadOnlyList<double> CoarseNmi)
+/// <summary>NMI, AMI and ARI of each clustering level (finest first) against one set of labels.</summary>
+public sealed record ClusteringQuality(IReadOnlyList<double> Nmi, IReadOnlyList<double> Ami, IReadOnlyList<double> Ari)
+{
+    /// <summary>No labels to compare with.</summary>
+    public static readonly ClusteringQuality None = new([], [], []);
+
+    /// <summary>Adds <c>nmi</c>, <c>ami</c> and <c>ari</c> (each a list per level, names ending in <paramref name="suffix"/>) to a metrics record.</summary>
+    public void WriteTo(IDictionary<string, object?> record, string suffix = "")
+    {
+        if (Nmi.Count == 0)
+        {
+            return;
+        }
+
+        record["nmi" + suffix] = Nmi;
+        record["ami" + suffix] = Ami;
+        record["ari" + suffix] = Ari;
+    }
+}
+
+/// <summary>
+/// kNN top-1 / top-5 on backbone features (spec §5) and the quality of each clustering level against the labels, and
+/// against the coarse labels where the data has them.
+/// </summary>
+public sealed record EvaluationReport(IReadOnlyList<KnnAccuracy> Knn, ClusteringQuality Fine, ClusteringQuality Coarse)
 {
     /// <summary>The headline top-1: k = 20 when evaluated (k = 200, the reference's headline, needs far more images per class than small data sets have), else the first k.</summary>
     public double Top1 => Knn.Count == 0 ? double.NaN : (Knn.FirstOrDefault(a => a.K == 20) ?? Knn[0]).Top1;
+
+    /// <summary>NMI per level against the fine labels.</summary>
+    public IReadOnlyList<double> Nmi => Fine.Nmi;
 }
 
 /// <summary>The hierarchical k-means of a training set's embeddings; row i was computed from image <c>Sources[i]</c>.</summary>
@@ -37,18 +63,24 @@ public static class ModelEvaluation
         return KnnClassifier.Evaluate(train, trainLabels, validation, validationLabels, data.Train.ClassNames.Count, ks ?? KnnClassifier.ReferenceKs);
     }
 
-    /// <summary>NMI of every level's assignment in <paramref name="clustering"/> against the labels of the images the rows were computed from.</summary>
-    public static IReadOnlyList<double> Nmi(ClusteredEmbeddings clustering, IReadOnlyList<int> labels)
+    /// <summary>NMI, AMI and ARI of every level's assignment in <paramref name="clustering"/> against the labels of the images the rows were computed from.</summary>
+    public static ClusteringQuality Quality(ClusteredEmbeddings clustering, IReadOnlyList<int> labels)
     {
         long[] truth = clustering.Sources.Select(i => (long)labels[(int)i]).ToArray();
-        return clustering.Result.Hierarchy.Levels
-            .Select(level =>
-            {
-                using var assignments = level.Assignments.cpu();
-                return ClusteringMetrics.NormalizedMutualInformation(assignments.data<long>().ToArray(), truth);
-            })
-            .ToArray();
+        var levels = clustering.Result.Hierarchy.Levels.Select(level =>
+        {
+            using var assignments = level.Assignments.cpu();
+            return assignments.data<long>().ToArray();
+        }).ToArray();
+        return new ClusteringQuality(
+            levels.Select(a => ClusteringMetrics.NormalizedMutualInformation(a, truth)).ToArray(),
+            levels.Select(a => ClusteringMetrics.AdjustedMutualInformation(a, truth)).ToArray(),
+            levels.Select(a => ClusteringMetrics.AdjustedRandIndex(a, truth)).ToArray());
     }
+
+    /// <summary>Quality against the fine labels, and against the coarse ones when <paramref name="dataset"/> has a hierarchy.</summary>
+    public static (ClusteringQuality Fine, ClusteringQuality Coarse) Quality(ClusteredEmbeddings clustering, IImageDataset dataset) =>
+        (Quality(clustering, dataset.Labels), dataset is IHierarchicalDataset hierarchical ? Quality(clustering, hierarchical.CoarseLabels) : ClusteringQuality.None);
 
     /// <summary>Embeds the training set with the key encoder and clusters it hierarchically (spec §1).</summary>
     public static ClusteredEmbeddings Cluster(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, Action<int, Exception>? skipped = null)

@@ -130,7 +130,6 @@ public sealed class PretrainRun
             {
                 var report = Evaluate(model, data, device, $"epoch {completed}");
                 record["knn_top1"] = report.Top1;
-                record["nmi"] = report.Nmi;
             }
 
             guard.CheckWeights(completed);
@@ -173,9 +172,11 @@ public sealed class PretrainRun
                 var clusterClock = Stopwatch.StartNew();
                 clustering = ModelEvaluation.Cluster(model, data.Train, _options, training.BatchSize, training.Workers, device, ReportSkipped);
                 cache.Refresh(clustering.Result.Hierarchy, queue.Keys);
-                record["nmi"] = ModelEvaluation.Nmi(clustering, data.Train.Labels);
+                var (fine, coarse) = ModelEvaluation.Quality(clustering, data.Train);
+                fine.WriteTo(record);
+                coarse.WriteTo(record, "_coarse");
                 record["clustering_seconds"] = clusterClock.Elapsed.TotalSeconds;
-                _output.WriteLine($"epoch {epoch + 1}: clustered {data.Train.Count} embeddings into {string.Join(" -> ", clustering.Result.Hierarchy.ClusterCounts)} prototypes in {clusterClock.Elapsed.TotalSeconds:F1}s; NMI {Join((IReadOnlyList<double>)record["nmi"]!)}");
+                _output.WriteLine($"epoch {epoch + 1}: clustered {data.Train.Count} embeddings into {string.Join(" -> ", clustering.Result.Hierarchy.ClusterCounts)} prototypes in {clusterClock.Elapsed.TotalSeconds:F1}s; NMI {Join(fine.Nmi)}");
             }
 
             model.train();
@@ -229,12 +230,11 @@ public sealed class PretrainRun
         var clock = Stopwatch.StartNew();
         var knn = ModelEvaluation.Knn(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device);
         using var clustering = ModelEvaluation.Cluster(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped);
-        var nmi = ModelEvaluation.Nmi(clustering, data.Train.Labels);
-        var coarse = data.Train is IHierarchicalDataset hierarchical ? ModelEvaluation.Nmi(clustering, hierarchical.CoarseLabels) : [];
-        var report = new EvaluationReport(knn, nmi, coarse);
+        var (fine, coarse) = ModelEvaluation.Quality(clustering, data.Train);
+        var report = new EvaluationReport(knn, fine, coarse);
         string knnText = string.Join(", ", knn.Select(a => string.Create(CultureInfo.InvariantCulture, $"k={a.K}: {a.Top1:F2} %")));
-        string coarseText = coarse.Count > 0 ? $"; vs coarse labels {Join(coarse)}" : string.Empty;
-        _output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"evaluation ({label}): kNN top-1 {knnText}; NMI per level {Join(nmi)}{coarseText} ({clock.Elapsed.TotalSeconds:F1}s)"));
+        string coarseText = coarse.Nmi.Count > 0 ? $"; vs coarse labels {Join(coarse.Nmi)}" : string.Empty;
+        _output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"evaluation ({label}): kNN top-1 {knnText}; NMI per level {Join(fine.Nmi)}{coarseText} ({clock.Elapsed.TotalSeconds:F1}s)"));
         return report;
     }
 
@@ -247,15 +247,19 @@ public sealed class PretrainRun
         }
     }
 
-    private static Dictionary<string, object?> EvaluationRecord(int epoch, EvaluationReport report) => new()
+    private static Dictionary<string, object?> EvaluationRecord(int epoch, EvaluationReport report)
     {
-        ["epoch"] = epoch,
-        ["evaluation"] = epoch < 0 ? "untrained" : "final",
-        ["knn_top1"] = report.Top1,
-        ["knn"] = report.Knn.ToDictionary(a => a.K.ToString(CultureInfo.InvariantCulture), a => new { top1 = a.Top1, top5 = a.Top5 }),
-        ["nmi"] = report.Nmi,
-        ["nmi_coarse"] = report.CoarseNmi,
-    };
+        var record = new Dictionary<string, object?>
+        {
+            ["epoch"] = epoch,
+            ["evaluation"] = epoch < 0 ? "untrained" : "final",
+            ["knn_top1"] = report.Top1,
+            ["knn"] = report.Knn.ToDictionary(a => a.K.ToString(CultureInfo.InvariantCulture), a => new { top1 = a.Top1, top5 = a.Top5 }),
+        };
+        report.Fine.WriteTo(record);
+        report.Coarse.WriteTo(record, "_coarse");
+        return record;
+    }
 
     private void SaveCheckpoint(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators)
     {

@@ -55,7 +55,11 @@ public sealed class PretrainRunTests : IDisposable
             double.IsFinite(value.GetDouble()).Should().BeTrue(field);
         }
 
-        clustered.GetProperty("nmi").GetArrayLength().Should().Be(2);
+        foreach (string field in new[] { "nmi", "ami", "ari", "nmi_coarse", "ami_coarse", "ari_coarse" })
+        {
+            clustered.GetProperty(field).GetArrayLength().Should().Be(2, field);
+        }
+
         clustered.GetProperty("lr").GetDouble().Should().BeLessThan(epochs[0].GetProperty("lr").GetDouble(), "the cosine schedule decays");
         log.ToString().Should().Contain("clustered 48 embeddings into 8 -> 4 prototypes");
 
@@ -76,6 +80,7 @@ public sealed class PretrainRunTests : IDisposable
             HcscCli.Create().Parse(["knn", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--k", "5,10", "--workers", "0"]).Invoke().Should().Be(0);
             HcscCli.Create().Parse(["linear", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--epochs", "4", "--lr", "0.1", "--workers", "0"]).Invoke().Should().Be(0);
             HcscCli.Create().Parse(["linear", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--epochs", "2", "--lr", "0.1", "--augment", "--workers", "0"]).Invoke().Should().Be(0);
+            HcscCli.Create().Parse(["clusters", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--workers", "0"]).Invoke().Should().Be(0);
         }
         finally
         {
@@ -84,6 +89,13 @@ public sealed class PretrainRunTests : IDisposable
 
         output.ToString().Should().Contain("(checkpoint epoch 3)").And.Contain("k =    5: top-1")
             .And.MatchRegex(@"linear probe on .* \(checkpoint epoch 3\): top-1 \d+\.\d\d %, top-5 \d+\.\d\d %");
+        output.ToString().Should().MatchRegex(@"level 1 vs coarse labels: NMI \d\.\d{3}, AMI -?\d\.\d{3}, ARI -?\d\.\d{3}");
+        var clusters = Metrics().Single(m => m.TryGetProperty("evaluation", out var e) && e.GetString() == "clusters");
+        foreach (string field in new[] { "nmi", "ami", "ari", "nmi_coarse", "ami_coarse", "ari_coarse" })
+        {
+            clusters.GetProperty(field).GetArrayLength().Should().Be(2, field);
+        }
+
         var linear = Metrics().Where(m => m.TryGetProperty("evaluation", out var e) && e.GetString() == "linear").ToList();
         linear.Select(m => m.GetProperty("linear_mode").GetString()).Should().Equal("cached", "augmented");
         linear[0].GetProperty("linear_losses").GetArrayLength().Should().Be(4);
