@@ -49,14 +49,14 @@ public static class PretrainCommand
         map.Scalar<string>(command, "--device", "Training:Device", "auto, cpu, cuda or cuda:N");
         map.Scalar<int>(command, "--save-freq", "Training:CheckpointEvery", "Checkpoint every this many epochs");
 
-        var preset = new Option<string?>("--preset") { Description = $"Named configuration: {string.Join(", ", Presets.All.Keys)} (default: synthetic-quick for the built-in data)" };
+        var preset = new Option<string?>("--preset") { Description = $"Named configuration: {string.Join(", ", Presets.All.Keys)} (default: synthetic-quick for the built-in data, fashion-mnist / mnist for those datasets)" };
         var config = new Option<FileInfo?>("--config") { Description = "JSON file with an \"Hcsc\" section of options" };
         var set = new Option<string[]>("--set") { Description = "Any option as Section:Key=value, e.g. --set Clustering:Restarts=3 (repeatable)" };
         var dataset = new Option<string>("--dataset") { Description = $"Dataset: {string.Join(", ", DatasetFactory.Names)}", DefaultValueFactory = _ => "synthetic" };
         var data = new Option<string?>("--data") { Description = "Data folder: idx files, or an ImageFolder root with train/ and val/" };
         var experiment = new Option<string>("--exp-dir") { Description = "Experiment folder for checkpoints and metrics.jsonl", DefaultValueFactory = _ => "runs/hcsc" };
         var resume = new Option<string?>("--resume") { Description = "Checkpoint to resume from, or 'auto' for the experiment folder's latest" };
-        var width = new Option<int?>("--width") { Description = "ResNet base width (64 standard; default 16 for synthetic data)" };
+        var width = new Option<int?>("--width") { Description = "ResNet base width (64 standard; default 16 for the synthetic, Fashion-MNIST and MNIST data)" };
         var smallStem = new Option<bool?>("--small-stem") { Description = "Small-image stem for 28-64 px inputs (default on for synthetic and MNIST data)" };
         var knnEvery = new Option<int>("--knn-every") { Description = "Evaluate kNN every this many epochs (0: before and after training only)" };
         var maxImages = new Option<int>("--max-images") { Description = "Use at most this many training images (0: all)" };
@@ -69,7 +69,7 @@ public static class PretrainCommand
         {
             string datasetName = parse.GetValue(dataset)!;
             bool smallImages = datasetName is "synthetic" or "fashion-mnist" or "mnist";
-            string? presetName = parse.GetValue(preset) ?? (datasetName == "synthetic" ? "synthetic-quick" : null);
+            string? presetName = parse.GetValue(preset) ?? Presets.DefaultFor(datasetName);
             IReadOnlyDictionary<string, string?>? presetSettings = null;
             if (presetName is not null && !Presets.All.TryGetValue(presetName, out presetSettings))
             {
@@ -105,7 +105,7 @@ public static class PretrainCommand
                 Data = parse.GetValue(data),
                 ExperimentDirectory = parse.GetValue(experiment)!,
                 Resume = parse.GetValue(resume),
-                Width = parse.GetValue(width) ?? (datasetName == "synthetic" ? 16 : 64),
+                Width = parse.GetValue(width) ?? (smallImages ? 16 : 64),
                 SmallStem = parse.GetValue(smallStem) ?? smallImages,
                 KnnEvery = parse.GetValue(knnEvery),
                 MaxImages = parse.GetValue(maxImages),

@@ -13,7 +13,7 @@ public static class DatasetFactory
     /// synthetic: the built-in hierarchy (train seed 0, validation seed 1), no <paramref name="data"/> needed;
     /// fashion-mnist / mnist: idx files in <paramref name="data"/> (train-* and t10k-*);
     /// imagefolder: <paramref name="data"/>/train and <paramref name="data"/>/val class folders.
-    /// <paramref name="maxImages"/> &gt; 0 keeps the first images of the training set.
+    /// <paramref name="maxImages"/> &gt; 0 keeps the first images of the training set; the whole test set is always used.
     /// </summary>
     public static DatasetPair Open(string name, string? data, int imageSize, int maxImages = 0)
     {
@@ -28,7 +28,7 @@ public static class DatasetFactory
                 string directory = data ?? (name == "fashion-mnist" ? "/usr/share/datasets/fashion-mnist" : throw new ArgumentException("--data is required for mnist: the folder of the idx files."));
                 return new DatasetPair(
                     MnistIdxDataset.Open(directory, "train", maxImages > 0 ? maxImages : null),
-                    MnistIdxDataset.Open(directory, "t10k", maxImages > 0 ? Math.Max(1, maxImages / 6) : null));
+                    MnistIdxDataset.Open(directory, "t10k"));
             case "imagefolder":
                 if (data is null)
                 {
