@@ -94,7 +94,7 @@ internal sealed class BoundedAssigner : IDisposable
 
             if (previous is not null)
             {
-                _changedFraction = previous.ne(Assignments).sum().ToDouble() / n;
+                _changedFraction = (double)previous.ne(Assignments).sum().item<long>() / n;
             }
 
             _steps++;
@@ -104,6 +104,10 @@ internal sealed class BoundedAssigner : IDisposable
 
         _steps++;
 
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var two = 2.ToScalar();
+        using var half = 0.5.ToScalar();
+        using var margin = _margin.ToScalar();
         ExactDistances(centroids);
         // s(c): half the distance from each centre to its nearest other centre, by the same chunked
         // search (each centre's nearest is itself, so the "second nearest" is the nearest other).
@@ -111,10 +115,10 @@ internal sealed class BoundedAssigner : IDisposable
         var self = empty(k, ScalarType.Int64, centroids.device);
         var selfDistance = empty(k, centroids.dtype, centroids.device);
         var other = empty(k, 1, centroids.dtype, centroids.device);
-        NearestCentroidSearch.SearchInto(centroids, centroids.square().sum(1), centroids, _rowsPerChunk, self, selfDistance, other, k);
-        var half = other.squeeze(1).sqrt_().mul_(0.5);                                                         // [k]
-        var bound = maximum(half.index_select(0, Assignments), _lower!.amin(1));                               // [n]
-        var candidates = Distances.sqrt().gt(bound - _margin).nonzero().squeeze(1);                            // [m]
+        NearestCentroidSearch.SearchInto(centroids, centroids.pow(two).sum(1), centroids, _rowsPerChunk, self, selfDistance, other, k);
+        var halfGap = other.squeeze(1).sqrt_().mul_(half);                                                     // [k]
+        var bound = maximum(halfGap.index_select(0, Assignments), _lower!.amin(1));                            // [n]
+        var candidates = Distances.sqrt().gt(bound.sub(margin)).nonzero().squeeze(1);                          // [m]
         long m = candidates.shape[0];
         SearchedPoints += m;
         for (long start = 0; start < m; start += _rowsPerChunk)
@@ -175,12 +179,13 @@ internal sealed class BoundedAssigner : IDisposable
     private void ExactDistances(Tensor centroids)
     {
         long n = _points.shape[0];
+        using var two = 2.ToScalar();
         for (long start = 0; start < n; start += _exactRows)
         {
             using var scope = NewDisposeScope();
             long rows = Math.Min(_exactRows, n - start);
             var centres = centroids.index_select(0, Assignments.narrow(0, start, rows));
-            Distances.narrow(0, start, rows).copy_((_points.narrow(0, start, rows) - centres).pow_(2).sum(1));
+            Distances.narrow(0, start, rows).copy_((_points.narrow(0, start, rows) - centres).pow_(two).sum(1));
         }
     }
 }

@@ -32,23 +32,29 @@ internal static class CentroidInitializer
     {
         using var scope = NewDisposeScope();
         long n = points.shape[0];
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var zero = 0.ToScalar();
+        using var one = 1.ToScalar();
+        using var two = 2.ToScalar();
+        using var count = n.ToScalar();
+        using var lastIndex = (n - 1).ToScalar();
         var device = points.device;
         var centroids = empty(k, points.shape[1], points.dtype, device);
-        var pointNorms = points.square().sum(1);                                                 // [n]
+        var pointNorms = points.pow(two).sum(1);                                                  // [n]
         var uniforms = rand(k, ScalarType.Float64, generator: generator).to(device);              // [k]
-        var first = (uniforms.narrow(0, 0, 1) * n).floor().to(ScalarType.Int64).clamp_max(n - 1); // [1]
+        var first = uniforms.narrow(0, 0, 1).mul(count).floor().to(ScalarType.Int64).clamp_max(lastIndex); // [1]
         var centre = points.index_select(0, first);                                               // [1, d]
         centroids.narrow(0, 0, 1).copy_(centre);
-        var nearest = (pointNorms - (2 * points.mv(centre[0])) + centre.square().sum()).clamp_min(0); // [n]
+        var nearest = pointNorms.sub(points.mv(centre[0]).mul(two)).add(centre.pow(two).sum(), one).clamp_min(zero); // [n]
         for (long j = 1; j < k; j++)
         {
             using var step = NewDisposeScope();
             var cdf = nearest.to(ScalarType.Float64).cumsum(0);                                   // [n]
             var target = uniforms.narrow(0, j, 1) * cdf[n - 1];                                    // [1]
-            var index = searchsorted(cdf, target, right: true).clamp_max(n - 1);                  // [1]
+            var index = searchsorted(cdf, target, right: true).clamp_max(lastIndex);              // [1]
             centre = points.index_select(0, index);                                               // [1, d]
             centroids.narrow(0, j, 1).copy_(centre);
-            var distance = (pointNorms - (2 * points.mv(centre[0])) + centre.square().sum()).clamp_min(0);
+            var distance = pointNorms.sub(points.mv(centre[0]).mul(two)).add(centre.pow(two).sum(), one).clamp_min(zero);
             nearest.copy_(minimum(nearest, distance));
         }
 

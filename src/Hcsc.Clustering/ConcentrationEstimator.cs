@@ -59,11 +59,19 @@ public static class ConcentrationEstimator
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var zero = 0.ToScalar();
+        using var one = 1.ToScalar();
+        using var unit = 1.0.ToScalar();
+        using var ten = 10.ToScalar();
+        using var tau = temperature.ToScalar();
+        using var tiny = double.Epsilon.ToScalar();
+        using var floor = (1e-6 * temperature).ToScalar();
         var device = squaredDistances.device;
-        var root = squaredDistances.detach().to(ScalarType.Float64).clamp_min(0).sqrt();                        // [n]
-        var sums = zeros(clusterCount, ScalarType.Float64, device).index_add_(0, assignments, root, 1.0);       // [k]
+        var root = squaredDistances.detach().to(ScalarType.Float64).clamp_min(zero).sqrt();                     // [n]
+        var sums = zeros(clusterCount, ScalarType.Float64, device).index_add_(0, assignments, root, unit);      // [k]
         var counts = bincount(assignments, minlength: clusterCount).to(ScalarType.Float64);                      // [k]
-        var several = counts.gt(1);                                                                               // [k]
+        var several = counts.gt(one);                                                                             // [k]
         Tensor phi;
         if (!several.any().item<bool>())
         {
@@ -71,7 +79,7 @@ public static class ConcentrationEstimator
         }
         else
         {
-            phi = sums / counts.clamp_min(1) / (counts + 10).log();
+            phi = sums / counts.clamp_min(one) / counts.add(ten, one).log();
             var largest = where(several, phi, double.NegativeInfinity).max();
             phi = where(several, phi, largest);
         }
@@ -80,7 +88,7 @@ public static class ConcentrationEstimator
         var high = phi.quantile(highPercentile / 100.0);
         phi = phi.clamp(low, high);
         var mean = phi.mean();
-        phi = where(mean.gt(0), temperature * phi / mean.clamp_min(double.Epsilon), full_like(phi, temperature));
-        return phi.clamp_min(1e-6 * temperature).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        phi = where(mean.gt(zero), phi.mul(tau) / mean.clamp_min(tiny), full_like(phi, tau));
+        return phi.clamp_min(floor).to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 }

@@ -32,10 +32,16 @@ internal static class EmptyClusterSplitter
 
         using var scope = NewDisposeScope();
         long d = centroids.shape[1];
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var one = 1.ToScalar();
+        using var two = 2.ToScalar();
+        using var width = d.ToScalar();
+        using var minusOne = (-1.0).ToScalar();
+        using var epsilon = Epsilon.ToScalar();
         var signs = ones(d, centroids.dtype, centroids.device);
-        signs.index_fill_(0, arange(1, d, 2, device: centroids.device), -1.0);
-        var up = 1 + (Epsilon * signs);   // [d]
-        var down = 1 - (Epsilon * signs); // [d]
+        signs.index_fill_(0, arange(one, width, two, device: centroids.device), minusOne);
+        var up = signs.mul(epsilon).add(one, one);              // [d]: 1 + ε·s
+        var down = signs.mul(epsilon).negative().add(one, one); // [d]: 1 − ε·s
         var uniforms = rand(empty, ScalarType.Float64, generator: generator).data<double>().ToArray();
         int drawn = 0;
         for (int e = 0; e < counts.Length; e++)

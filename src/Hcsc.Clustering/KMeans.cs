@@ -146,8 +146,10 @@ public sealed class KMeans
             _logger.LogInformation("k-means level {Level}: training on a subsample of {Cap} of {N} points.", level, cap, n);
         }
 
-        var trainNorms = train.square().sum(1); // [n_train]
-        double margin = 1e-4 * Math.Sqrt(trainNorms.max().ToDouble());
+        // ‖x‖² with an explicit exponent (no implicitly converted Scalar), its maximum read as float64 (exact for any float dtype).
+        using var two = 2.ToScalar();
+        var trainNorms = train.pow(two).sum(1); // [n_train]
+        double margin = 1e-4 * Math.Sqrt(trainNorms.max().to(ScalarType.Float64).item<double>());
         long rows = NearestCentroidSearch.RowsPerChunk(_options.ChunkBytes, k, all.element_size());
 
         // Bounds pay only when the points far outnumber the centres: each step costs a k × k
@@ -237,9 +239,12 @@ public sealed class KMeans
     /// <summary>Means of the members of each cluster ([k, d]; rows of empty clusters are 0) and the sizes on the host.</summary>
     private static (Tensor Centroids, long[] Counts) CentroidUpdate(Tensor points, Tensor assignments, int k)
     {
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var unit = 1.0.ToScalar();
+        using var one = 1.ToScalar();
         var counts = bincount(assignments, minlength: k);                                          // [k] int64
-        var sums = zeros(k, points.shape[1], points.dtype, points.device).index_add_(0, assignments, points, 1.0); // [k, d]
-        var centroids = sums.div_(counts.clamp_min(1).to(points.dtype).unsqueeze(1));
+        var sums = zeros(k, points.shape[1], points.dtype, points.device).index_add_(0, assignments, points, unit); // [k, d]
+        var centroids = sums.div_(counts.clamp_min(one).to(points.dtype).unsqueeze(1));
         return (centroids, counts.cpu().data<long>().ToArray());
     }
 

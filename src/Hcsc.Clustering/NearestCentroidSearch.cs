@@ -51,7 +51,8 @@ public static class NearestCentroidSearch
         long n = points.shape[0];
         var assignments = empty(n, ScalarType.Int64, points.device);
         var distances = empty(n, points.dtype, points.device);
-        var pointNorms = points.square().sum(1);
+        using var two = 2.ToScalar(); // explicit and alive: no implicitly converted Scalar temporary
+        var pointNorms = points.pow(two).sum(1);
         SearchInto(points, pointNorms, centroids, RowsPerChunk(chunkBytes, centroids.shape[0], points.element_size()), assignments, distances, null);
         return (assignments.MoveToOuterDisposeScope(), distances.MoveToOuterDisposeScope());
     }
@@ -80,7 +81,12 @@ public static class NearestCentroidSearch
         long n = points.shape[0];
         long k = centroids.shape[0];
         using var outer = NewDisposeScope();
-        var centroidNorms = centroids.square().sum(1).unsqueeze(0); // [1, k]
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var zero = 0.ToScalar();
+        using var one = 1.ToScalar();
+        using var two = 2.ToScalar();
+        using var infinity = double.PositiveInfinity.ToScalar();
+        var centroidNorms = centroids.pow(two).sum(1).unsqueeze(0); // [1, k]
         var centroidsT = centroids.t();                              // [d, k]
         for (long start = 0; start < n; start += rowsPerChunk)
         {
@@ -90,11 +96,11 @@ public static class NearestCentroidSearch
             var (best, index) = block.min(1);                                                                 // [b], [b]
             var norms = pointNorms.narrow(0, start, rows);
             assignments.narrow(0, start, rows).copy_(index);
-            distances.narrow(0, start, rows).copy_((best + norms).clamp_min_(0));
+            distances.narrow(0, start, rows).copy_(best.add(norms, one).clamp_min_(zero));
             if (groupDistances is not null)
             {
                 var target = groupDistances.narrow(0, start, rows); // [b, t]
-                block.scatter_(1, index.unsqueeze(1), full(rows, 1, double.PositiveInfinity, block.dtype, block.device));
+                block.scatter_(1, index.unsqueeze(1), full(rows, 1, infinity, block.dtype, block.device));
                 // Whole groups in one reduction over a [b, groups, groupSize] view; a last, smaller group apart.
                 long whole = k / groupSize;
                 if (whole > 0)
@@ -107,7 +113,7 @@ public static class NearestCentroidSearch
                     target.select(1, whole).copy_(block.narrow(1, whole * groupSize, k - (whole * groupSize)).amin(1));
                 }
 
-                target.add_(norms.unsqueeze(1)).clamp_min_(0);
+                target.add_(norms.unsqueeze(1), one).clamp_min_(zero);
             }
         }
     }

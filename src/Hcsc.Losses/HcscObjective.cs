@@ -336,10 +336,11 @@ public sealed class HcscObjective : IDisposable
 
     private static Tensor Sum(IReadOnlyList<Tensor> terms)
     {
+        using var one = 1.ToScalar(); // explicit alpha: Tensor.add(Tensor) would make an implicit Scalar 1 itself
         var total = terms[0].alias();
         for (int i = 1; i < terms.Count; i++)
         {
-            total = total.add(terms[i]);
+            total = total.add(terms[i], one);
         }
 
         return total;

@@ -1,5 +1,6 @@
 using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Hcsc.Losses;
@@ -36,8 +37,9 @@ public static class IcscLoss
 
         Guard.SameDevice(mask, nameof(mask), query, nameof(query));
         using var scope = NewDisposeScope();
-        var positive = query.mul(key.detach()).sum(1).div(temperature);   // [B]
-        var negatives = query.mm(queue.detach().t()).div(temperature);    // [B, Q]
+        using var tau = temperature.ToScalar(); // explicit and alive: no implicitly converted Scalar temporary
+        var positive = query.mul(key.detach()).sum(1).div(tau);           // [B]
+        var negatives = query.mm(queue.detach().t()).div(tau);            // [B, Q]
         var (loss, _) = SelectiveCrossEntropy.PerSample(positive, negatives, mask, null, handling);
         return loss.mean().MoveToOuterDisposeScope();
     }

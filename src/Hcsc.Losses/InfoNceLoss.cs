@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Hcsc.Losses;
@@ -23,8 +24,9 @@ public static class InfoNceLoss
     {
         IcscLoss.CheckQueryKeyQueue(query, key, queue, temperature);
         using var scope = NewDisposeScope();
-        var positive = query.mul(key.detach()).sum(1).div(temperature);   // [B]
-        var negatives = query.mm(queue.detach().t()).div(temperature);    // [B, Q]
+        using var tau = temperature.ToScalar(); // explicit and alive: no implicitly converted Scalar temporary
+        var positive = query.mul(key.detach()).sum(1).div(tau);           // [B]
+        var negatives = query.mm(queue.detach().t()).div(tau);            // [B, Q]
         var logits = cat([positive.unsqueeze(1), negatives], 1);           // [B, 1 + Q]
         return logits.logsumexp(1).sub(positive).mean().MoveToOuterDisposeScope();
     }

@@ -90,7 +90,9 @@ public static class InstanceSelector
         using var noGrad = no_grad();
         var logZ = logNormalisers ?? LogNormalisers(queue, level);
         var logP = LogMembership(queue.detach(), labels, level, logZ);
-        return logP.exp_().neg_().add_(1.0).MoveToOuterDisposeScope();
+        using var unit = 1.0.ToScalar(); // explicit scalar and alpha: add_(Scalar) would make an implicit alpha 1 itself
+        using var one = 1.ToScalar();
+        return logP.exp_().neg_().add_(unit, one).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -110,7 +112,12 @@ public static class InstanceSelector
         ArgumentNullException.ThrowIfNull(generator);
         using var outer = NewDisposeScope();
         using var noGrad = no_grad();
-        var reject = acceptance.detach().clamp(0.0, MaxAcceptance).neg_().add_(1.0).contiguous();
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var zero = 0.0.ToScalar();
+        using var ceiling = MaxAcceptance.ToScalar();
+        using var unit = 1.0.ToScalar();
+        using var one = 1.ToScalar();
+        var reject = acceptance.detach().clamp(zero, ceiling).neg_().add_(unit, one).contiguous();
         var (masks, _) = BernoulliRows.Sample([new ThresholdTable(reject, null)], acceptance.shape[0], generator);
         return masks[0].to(acceptance.dtype).MoveToOuterDisposeScope();
     }
@@ -157,8 +164,11 @@ public static class InstanceSelector
     }
 
     /// <summary>C_l / max(φ_l, 1e-3) in <paramref name="dtype"/>, <c>[k_l, d]</c>.</summary>
-    internal static Tensor ScaledPrototypes(ClusterLevel level, ScalarType dtype) =>
-        level.Prototypes.to(dtype).div(level.Concentrations.to(dtype).clamp_min(MinConcentration).unsqueeze(1));
+    internal static Tensor ScaledPrototypes(ClusterLevel level, ScalarType dtype)
+    {
+        using var floor = MinConcentration.ToScalar(); // explicit and alive: no implicitly converted Scalar temporary
+        return level.Prototypes.to(dtype).div(level.Concentrations.to(dtype).clamp_min(floor).unsqueeze(1));
+    }
 
     /// <summary>log p_l(labels[n] | queue[j]) = queue[j]·C[y_n]/φ̃(y_n) − logZ[j], <c>[B, Q]</c>, one GEMM with the normaliser as its bias.</summary>
     internal static Tensor LogMembership(Tensor queue, Tensor labels, ClusterLevel level, Tensor logNormalisers)

@@ -56,7 +56,11 @@ internal sealed class PrototypeSelectionMemo : IDisposable
             if (withThresholdTables)
             {
                 using var scope = NewDisposeScope();
-                var everyParent = arange(hierarchy.Levels[l + 1].ClusterCount, dtype: ScalarType.Int64, device: level.Prototypes.device);
+                // arange(start, stop, step) with explicit scalars: arange(stop) would make implicit ones itself.
+                using var start = 0.ToScalar();
+                using var stop = hierarchy.Levels[l + 1].ClusterCount.ToScalar();
+                using var step = 1.ToScalar();
+                var everyParent = arange(start, stop, step, dtype: ScalarType.Int64, device: level.Prototypes.device);
                 var accept = PrototypeSelector.AcceptanceGivenParents(everyParent, level, hierarchy.Levels[l + 1], temperature, normalisers[l]!); // [k_{l+1}, k_l]
                 tables[l] = PrototypeSelector.RejectThresholds(accept).contiguous().MoveToOuterDisposeScope().DetachFromDisposeScope();
             }

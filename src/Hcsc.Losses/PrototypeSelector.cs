@@ -116,11 +116,17 @@ public static class PrototypeSelector
 
     internal static Tensor CandidatesCore(Tensor labels, ClusterLevel level, Tensor? offByOneBound)
     {
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var no = false.ToScalar();
         var candidates = ones(level.ClusterCount, dtype: ScalarType.Bool, device: labels.device);
-        candidates.index_fill_(0, labels, false);
+        candidates.index_fill_(0, labels, no);
         if (offByOneBound is not null)
         {
-            candidates.logical_and_(arange(level.ClusterCount, dtype: ScalarType.Int64, device: labels.device).lt(offByOneBound));
+            // arange(start, stop, step): arange(stop) would make implicit ones itself.
+            using var start = 0.ToScalar();
+            using var stop = level.ClusterCount.ToScalar();
+            using var step = 1.ToScalar();
+            candidates.logical_and_(arange(start, stop, step, dtype: ScalarType.Int64, device: labels.device).lt(offByOneBound));
         }
 
         return candidates;
@@ -135,11 +141,21 @@ public static class PrototypeSelector
         var similarity = level.SimilarityToParents!;                                   // [k_l, k_{l+1}]
         var scale = RescaledParentConcentrations(parentLevel, temperature, similarity.dtype).index_select(0, parents); // [B]
         var logP = similarity.index_select(1, parents).div(scale).sub(parentLogNormalisers.to(similarity.dtype).unsqueeze(1)); // [k_l, B]
-        return logP.exp_().neg_().add_(1.0).t();                                       // [B, k_l]
+        using var unit = 1.0.ToScalar(); // explicit scalar and alpha: add_(Scalar) would make an implicit alpha 1 itself
+        using var one = 1.ToScalar();
+        return logP.exp_().neg_().add_(unit, one).t();                                 // [B, k_l]
     }
 
     /// <summary>The rejection thresholds 1 − clamp(accept, 1e-4, 0.999): an entry is kept when its uniform exceeds them.</summary>
-    internal static Tensor RejectThresholds(Tensor acceptance) => acceptance.clamp(MinAcceptance, MaxAcceptance).neg_().add_(1.0);
+    internal static Tensor RejectThresholds(Tensor acceptance)
+    {
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var floor = MinAcceptance.ToScalar();
+        using var ceiling = MaxAcceptance.ToScalar();
+        using var unit = 1.0.ToScalar();
+        using var one = 1.ToScalar();
+        return acceptance.clamp(floor, ceiling).neg_().add_(unit, one);
+    }
 
     /// <summary>The mask drawn against <paramref name="thresholds"/>, restricted to the candidates, bool <c>[B, k]</c>.</summary>
     internal static Tensor SampleCore(ThresholdTable thresholds, long rows, Tensor candidates, Generator generator)
@@ -152,7 +168,8 @@ public static class PrototypeSelector
     private static Tensor RescaledParentConcentrations(ClusterLevel parentLevel, double temperature, ScalarType dtype)
     {
         var phi = parentLevel.Concentrations.to(dtype);
-        return phi.mul(temperature).div(phi.mean());
+        using var tau = temperature.ToScalar(); // explicit and alive: no implicitly converted Scalar temporary
+        return phi.mul(tau).div(phi.mean());
     }
 
     private static void CheckPair(ClusterLevel level, ClusterLevel parentLevel, double temperature)

@@ -1,4 +1,5 @@
 using Hcsc.Core.Options;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Hcsc.Losses;
@@ -19,14 +20,17 @@ internal static class SelectiveCrossEntropy
     /// <returns>Per-sample losses <c>[B]</c> and whether the positive is the top-1 logit <c>[B]</c> (bool).</returns>
     public static (Tensor Loss, Tensor Top1) PerSample(Tensor positive, Tensor negatives, Tensor selected, Tensor? candidates, UnselectedNegativeHandling handling)
     {
-        var keep = selected.dtype == ScalarType.Bool ? selected : selected.detach().gt(0.5);
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var half = 0.5.ToScalar();
+        using var minusInfinity = double.NegativeInfinity.ToScalar();
+        var keep = selected.dtype == ScalarType.Bool ? selected : selected.detach().gt(half);
         var unselected = handling == UnselectedNegativeHandling.ZeroLogit
             ? zeros(1, dtype: negatives.dtype, device: negatives.device)
-            : full(1, double.NegativeInfinity, dtype: negatives.dtype, device: negatives.device);
+            : full(1, minusInfinity, dtype: negatives.dtype, device: negatives.device);
         var logits = where(keep, negatives, unselected);
         if (candidates is not null)
         {
-            logits = where(candidates.unsqueeze(0), logits, full(1, double.NegativeInfinity, dtype: negatives.dtype, device: negatives.device));
+            logits = where(candidates.unsqueeze(0), logits, full(1, minusInfinity, dtype: negatives.dtype, device: negatives.device));
         }
 
         var all = cat([positive.unsqueeze(1), logits], 1);          // [B, 1 + K]

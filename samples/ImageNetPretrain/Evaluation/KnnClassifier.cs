@@ -65,6 +65,9 @@ public static class KnnClassifier
             var labels = trainLabels.to(ScalarType.Int64);
             var correct1 = zeros(clipped.Length, ScalarType.Int64, device: train.device);
             var correct5 = zeros(clipped.Length, ScalarType.Int64, device: train.device);
+            // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+            using var tau = temperature.ToScalar();
+            using var one = 1.ToScalar();
             for (long start = 0; start < m; start += chunk)
             {
                 using var scope = NewDisposeScope();
@@ -72,7 +75,7 @@ public static class KnnClassifier
                 var similarity = query.narrow(0, start, size).mm(train.t()); // [c, N]
                 var (values, indices) = similarity.topk(kMax, dim: 1); // [c, kMax], sorted descending
                 var neighbourLabels = labels.index_select(0, indices.reshape(-1)).reshape(size, kMax);
-                var weights = (values / temperature).exp();
+                var weights = values.div(tau).exp();
                 var truth = queryLabels.narrow(0, start, size).to(ScalarType.Int64).to(train.device).unsqueeze(1);
                 for (int i = 0; i < clipped.Length; i++)
                 {
@@ -80,8 +83,8 @@ public static class KnnClassifier
                     var votes = zeros([size, classes], device: train.device).scatter_add_(1, neighbourLabels.narrow(1, 0, k), weights.narrow(1, 0, k)); // [c, C]
                     var ranked = votes.topk(Math.Min(5, classes), dim: 1).indexes; // [c, 5]
                     var hits = ranked.eq(truth);
-                    correct1[i] += hits.narrow(1, 0, 1).sum();
-                    correct5[i] += hits.any(1).sum();
+                    correct1[i].add_(hits.narrow(1, 0, 1).sum(), one);
+                    correct5[i].add_(hits.any(1).sum(), one);
                 }
             }
 

@@ -127,6 +127,7 @@ public static class LinearProbe
         classifier.to(device);
         using var optimizer = optim.SGD(classifier.parameters(), options.LearningRate, options.Momentum, weight_decay: options.WeightDecay);
         var losses = new List<double>(options.Epochs);
+        using var one = 1.ToScalar(); // explicit alpha: add_(Tensor) would make an implicit Scalar 1 itself
         for (int epoch = 0; epoch < options.Epochs; epoch++)
         {
             foreach (var group in optimizer.ParamGroups)
@@ -154,7 +155,7 @@ public static class LinearProbe
                 optimizer.zero_grad();
                 loss.backward();
                 optimizer.step();
-                lossSum.add_(loss.detach().to(float64));
+                lossSum.add_(loss.detach().to(float64), one);
                 batches++;
             }
 

@@ -90,6 +90,10 @@ internal static class ClusterHierarchyValidator
         }
 
         using var scope = NewDisposeScope();
+        // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
+        using var one = 1.0.ToScalar();
+        using var tolerance = unitNormTolerance.ToScalar();
+        using var zero = 0.ToScalar();
         for (int l = 0; l < levels; l++)
         {
             string level = $"level {l}";
@@ -101,14 +105,14 @@ internal static class ClusterHierarchyValidator
             }
 
             var norms = prototypes[l].detach().to(ScalarType.Float64).norm(1);
-            long offNorm = (norms - 1.0).abs().gt(unitNormTolerance).sum().item<long>();
+            long offNorm = norms.sub(one).abs().gt(tolerance).sum().item<long>();
             if (offNorm > 0)
             {
                 problems.Add($"{level} prototypes must be L2-normalised (row norms 1 ± {unitNormTolerance}); {offNorm} of {k} rows are not. Normalise them, e.g. with torch.nn.functional.normalize(prototypes, dim: 1).");
             }
 
             var concentration = concentrations[l].detach();
-            long bad = concentration.isfinite().logical_not().logical_or(concentration.le(0)).sum().item<long>();
+            long bad = concentration.isfinite().logical_not().logical_or(concentration.le(zero)).sum().item<long>();
             if (bad > 0)
             {
                 problems.Add($"{level} concentrations must be finite and > 0; {bad} of {k} are not.");

@@ -45,7 +45,8 @@ public sealed class BasicBlock : Module<Tensor, Tensor>
         var identity = downsample is null ? input : downsample.forward(input);
         var x = relu.forward(bn1.forward(conv1.forward(input)));
         x = bn2.forward(conv2.forward(x));
-        x = x.add_(identity);
+        using var one = 1.ToScalar(); // explicit alpha: add_(Tensor) would make an implicit Scalar 1 itself
+        x = x.add_(identity, one);
         return relu.forward(x).MoveToOuterDisposeScope();
     }
 }

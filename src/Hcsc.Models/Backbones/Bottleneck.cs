@@ -54,7 +54,8 @@ public sealed class Bottleneck : Module<Tensor, Tensor>
         var x = relu.forward(bn1.forward(conv1.forward(input)));
         x = relu.forward(bn2.forward(conv2.forward(x)));
         x = bn3.forward(conv3.forward(x));
-        x = x.add_(identity);
+        using var one = 1.ToScalar(); // explicit alpha: add_(Tensor) would make an implicit Scalar 1 itself
+        x = x.add_(identity, one);
         return relu.forward(x).MoveToOuterDisposeScope();
     }
 }

@@ -80,8 +80,9 @@ public sealed class SplitBatchNorm2d : Module<Tensor, Tensor>
         {
             using (no_grad())
             {
-                using var one = 1.ToScalar(); // explicit and alive: see MomentumUpdate
-                get_buffer(nameof(num_batches_tracked))!.add_(one);
+                // Explicit value and alpha, alive for the call (see MomentumUpdate): add_(Scalar) alone would make an implicit alpha 1.
+                using var one = 1.ToScalar();
+                get_buffer(nameof(num_batches_tracked))!.add_(one, one);
             }
         }
 

@@ -32,7 +32,8 @@ public sealed class KeyQueue : IDisposable
             keys = nn.functional.normalize(initial, dim: 1).to(device ?? CPU).detach().DetachFromDisposeScope();
         }
 
-        indices = full(new long[] { length }, -1L, dtype: ScalarType.Int64, device: device ?? CPU).DetachFromDisposeScope();
+        using var unfilled = (-1L).ToScalar(); // explicit and alive: no implicitly converted Scalar temporary
+        indices = full(new long[] { length }, unfilled, dtype: ScalarType.Int64, device: device ?? CPU).DetachFromDisposeScope();
     }
 
     /// <summary>Q, the number of slots.</summary>
