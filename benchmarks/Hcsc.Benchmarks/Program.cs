@@ -13,6 +13,7 @@ IBenchmark[] benchmarks =
     new Hcsc.Benchmarks.Pipeline.TrainingThroughputBenchmark(),
     new Hcsc.Benchmarks.Models.TrainingStepBenchmark(),
     new Hcsc.Benchmarks.Pipeline.DefaultRunSeedsBenchmark(),
+    new Hcsc.Benchmarks.Experiments.FashionMnistComparison(),
 ];
 
 if (args.Length == 0 || args[0] is "--list" or "-h" or "--help")

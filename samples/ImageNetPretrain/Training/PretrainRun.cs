@@ -88,6 +88,7 @@ public sealed class PretrainRun
             throw new ArgumentException(string.Join(Environment.NewLine, batchNormProblems));
         }
 
+        var board = new TensorBoardLog(Path.Combine(_settings.ExperimentDirectory, "tensorboard"));
         var guard = new NonFiniteGuard(
             model.named_parameters(),
             $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
@@ -124,7 +125,7 @@ public sealed class PretrainRun
         for (int epoch = startEpoch; epoch < training.Epochs; epoch++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var record = TrainEpoch(epoch, model, optimizer, queue, objective, cache, generators, loader, data, device, guard, cancellation);
+            var record = TrainEpoch(epoch, model, optimizer, queue, objective, cache, generators, loader, data, device, new StepWatch(guard, board), cancellation);
             int completed = epoch + 1;
             if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs)
             {
@@ -134,6 +135,7 @@ public sealed class PretrainRun
 
             guard.CheckWeights(completed);
             metrics.Append(record);
+            board.Epoch(completed, record);
             if (completed % training.CheckpointEvery == 0 || completed == training.Epochs)
             {
                 SaveCheckpoint(completed, model, optimizer, queue, generators);
@@ -148,12 +150,27 @@ public sealed class PretrainRun
             _output.WriteLine($"NMI per level (fine labels): untrained {Join(before.Nmi)} -> trained {Join(after.Nmi)}");
         }
 
+        WritePlots(metrics.Path);
         return new PretrainOutcome(before, after, Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint), metrics.Path);
+    }
+
+    // Plots are a convenience: a failure to draw them is reported, not allowed to fail a finished run.
+    private void WritePlots(string metricsPath)
+    {
+        try
+        {
+            var written = RunPlots.Write(metricsPath, Path.Combine(_settings.ExperimentDirectory, "plots"));
+            _output.WriteLine($"plots: {string.Join(", ", written)}");
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or ArgumentException or DllNotFoundException or TypeInitializationException)
+        {
+            _output.WriteLine($"warning: the plots could not be drawn ({e.GetType().Name}: {e.Message}); metrics.jsonl has every figure.");
+        }
     }
 
     private Dictionary<string, object?> TrainEpoch(
         int epoch, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, HcscObjective objective, QueueSelectionCache cache,
-        RunGenerators generators, BatchLoader loader, DatasetPair data, Device device, NonFiniteGuard guard, CancellationToken cancellation)
+        RunGenerators generators, BatchLoader loader, DatasetPair data, Device device, StepWatch watch, CancellationToken cancellation)
     {
         var training = _options.Training;
         var clock = Stopwatch.StartNew();
@@ -195,7 +212,8 @@ public sealed class PretrainRun
                 var loss = objective.Compute(q, k, queue.Keys, indices, clustering?.Result.Hierarchy, generators.Masks, locals, clustering is null ? null : cache);
                 optimizer.zero_grad();
                 loss.Total.backward();
-                stepLosses.Add(guard.Check(loss.Total, epoch + 1, step + 1));
+                stepLosses.Add(watch.Guard.Check(loss.Total, epoch + 1, step + 1));
+                watch.Board.Step((epoch * loader.TrainingBatches) + step, stepLosses[^1]);
                 optimizer.step();
                 long slot = queue.Enqueue(k.detach(), indices);
                 if (clustering is not null)
@@ -338,6 +356,9 @@ public sealed class PretrainRun
 
     private static string Join(IReadOnlyList<double> values) => string.Join(" / ", values.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));
 }
+
+/// <summary>What watches every training step: the non-finite check and the TensorBoard log.</summary>
+internal sealed record StepWatch(NonFiniteGuard Guard, TensorBoardLog Board);
 
 /// <summary>The run's explicit random sources: selection masks on the training device, the key-batch shuffle on the CPU.</summary>
 internal sealed record RunGenerators(Generator Masks, Generator Shuffle);

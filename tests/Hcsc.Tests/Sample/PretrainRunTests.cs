@@ -44,6 +44,16 @@ public sealed class PretrainRunTests : IDisposable
         first.Before.Should().NotBeNull();
         File.Exists(Path.Combine(_directory, PretrainRun.LatestCheckpoint)).Should().BeTrue();
         File.Exists(Path.Combine(_directory, "checkpoint_0002.hcsc")).Should().BeTrue();
+        foreach (string plot in RunPlots.FileNames)
+        {
+            byte[] png = File.ReadAllBytes(Path.Combine(_directory, "plots", plot));
+            png.Length.Should().BeGreaterThan(5000, plot);
+            png.Take(4).Should().Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], plot);
+        }
+
+        var events = Directory.GetFiles(Path.Combine(_directory, "tensorboard"), "events.out.tfevents.*");
+        events.Should().ContainSingle();
+        new FileInfo(events[0]).Length.Should().BeGreaterThan(500, "a scalar per step and per metric");
 
         var epochs = Metrics().Where(m => !m.TryGetProperty("evaluation", out _)).ToList();
         epochs.Select(m => m.GetProperty("epoch").GetInt32()).Should().Equal(0, 1);
