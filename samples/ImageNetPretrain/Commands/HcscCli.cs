@@ -16,6 +16,7 @@ public static class HcscCli
         root.Subcommands.Add(KnnCommand.Create());
         root.Subcommands.Add(LinearCommand.Create());
         root.Subcommands.Add(ClustersCommand.Create());
+        root.Subcommands.Add(VisualizeCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());
         root.Subcommands.Add(ClusterCommand.Create());
         return root;

@@ -91,6 +91,7 @@ public sealed class PretrainRunTests : IDisposable
             HcscCli.Create().Parse(["linear", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--epochs", "4", "--lr", "0.1", "--workers", "0"]).Invoke().Should().Be(0);
             HcscCli.Create().Parse(["linear", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--epochs", "2", "--lr", "0.1", "--augment", "--workers", "0"]).Invoke().Should().Be(0);
             HcscCli.Create().Parse(["clusters", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--workers", "0"]).Invoke().Should().Be(0);
+            HcscCli.Create().Parse(["visualize", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--workers", "0", "--queue", "32"]).Invoke().Should().Be(0);
         }
         finally
         {
@@ -100,6 +101,13 @@ public sealed class PretrainRunTests : IDisposable
         output.ToString().Should().Contain("(checkpoint epoch 3)").And.Contain("k =    5: top-1")
             .And.MatchRegex(@"linear probe on .* \(checkpoint epoch 3\): top-1 \d+\.\d\d %, top-5 \d+\.\d\d %");
         output.ToString().Should().MatchRegex(@"level 1 vs coarse labels: NMI \d\.\d{3}, AMI -?\d\.\d{3}, ARI -?\d\.\d{3}");
+        foreach (string picture in new[] { "hierarchy.png", "selection.png" })
+        {
+            byte[] png = File.ReadAllBytes(Path.Combine(_directory, "visualize", picture));
+            png.Length.Should().BeGreaterThan(2000, picture);
+            png.Take(4).Should().Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], picture);
+        }
+
         var clusters = Metrics().Single(m => m.TryGetProperty("evaluation", out var e) && e.GetString() == "clusters");
         foreach (string field in new[] { "nmi", "ami", "ari", "nmi_coarse", "ami_coarse", "ari_coarse" })
         {
