@@ -15,6 +15,7 @@ public static class HcscCli
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(KnnCommand.Create());
         root.Subcommands.Add(LinearCommand.Create());
+        root.Subcommands.Add(SemisupCommand.Create());
         root.Subcommands.Add(ClustersCommand.Create());
         root.Subcommands.Add(VisualizeCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());

@@ -11,14 +11,36 @@ public sealed class DatasetSubset : IImageDataset
 
     /// <summary>Keeps at most <paramref name="count"/> images of <paramref name="source"/>.</summary>
     public DatasetSubset(IImageDataset source, int count)
+        : this(source, EvenlySpaced(source, count), $"subset of {Math.Min(count, source?.Count ?? 0)}")
+    {
+    }
+
+    /// <summary>The images of <paramref name="source"/> at <paramref name="indices"/>, in that order.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An index lies outside the source.</exception>
+    public DatasetSubset(IImageDataset source, IReadOnlyList<int> indices, string what)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(indices);
+        if (indices.Any(i => i < 0 || i >= source.Count))
+        {
+            throw new ArgumentOutOfRangeException(nameof(indices), $"Index {indices.First(i => i < 0 || i >= source.Count)} lies outside {source.Description} ({source.Count} images).");
+        }
+
+        _source = source;
+        _indices = indices.ToArray();
+        Labels = _indices.Select(i => source.Labels[i]).ToArray();
+        Description = $"{source.Description} ({what})";
+    }
+
+    /// <summary>Indices in the source of this subset's images.</summary>
+    public IReadOnlyList<int> SourceIndices => _indices;
+
+    private static int[] EvenlySpaced(IImageDataset source, int count)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
-        _source = source;
         int stride = Math.Max(1, (source.Count + count - 1) / count);
-        _indices = Enumerable.Range(0, source.Count).Where(i => i % stride == 0).Take(count).ToArray();
-        Labels = _indices.Select(i => source.Labels[i]).ToArray();
-        Description = $"{source.Description} (subset of {_indices.Length})";
+        return Enumerable.Range(0, source.Count).Where(i => i % stride == 0).Take(count).ToArray();
     }
 
     /// <inheritdoc />

@@ -172,13 +172,7 @@ public static class LinearProbe
         using (no_grad())
         {
             using var scope = NewDisposeScope();
-            var logits = classifier.call(validationFeatures);
-            int k = Math.Min(5, classes);
-            var top = logits.topk(k, dim: 1).indexes;                    // [M, k]
-            var hits = top.eq(validationLabels.unsqueeze(1));          // [M, k]
-            double count = validationLabels.shape[0];
-            double top1 = hits.select(1, 0).sum().item<long>() * 100.0 / count;
-            double top5 = hits.any(1).sum().item<long>() * 100.0 / count;
+            var (top1, top5) = TopK.Accuracy(classifier.call(validationFeatures), validationLabels);
             return new LinearProbeResult(top1, top5, losses);
         }
     }

@@ -90,6 +90,7 @@ public sealed class PretrainRunTests : IDisposable
             HcscCli.Create().Parse(["knn", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--k", "5,10", "--workers", "0"]).Invoke().Should().Be(0);
             HcscCli.Create().Parse(["linear", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--epochs", "4", "--lr", "0.1", "--workers", "0"]).Invoke().Should().Be(0);
             HcscCli.Create().Parse(["linear", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--epochs", "2", "--lr", "0.1", "--augment", "--workers", "0"]).Invoke().Should().Be(0);
+            HcscCli.Create().Parse(["semisup", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--percent", "25", "--epochs", "2", "--workers", "0"]).Invoke().Should().Be(0);
             HcscCli.Create().Parse(["clusters", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--workers", "0"]).Invoke().Should().Be(0);
             HcscCli.Create().Parse(["visualize", "--checkpoint", Path.Combine(_directory, PretrainRun.LatestCheckpoint), "--workers", "0", "--queue", "32"]).Invoke().Should().Be(0);
         }
@@ -108,6 +109,8 @@ public sealed class PretrainRunTests : IDisposable
             png.Take(4).Should().Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], picture);
         }
 
+        output.ToString().Should().MatchRegex(@"semisup on .* \(checkpoint epoch 3, 12 labels\): top-1 \d+\.\d\d %");
+        Metrics().Single(m => m.TryGetProperty("evaluation", out var e) && e.GetString() == "semisup").GetProperty("semisup_losses").GetArrayLength().Should().Be(2);
         var clusters = Metrics().Single(m => m.TryGetProperty("evaluation", out var e) && e.GetString() == "clusters");
         foreach (string field in new[] { "nmi", "ami", "ari", "nmi_coarse", "ami_coarse", "ari_coarse" })
         {
