@@ -292,9 +292,24 @@ public sealed class PretrainRun
             queue,
             new Dictionary<string, Tensor> { ["mask_generator_state"] = maskState, ["shuffle_generator_state"] = shuffleState },
             new Dictionary<string, string> { ["arch"] = _options.Model.Arch, ["dataset"] = _settings.Dataset });
-        File.Copy(path, Path.Combine(_settings.ExperimentDirectory, $"checkpoint_{completedEpochs:D4}.hcsc"), overwrite: true);
+        // The numbered copy is made under a temporary name and renamed, so it too is complete or absent.
+        string numbered = Path.Combine(_settings.ExperimentDirectory, $"checkpoint_{completedEpochs:D4}.hcsc");
+        File.Copy(path, numbered + ".tmp", overwrite: true);
+        File.Move(numbered + ".tmp", numbered, overwrite: true);
+        if (_settings.KeepCheckpoints > 0)
+        {
+            foreach (string old in NumberedCheckpoints().Skip(_settings.KeepCheckpoints))
+            {
+                File.Delete(old);
+            }
+        }
+
         _output.WriteLine($"checkpoint: {path} (epoch {completedEpochs})");
     }
+
+    // checkpoint_NNNN.hcsc, newest first.
+    private IEnumerable<string> NumberedCheckpoints() =>
+        Directory.GetFiles(_settings.ExperimentDirectory, "checkpoint_????.hcsc").Where(f => int.TryParse(Path.GetFileName(f)[11..15], out _)).OrderByDescending(f => f, StringComparer.Ordinal);
 
     private int Resume(string path, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators)
     {
@@ -348,10 +363,36 @@ public sealed class PretrainRun
         }
     }
 
+    // The newest checkpoint that verifies: checkpoint_latest.hcsc, else the numbered ones from the newest; null when
+    // the folder has none. A damaged file is reported and skipped, not deleted.
     private string? AutoResume()
     {
-        string path = Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint);
-        return File.Exists(path) ? path : null;
+        if (!Directory.Exists(_settings.ExperimentDirectory))
+        {
+            return null;
+        }
+
+        var candidates = NumberedCheckpoints().Prepend(Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint)).Where(File.Exists).ToList();
+        foreach (string candidate in candidates)
+        {
+            try
+            {
+                TrainingCheckpoint.Verify(candidate);
+                if (candidate != candidates[0])
+                {
+                    _output.WriteLine($"resume: falling back to {candidate}, the newest checkpoint that is intact.");
+                }
+
+                return candidate;
+            }
+            catch (InvalidDataException e)
+            {
+                _output.WriteLine($"warning: {e.Message} Trying an older checkpoint.");
+            }
+        }
+
+        return candidates.Count == 0 ? null : throw new InvalidDataException(
+            $"No intact checkpoint in {_settings.ExperimentDirectory} ({candidates.Count} damaged); start a new run in another --exp-dir, or remove them to start over.");
     }
 
     private static string Join(IReadOnlyList<double> values) => string.Join(" / ", values.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));

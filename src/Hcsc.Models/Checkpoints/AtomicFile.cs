@@ -1,7 +1,12 @@
+using System.Runtime.InteropServices;
+
 namespace Hcsc.Models.Checkpoints;
 
-/// <summary>Writes a file atomically: to a temporary file beside it, flushed to disk, then renamed over the target.</summary>
-internal static class AtomicFile
+/// <summary>
+/// Writes a file atomically: to a temporary file beside it, flushed to disk (fsync), renamed over the target, and the
+/// folder synced (on Linux and macOS) so the rename itself survives a power cut.
+/// </summary>
+internal static partial class AtomicFile
 {
     public static void Write(string path, Action<Stream> write)
     {
@@ -29,5 +34,32 @@ internal static class AtomicFile
 
             throw;
         }
+
+        SyncDirectory(directory);
     }
+
+    // Best effort: a folder that cannot be opened for syncing (some network file systems) is left as it is.
+    private static void SyncDirectory(string directory)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        int fd = open(directory, 0 /* O_RDONLY */);
+        if (fd >= 0)
+        {
+            _ = fsync(fd);
+            _ = close(fd);
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync")]
+    private static partial int fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int close(int fd);
 }

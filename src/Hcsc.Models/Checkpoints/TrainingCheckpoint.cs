@@ -10,12 +10,15 @@ namespace Hcsc.Models.Checkpoints;
 /// The whole training state in one file, in TorchSharp's tensor format: epoch, string metadata (arch, options, …),
 /// the model's state dict, the optimiser's state (TorchSharp's <c>save_state_dict</c>), the key queue (keys, indices,
 /// pointer) and any extra named tensors (RNG state, cluster assignments, …). Files are written atomically
-/// (temporary file, flush, rename), so a crash never leaves a half-written checkpoint under the real name.
+/// (temporary file, flush and fsync, rename, fsync of the folder), so a crash never leaves a half-written checkpoint
+/// under the real name, and end with a SHA-256 of everything before it, checked before anything is loaded: a
+/// truncated or corrupted file is reported as such, by name, and never half-loaded.
 /// </summary>
 public static class TrainingCheckpoint
 {
     private const string Magic = "HCSC-CKPT";
-    private const int FormatVersion = 1;
+    private const int FormatVersion = 2;
+    private const int FirstVersionWithChecksum = 2;
 
     /// <summary>Writes a checkpoint.</summary>
     /// <param name="path">The file to write.</param>
@@ -35,8 +38,9 @@ public static class TrainingCheckpoint
         IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        AtomicFile.Write(path, stream =>
+        AtomicFile.Write(path, file =>
         {
+            using var stream = new ChecksumTrailer.HashingStream(file);
             using var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
             writer.Write(Magic);
             writer.Write(FormatVersion);
@@ -67,7 +71,25 @@ public static class TrainingCheckpoint
             }
 
             WriteTensors(writer, extraTensors ?? new Dictionary<string, Tensor>());
+            writer.Flush();
+            ChecksumTrailer.Append(file, stream.Length, stream.Hash());
         });
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="path"/> is a complete, uncorrupted checkpoint (its SHA-256 trailer matches) without
+    /// loading it; files of format version 1 (no checksum) only have their header checked.
+    /// </summary>
+    /// <exception cref="InvalidDataException">Not a checkpoint, truncated or corrupted; the message names the file and the problem.</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    public static void Verify(string path)
+    {
+        using var stream = File.OpenRead(path);
+        int version = ReadHeader(stream, path, out _);
+        if (version >= FirstVersionWithChecksum)
+        {
+            ChecksumTrailer.Verify(stream, path);
+        }
     }
 
     /// <summary>
@@ -81,29 +103,51 @@ public static class TrainingCheckpoint
     {
         ArgumentNullException.ThrowIfNull(model);
         using var stream = File.OpenRead(path);
-        using var reader = new BinaryReader(stream, Encoding.UTF8);
-        string magic;
+        int version = ReadHeader(stream, path, out long epoch);
+        if (version >= FirstVersionWithChecksum)
+        {
+            ChecksumTrailer.Verify(stream, path);
+        }
+
         try
         {
-            magic = reader.ReadString();
+            return ReadBody(stream, path, epoch, model, optimizer, queue);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new InvalidDataException($"'{path}' ends before the checkpoint does: the file is truncated.", e);
+        }
+    }
+
+    // Magic, version and epoch; leaves the stream after them.
+    private static int ReadHeader(Stream stream, string path, out long epoch)
+    {
+        using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
+        try
+        {
+            if (reader.ReadString() != Magic)
+            {
+                throw new InvalidDataException($"'{path}' is not an Hcsc training checkpoint.");
+            }
+
+            int version = reader.ReadInt32();
+            if (version < 1 || version > FormatVersion)
+            {
+                throw new InvalidDataException($"'{path}' has checkpoint format version {version}; this library reads versions 1 to {FormatVersion}.");
+            }
+
+            epoch = reader.ReadInt64();
+            return version;
         }
         catch (Exception e) when (e is EndOfStreamException or IOException)
         {
-            throw new InvalidDataException($"'{path}' is not an Hcsc training checkpoint.", e);
+            throw new InvalidDataException($"'{path}' is not an Hcsc training checkpoint (it ends within the header: empty or truncated).", e);
         }
+    }
 
-        if (magic != Magic)
-        {
-            throw new InvalidDataException($"'{path}' is not an Hcsc training checkpoint.");
-        }
-
-        var version = reader.ReadInt32();
-        if (version != FormatVersion)
-        {
-            throw new InvalidDataException($"'{path}' has checkpoint format version {version}; this library reads version {FormatVersion}.");
-        }
-
-        var epoch = reader.ReadInt64();
+    private static CheckpointContents ReadBody(Stream stream, string path, long epoch, nn.Module model, OptimizerHelper? optimizer, KeyQueue? queue)
+    {
+        using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         var metadataCount = reader.ReadInt32();
         for (var i = 0; i < metadataCount; i++)

@@ -94,4 +94,35 @@ public sealed class TrainingCheckpointTests : IDisposable
         using var queue = new KeyQueue(4, 8);
         FluentActions.Invoking(() => TrainingCheckpoint.Load(path, model, queue: queue)).Should().Throw<InvalidDataException>().WithMessage("*no key queue*");
     }
+
+    [Fact]
+    public void Truncated_corrupted_and_empty_files_are_named_and_never_half_loaded()
+    {
+        using var model = NewModel();
+        var path = Path.Combine(directory, "good.hcsc");
+        TrainingCheckpoint.Save(path, 4, model);
+        TrainingCheckpoint.Verify(path);
+        byte[] good = File.ReadAllBytes(path);
+
+        var truncated = Path.Combine(directory, "truncated.hcsc");
+        File.WriteAllBytes(truncated, good[..(good.Length * 2 / 3)]);
+        FluentActions.Invoking(() => TrainingCheckpoint.Verify(truncated)).Should().Throw<InvalidDataException>().WithMessage("*truncated.hcsc' is truncated*");
+
+        var corrupted = Path.Combine(directory, "corrupted.hcsc");
+        byte[] flipped = (byte[])good.Clone();
+        flipped[good.Length / 2] ^= 0x40;
+        File.WriteAllBytes(corrupted, flipped);
+        using var target = NewModel();
+        var before = target.state_dict().ToDictionary(p => p.Key, p => p.Value.clone());
+        FluentActions.Invoking(() => TrainingCheckpoint.Load(corrupted, target)).Should().Throw<InvalidDataException>().WithMessage("*corrupted.hcsc' is corrupted: its SHA-256 does not match*");
+        foreach (var (name, tensor) in target.state_dict())
+        {
+            tensor.allclose(before[name], rtol: 0, atol: 0).Should().BeTrue($"{name} is untouched by a refused file");
+        }
+
+        var empty = Path.Combine(directory, "empty.hcsc");
+        File.WriteAllBytes(empty, []);
+        FluentActions.Invoking(() => TrainingCheckpoint.Load(empty, target)).Should().Throw<InvalidDataException>().WithMessage("*empty.hcsc' is not an Hcsc training checkpoint*empty or truncated*");
+        TrainingCheckpoint.Load(path, target).Epoch.Should().Be(4);
+    }
 }

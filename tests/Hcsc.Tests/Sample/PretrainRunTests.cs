@@ -166,6 +166,34 @@ public sealed class PretrainRunTests : IDisposable
     }
 
     [Fact]
+    public void Auto_resume_skips_damaged_checkpoints_and_says_so_and_old_ones_are_pruned()
+    {
+        new PretrainRun(Tiny(epochs: 2), Settings() with { KeepCheckpoints = 2 }, new StringWriter()).Execute();
+        string latest = Path.Combine(_directory, PretrainRun.LatestCheckpoint);
+        string second = Path.Combine(_directory, "checkpoint_0002.hcsc");
+        File.WriteAllBytes(latest, File.ReadAllBytes(latest)[..1000]);            // truncated
+        byte[] bytes = File.ReadAllBytes(second);
+        bytes[bytes.Length / 2] ^= 1;                                             // one bit flipped
+        File.WriteAllBytes(second, bytes);
+
+        var log = new StringWriter();
+        new PretrainRun(Tiny(epochs: 3), Settings(resume: "auto") with { KeepCheckpoints = 2 }, log).Execute();
+        log.ToString().Should().Contain("checkpoint_latest.hcsc' is truncated").And.Contain("checkpoint_0002.hcsc' is corrupted")
+            .And.Contain("falling back to").And.Contain("checkpoint_0001.hcsc").And.Contain("1 epochs done; continuing at epoch 2");
+        Directory.GetFiles(_directory, "checkpoint_0*.hcsc").Select(Path.GetFileName).Order().Should().Equal("checkpoint_0002.hcsc", "checkpoint_0003.hcsc");
+        Directory.GetFiles(_directory, "*.tmp").Should().BeEmpty();
+    }
+
+    [Fact]
+    public void Auto_resume_with_no_intact_checkpoint_is_a_clear_error()
+    {
+        Directory.CreateDirectory(_directory);
+        File.WriteAllBytes(Path.Combine(_directory, PretrainRun.LatestCheckpoint), []);
+        var act = () => new PretrainRun(Tiny(epochs: 1), Settings(resume: "auto"), new StringWriter()).Execute();
+        act.Should().Throw<InvalidDataException>().WithMessage("No intact checkpoint in*1 damaged*");
+    }
+
+    [Fact]
     public void A_missing_checkpoint_to_resume_is_a_clear_error()
     {
         var act = () => new PretrainRun(Tiny(epochs: 1), Settings(resume: Path.Combine(_directory, "nope.hcsc")), new StringWriter()).Execute();
