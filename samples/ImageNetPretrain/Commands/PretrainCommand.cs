@@ -60,8 +60,9 @@ public static class PretrainCommand
         var smallStem = new Option<bool?>("--small-stem") { Description = "Small-image stem for 28-64 px inputs (default on for synthetic and MNIST data)" };
         var knnEvery = new Option<int>("--knn-every") { Description = "Evaluate kNN every this many epochs (0: before and after training only)" };
         var maxImages = new Option<int>("--max-images") { Description = "Use at most this many training images (0: all)" };
+        var strict = new Option<bool>("--strict-data") { Description = "Stop at the first undecodable image instead of skipping it" };
         var keep = new Option<int>("--keep-checkpoints") { Description = "Numbered checkpoints to keep, newest first (0: all)" };
-        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep })
+        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict })
         {
             command.Options.Add(option);
         }
@@ -111,6 +112,7 @@ public static class PretrainCommand
                 KnnEvery = parse.GetValue(knnEvery),
                 MaxImages = parse.GetValue(maxImages),
                 KeepCheckpoints = parse.GetValue(keep),
+                StrictData = parse.GetValue(strict),
             };
 
             Console.WriteLine($"HCSC pretraining{(presetName is null ? string.Empty : $" (preset {presetName})")}; options:");

@@ -27,6 +27,9 @@ public sealed record PretrainSettings
     /// <summary>Keep at most this many training images (0: all).</summary>
     public int MaxImages { get; init; }
 
+    /// <summary>Stop at the first image that cannot be decoded instead of skipping it with a warning.</summary>
+    public bool StrictData { get; init; }
+
     /// <summary>Numbered checkpoints to keep (the newest); 0 keeps them all. checkpoint_latest.hcsc is always kept.</summary>
     public int KeepCheckpoints { get; init; }
 }

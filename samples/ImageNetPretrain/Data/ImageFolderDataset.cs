@@ -74,7 +74,7 @@ public sealed class ImageFolderDataset : IImageDataset
     public RgbImage Load(int index) => Decode(_paths[index]);
 
     /// <summary>Decodes an image file to RGB.</summary>
-    /// <exception cref="InvalidDataException">The file is missing, empty or not a decodable image.</exception>
+    /// <exception cref="InvalidDataException">The file is missing, unreadable, empty, truncated or not a decodable image.</exception>
     public static RgbImage Decode(string path)
     {
         SKBitmap? bitmap;
@@ -83,19 +83,23 @@ public sealed class ImageFolderDataset : IImageDataset
             using var codec = SKCodec.Create(path, out var result);
             if (codec is null)
             {
-                throw new InvalidDataException($"Cannot decode image '{path}': {result}. The file is corrupt or not a JPEG, PNG, BMP or WebP image.");
+                throw new InvalidDataException(result == SKCodecResult.IncompleteInput
+                    ? $"Cannot decode image '{path}': the file is truncated."
+                    : $"Cannot decode image '{path}': {result}. The file is corrupt or not a JPEG, PNG, BMP or WebP image.");
             }
 
             var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
             bitmap = new SKBitmap(info);
             var decode = codec.GetPixels(info, bitmap.GetPixels());
-            if (decode is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
+            if (decode != SKCodecResult.Success)
             {
                 bitmap.Dispose();
-                throw new InvalidDataException($"Cannot decode image '{path}': {decode}.");
+                throw new InvalidDataException(decode == SKCodecResult.IncompleteInput
+                    ? $"Cannot decode image '{path}': the file is truncated."
+                    : $"Cannot decode image '{path}': {decode}.");
             }
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new InvalidDataException($"Cannot read image '{path}': {e.Message}", e);
         }

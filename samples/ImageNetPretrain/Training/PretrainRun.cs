@@ -34,6 +34,7 @@ public sealed class PretrainRun
     private readonly HcscOptions _options;
     private readonly PretrainSettings _settings;
     private readonly TextWriter _output;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> _skippedThisEpoch = new();
 
     /// <summary>Prepares a run; nothing happens until <see cref="Execute"/>.</summary>
     public PretrainRun(HcscOptions options, PretrainSettings settings, TextWriter output)
@@ -232,6 +233,8 @@ public sealed class PretrainRun
                 record[name] = value;
             }
 
+            record["skipped_images"] = _skippedThisEpoch.Count;
+            _skippedThisEpoch.Clear();
             record["step_losses"] = stepLosses;
             record["seconds"] = clock.Elapsed.TotalSeconds;
             record["images_per_second"] = step * training.BatchSize / trainClock.Elapsed.TotalSeconds; // training steps only, clustering excluded
@@ -256,12 +259,20 @@ public sealed class PretrainRun
         return report;
     }
 
-    // Called from data workers: one line at a time.
+    // Called from data workers: one line at a time; each image counted once per epoch (training and clustering both meet it).
     private void ReportSkipped(int index, Exception error)
     {
-        lock (_output)
+        if (_settings.StrictData)
         {
-            _output.WriteLine($"warning: image {index} could not be decoded and was replaced by the next one: {error.Message}");
+            throw new InvalidDataException($"Image {index} could not be decoded ({error.Message}); --strict-data stops the run. Drop the option to skip such images.", error);
+        }
+
+        if (_skippedThisEpoch.TryAdd(index, 0))
+        {
+            lock (_output)
+            {
+                _output.WriteLine($"warning: image {index} could not be decoded and was replaced by the next one: {error.Message}");
+            }
         }
     }
 

@@ -127,6 +127,34 @@ public sealed class DatasetTests : IDisposable
         }
     }
 
+    [Fact]
+    public void Truncated_empty_and_vanished_images_are_named_and_skipped()
+    {
+        Directory.CreateDirectory(Path.Combine(_directory, "c"));
+        string good = Path.Combine(_directory, "c", "a.png");
+        WritePng(good, SKColorType.Rgba8888, new SKColor(1, 2, 3));
+        using (var bitmap = new SKBitmap(new SKImageInfo(64, 64, SKColorType.Rgba8888, SKAlphaType.Opaque)))
+        using (var noise = SKImage.FromBitmap(bitmap))
+        using (var jpeg = noise.Encode(SKEncodedImageFormat.Jpeg, 90))
+        {
+            byte[] bytes = jpeg.ToArray();
+            File.WriteAllBytes(Path.Combine(_directory, "c", "b.jpg"), bytes[..(bytes.Length / 2)]);
+        }
+
+        File.WriteAllBytes(Path.Combine(_directory, "c", "c.png"), []);
+        WritePng(Path.Combine(_directory, "c", "d.png"), SKColorType.Rgba8888, new SKColor(4, 5, 6));
+        var dataset = new ImageFolderDataset(_directory);
+        File.Delete(Path.Combine(_directory, "c", "d.png"));   // vanishes after the listing, as during a run
+
+        FluentActions.Invoking(() => dataset.Load(1)).Should().Throw<InvalidDataException>().WithMessage("*b.jpg*truncated*");
+        FluentActions.Invoking(() => dataset.Load(2)).Should().Throw<InvalidDataException>().WithMessage("*c.png*");
+        FluentActions.Invoking(() => dataset.Load(3)).Should().Throw<InvalidDataException>().WithMessage("*d.png*");
+        var skipped = new List<int>();
+        var loader = new BatchLoader(dataset, [ViewTransform.Eval(8)], batchSize: 4, workers: 2, seed: 0) { Skipped = (i, _) => { lock (skipped) { skipped.Add(i); } } };
+        loader.Sequential().Single().Indices.Should().Equal([0L, 0L, 0L, 0L], "every bad image is replaced by the next decodable one");
+        skipped.Distinct().Order().Should().Equal(1, 2, 3);
+    }
+
     private static void WritePng(string path, SKColorType type, SKColor colour)
     {
         using var bitmap = new SKBitmap(new SKImageInfo(4, 3, type, SKAlphaType.Opaque));
