@@ -3,4 +3,5 @@ using Hcsc.Samples.ImageNetPretrain.Commands;
 
 // Before any TorchSharp call: libtorch's busy-waiting OpenMP threads would take the data workers' cores.
 OpenMpWaitPolicy.PreferPassive();
-return HcscCli.Create().Parse(args).Invoke();
+// SIGINT and SIGTERM are the pretrain command's own (a checkpoint at the next step), not System.CommandLine's.
+return HcscCli.Create().Parse(args).Invoke(new System.CommandLine.InvocationConfiguration { ProcessTerminationTimeout = null });

@@ -36,7 +36,7 @@ public static class ClustersCommand
                 options.Augmentation.ImageSize = loaded.ImageSize;
                 using var clustering = ModelEvaluation.Cluster(loaded.Model, loaded.Data.Train, options, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device);
                 var (fine, coarse) = ModelEvaluation.Quality(clustering, loaded.Data.Train);
-                Console.WriteLine($"clusters of {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}), {string.Join(" -> ", clustering.Result.Hierarchy.ClusterCounts)} prototypes:");
+                Console.WriteLine($"clusters of {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}), {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes:");
                 Print("labels", fine);
                 Print("coarse labels", coarse);
                 var record = new Dictionary<string, object?> { ["evaluation"] = "clusters", ["checkpoint_epoch"] = loaded.Epoch, ["num_cluster"] = options.Clustering.NumClusters };

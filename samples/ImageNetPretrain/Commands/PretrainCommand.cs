@@ -60,9 +60,10 @@ public static class PretrainCommand
         var smallStem = new Option<bool?>("--small-stem") { Description = "Small-image stem for 28-64 px inputs (default on for synthetic and MNIST data)" };
         var knnEvery = new Option<int>("--knn-every") { Description = "Evaluate kNN every this many epochs (0: before and after training only)" };
         var maxImages = new Option<int>("--max-images") { Description = "Use at most this many training images (0: all)" };
+        var everySteps = new Option<int>("--checkpoint-every-steps") { Description = "Also checkpoint every N steps inside an epoch (0: at epoch ends only)" };
         var strict = new Option<bool>("--strict-data") { Description = "Stop at the first undecodable image instead of skipping it" };
         var keep = new Option<int>("--keep-checkpoints") { Description = "Numbered checkpoints to keep, newest first (0: all)" };
-        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict })
+        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps })
         {
             command.Options.Add(option);
         }
@@ -113,14 +114,21 @@ public static class PretrainCommand
                 MaxImages = parse.GetValue(maxImages),
                 KeepCheckpoints = parse.GetValue(keep),
                 StrictData = parse.GetValue(strict),
+                CheckpointEverySteps = parse.GetValue(everySteps),
             };
 
             Console.WriteLine($"HCSC pretraining{(presetName is null ? string.Empty : $" (preset {presetName})")}; options:");
             Console.WriteLine(JsonSerializer.Serialize(options, new JsonSerializerOptions { Converters = { new JsonStringEnumConverter() } }));
+            using var stop = GracefulStop.ListenToSignals(Console.Out);
             try
             {
-                new PretrainRun(options, settings, Console.Out).Execute(cancellation);
+                new PretrainRun(options, settings, Console.Out, stop).Execute(cancellation);
                 return Task.FromResult(0);
+            }
+            catch (RunStoppedException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                return Task.FromResult(e.ExitCode);
             }
             catch (OperationCanceledException)
             {

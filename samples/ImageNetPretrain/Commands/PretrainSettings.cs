@@ -27,6 +27,9 @@ public sealed record PretrainSettings
     /// <summary>Keep at most this many training images (0: all).</summary>
     public int MaxImages { get; init; }
 
+    /// <summary>Also write checkpoint_latest.hcsc every this many steps inside an epoch (0: at epoch ends only), for long epochs.</summary>
+    public int CheckpointEverySteps { get; init; }
+
     /// <summary>Stop at the first image that cannot be decoded instead of skipping it with a warning.</summary>
     public bool StrictData { get; init; }
 

@@ -1,4 +1,5 @@
 using Hcsc.Clustering;
+using Hcsc.Core.Hierarchy;
 using Hcsc.Core.Options;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
@@ -42,10 +43,10 @@ public sealed record EvaluationReport(IReadOnlyList<KnnAccuracy> Knn, Clustering
 }
 
 /// <summary>The hierarchical k-means of a training set's embeddings; row i was computed from image <c>Sources[i]</c>.</summary>
-public sealed record ClusteredEmbeddings(HierarchicalKMeansResult Result, long[] Sources) : IDisposable
+public sealed record ClusteredEmbeddings(ClusterHierarchy Hierarchy, long[] Sources, IDisposable Owner) : IDisposable
 {
     /// <inheritdoc />
-    public void Dispose() => Result.Dispose();
+    public void Dispose() => Owner.Dispose();
 }
 
 /// <summary>Evaluates a model the way the reference's evaluation script does.</summary>
@@ -67,7 +68,7 @@ public static class ModelEvaluation
     public static ClusteringQuality Quality(ClusteredEmbeddings clustering, IReadOnlyList<int> labels)
     {
         long[] truth = clustering.Sources.Select(i => (long)labels[(int)i]).ToArray();
-        var levels = clustering.Result.Hierarchy.Levels.Select(level =>
+        var levels = clustering.Hierarchy.Levels.Select(level =>
         {
             using var assignments = level.Assignments.cpu();
             return assignments.data<long>().ToArray();
@@ -87,6 +88,7 @@ public static class ModelEvaluation
     {
         model.eval();
         using var embeddings = FeatureExtractor.Extract(train, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var sources, skipped);
-        return new ClusteredEmbeddings(new HierarchicalKMeans(options.Clustering, options.Model.Temperature).Fit(embeddings), sources);
+        var result = new HierarchicalKMeans(options.Clustering, options.Model.Temperature).Fit(embeddings);
+        return new ClusteredEmbeddings(result.Hierarchy, sources, result);
     }
 }

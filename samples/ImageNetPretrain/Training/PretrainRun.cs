@@ -34,14 +34,20 @@ public sealed class PretrainRun
     private readonly HcscOptions _options;
     private readonly PretrainSettings _settings;
     private readonly TextWriter _output;
+    private readonly GracefulStop _stop;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> _skippedThisEpoch = new();
 
     /// <summary>Prepares a run; nothing happens until <see cref="Execute"/>.</summary>
-    public PretrainRun(HcscOptions options, PretrainSettings settings, TextWriter output)
+    /// <param name="options">The validated options.</param>
+    /// <param name="settings">The sample's own settings.</param>
+    /// <param name="output">Where progress goes.</param>
+    /// <param name="stop">A stop request (signals) honoured after the current step with a checkpoint; null: none.</param>
+    public PretrainRun(HcscOptions options, PretrainSettings settings, TextWriter output, GracefulStop? stop = null)
     {
         _options = options;
         _settings = settings;
         _output = output;
+        _stop = stop ?? new GracefulStop();
     }
 
     /// <summary>Trains, evaluates before and after, and returns the final evaluation.</summary>
@@ -103,15 +109,16 @@ public sealed class PretrainRun
         var generators = new RunGenerators(maskGenerator, shuffleGenerator);
 
         int startEpoch = 0;
+        EpochPosition? position = null;
         string? resume = _settings.Resume == "auto" ? AutoResume() : _settings.Resume;
         if (resume is not null)
         {
-            startEpoch = Resume(resume, model, optimizer, queue, generators);
+            (startEpoch, position) = Resume(resume, model, optimizer, queue, generators, device);
             metrics.TruncateFrom(startEpoch);
         }
 
         EvaluationReport? before = null;
-        if (startEpoch == 0)
+        if (startEpoch == 0 && position is null)
         {
             before = Evaluate(model, data, device, "untrained");
             metrics.Append(EvaluationRecord(-1, before));
@@ -126,7 +133,8 @@ public sealed class PretrainRun
         for (int epoch = startEpoch; epoch < training.Epochs; epoch++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var record = TrainEpoch(epoch, model, optimizer, queue, objective, cache, generators, loader, data, device, new StepWatch(guard, board), cancellation);
+            var state = new RunState(model, optimizer, queue, objective, cache, generators);
+            var record = TrainEpoch(epoch, state, loader, data, device, new StepWatch(guard, board), position?.Epoch == epoch ? position : null, cancellation);
             int completed = epoch + 1;
             if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs)
             {
@@ -170,9 +178,9 @@ public sealed class PretrainRun
     }
 
     private Dictionary<string, object?> TrainEpoch(
-        int epoch, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, HcscObjective objective, QueueSelectionCache cache,
-        RunGenerators generators, BatchLoader loader, DatasetPair data, Device device, StepWatch watch, CancellationToken cancellation)
+        int epoch, RunState state, BatchLoader loader, DatasetPair data, Device device, StepWatch watch, EpochPosition? resumeAt, CancellationToken cancellation)
     {
+        var (model, optimizer, queue, objective, cache, generators) = state;
         var training = _options.Training;
         var clock = Stopwatch.StartNew();
         double lr = LearningRateSchedule.At(epoch, training.Epochs, training.ScaledLearningRate, training.Cosine);
@@ -188,29 +196,29 @@ public sealed class PretrainRun
             if (epoch >= training.WarmupEpochs)
             {
                 var clusterClock = Stopwatch.StartNew();
-                clustering = ModelEvaluation.Cluster(model, data.Train, _options, training.BatchSize, training.Workers, device, ReportSkipped);
-                cache.Refresh(clustering.Result.Hierarchy, queue.Keys);
+                clustering = resumeAt?.Clustering ?? ModelEvaluation.Cluster(model, data.Train, _options, training.BatchSize, training.Workers, device, ReportSkipped);
+                cache.Refresh(clustering.Hierarchy, queue.Keys);
                 var (fine, coarse) = ModelEvaluation.Quality(clustering, data.Train);
                 fine.WriteTo(record);
                 coarse.WriteTo(record, "_coarse");
                 record["clustering_seconds"] = clusterClock.Elapsed.TotalSeconds;
-                _output.WriteLine($"epoch {epoch + 1}: clustered {data.Train.Count} embeddings into {string.Join(" -> ", clustering.Result.Hierarchy.ClusterCounts)} prototypes in {clusterClock.Elapsed.TotalSeconds:F1}s; NMI {Join(fine.Nmi)}");
+                _output.WriteLine($"epoch {epoch + 1}: clustered {data.Train.Count} embeddings into {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes in {clusterClock.Elapsed.TotalSeconds:F1}s; NMI {Join(fine.Nmi)}");
             }
 
             model.train();
             var trainClock = Stopwatch.StartNew();
             using var sums = new EpochAccumulator();
             var progress = new ProgressReporter(_output, $"epoch {epoch + 1}/{training.Epochs}", loader.TrainingBatches);
-            int step = 0;
-            var stepLosses = new List<double>(loader.TrainingBatches);
-            foreach (var batch in loader.TrainingEpoch(epoch, cancellation: cancellation))
+            int step = resumeAt?.Step ?? 0;
+            var stepLosses = new List<double>(resumeAt?.StepLosses ?? []);
+            foreach (var batch in loader.TrainingEpoch(epoch, firstBatch: step, cancellation: cancellation))
             {
                 using var scope = NewDisposeScope();
                 var tensors = batch.Views.Select((v, i) => tensor(v, [batch.Count, 3, batch.ViewSizes[i], batch.ViewSizes[i]]).to(device)).ToArray();
                 var indices = tensor(batch.Indices).to(device);
                 var (q, k) = model.Forward(tensors[0], tensors[1], generators.Shuffle);
                 var locals = tensors.Length > 2 ? model.ForwardLocal(tensors[2..]) : null;
-                var loss = objective.Compute(q, k, queue.Keys, indices, clustering?.Result.Hierarchy, generators.Masks, locals, clustering is null ? null : cache);
+                var loss = objective.Compute(q, k, queue.Keys, indices, clustering?.Hierarchy, generators.Masks, locals, clustering is null ? null : cache);
                 optimizer.zero_grad();
                 loss.Total.backward();
                 stepLosses.Add(watch.Guard.Check(loss.Total, epoch + 1, step + 1));
@@ -225,6 +233,16 @@ public sealed class PretrainRun
                 sums.Add(loss);
                 step++;
                 progress.Report(step, sums.Summary);
+                bool periodic = _settings.CheckpointEverySteps > 0 && step % _settings.CheckpointEverySteps == 0 && step < loader.TrainingBatches;
+                if (_stop.Requested || periodic)
+                {
+                    SaveCheckpoint(epoch, model, optimizer, queue, generators, new EpochPosition(epoch, step, stepLosses, clustering));
+                    if (_stop.Requested)
+                    {
+                        throw new RunStoppedException(_stop.ExitCode,
+                            $"Stopped in epoch {epoch + 1} after step {step} with a checkpoint; continue with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
+                    }
+                }
             }
 
             var summary = sums.Means();
@@ -290,19 +308,31 @@ public sealed class PretrainRun
         return record;
     }
 
-    private void SaveCheckpoint(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators)
+    // At the end of an epoch (position null): checkpoint_latest.hcsc and a numbered copy. Inside an epoch: only
+    // checkpoint_latest.hcsc, with the position in the epoch.
+    private void SaveCheckpoint(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators, EpochPosition? position = null)
     {
         string path = Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint);
-        using var maskState = generators.Masks.get_state();
-        using var shuffleState = generators.Shuffle.get_state();
-        TrainingCheckpoint.Save(
-            path,
-            completedEpochs,
-            model,
-            optimizer,
-            queue,
-            new Dictionary<string, Tensor> { ["mask_generator_state"] = maskState, ["shuffle_generator_state"] = shuffleState },
-            new Dictionary<string, string> { ["arch"] = _options.Model.Arch, ["dataset"] = _settings.Dataset });
+        using var scope = NewDisposeScope();
+        var extras = new Dictionary<string, Tensor> { ["mask_generator_state"] = generators.Masks.get_state(), ["shuffle_generator_state"] = generators.Shuffle.get_state() };
+        var metadata = new Dictionary<string, string> { ["arch"] = _options.Model.Arch, ["dataset"] = _settings.Dataset };
+        if (position is not null)
+        {
+            foreach (var (name, tensor) in position.ToTensors())
+            {
+                extras[name] = tensor;
+            }
+
+            metadata[EpochPosition.StepKey] = position.Step.ToString(CultureInfo.InvariantCulture);
+        }
+
+        TrainingCheckpoint.Save(path, completedEpochs, model, optimizer, queue, extras, metadata);
+        if (position is not null)
+        {
+            _output.WriteLine($"checkpoint: {path} (epoch {position.Epoch + 1}, step {position.Step})");
+            return;
+        }
+
         // The numbered copy is made under a temporary name and renamed, so it too is complete or absent.
         string numbered = Path.Combine(_settings.ExperimentDirectory, $"checkpoint_{completedEpochs:D4}.hcsc");
         File.Copy(path, numbered + ".tmp", overwrite: true);
@@ -322,7 +352,7 @@ public sealed class PretrainRun
     private IEnumerable<string> NumberedCheckpoints() =>
         Directory.GetFiles(_settings.ExperimentDirectory, "checkpoint_????.hcsc").Where(f => int.TryParse(Path.GetFileName(f)[11..15], out _)).OrderByDescending(f => f, StringComparer.Ordinal);
 
-    private int Resume(string path, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators)
+    private (int StartEpoch, EpochPosition? Position) Resume(string path, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators, Device device)
     {
         if (!File.Exists(path))
         {
@@ -340,10 +370,12 @@ public sealed class PretrainRun
                 $"The checkpoint '{path}' does not fit this model (was it written with other --arch, --width, --dim, --small-stem or BatchNormSplits?): {e.Message}", e);
         }
 
+        EpochPosition? position;
         try
         {
             Restore(contents, "mask_generator_state", generators.Masks);
             Restore(contents, "shuffle_generator_state", generators.Shuffle);
+            position = EpochPosition.FromCheckpoint(contents.Epoch, contents.Metadata, contents.ExtraTensors, device);
         }
         finally
         {
@@ -353,8 +385,10 @@ public sealed class PretrainRun
             }
         }
 
-        _output.WriteLine($"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {contents.Epoch + 1}.");
-        return checked((int)contents.Epoch);
+        _output.WriteLine(position is null
+            ? $"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {contents.Epoch + 1}."
+            : $"Resumed from {path}: {contents.Epoch} epochs and {position.Step} steps of epoch {contents.Epoch + 1} done; continuing there.");
+        return (checked((int)contents.Epoch), position);
     }
 
     private void Restore(CheckpointContents contents, string name, Generator generator)
@@ -408,6 +442,9 @@ public sealed class PretrainRun
 
     private static string Join(IReadOnlyList<double> values) => string.Join(" / ", values.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));
 }
+
+/// <summary>What a training step changes: the model, the optimiser, the queue and its selection cache, the random sources; and the objective.</summary>
+internal sealed record RunState(HcscModel Model, TorchSharp.Modules.OptimizerHelper Optimizer, KeyQueue Queue, HcscObjective Objective, QueueSelectionCache Cache, RunGenerators Generators);
 
 /// <summary>What watches every training step: the non-finite check and the TensorBoard log.</summary>
 internal sealed record StepWatch(NonFiniteGuard Guard, TensorBoardLog Board);

@@ -152,6 +152,49 @@ public sealed class PretrainRunTests : IDisposable
         }
     }
 
+    [Fact]
+    public void A_stop_request_checkpoints_inside_the_epoch_and_the_resumed_run_takes_the_same_steps()
+    {
+        var stop = new GracefulStop();
+        var log = new ActOnLine("epoch 2: clustered", () => stop.Request(143));
+        var interrupted = () => new PretrainRun(Tiny(epochs: 3), Settings(), log, stop).Execute();
+        interrupted.Should().Throw<RunStoppedException>().WithMessage("Stopped in epoch 2 after step 1 with a checkpoint*--resume auto*").Which.ExitCode.Should().Be(143);
+        log.ToString().Should().Contain("(epoch 2, step 1)");
+
+        var resumedLog = new StringWriter();
+        new PretrainRun(Tiny(epochs: 3), Settings(resume: "auto") with { CheckpointEverySteps = 2 }, resumedLog).Execute();
+        resumedLog.ToString().Should().Contain("1 epochs and 1 steps of epoch 2 done; continuing there").And.Contain("(epoch 3, step 2)");
+        var resumed = Metrics();
+
+        string uninterrupted = Directory.CreateTempSubdirectory("hcsc-run-").FullName;
+        try
+        {
+            new PretrainRun(Tiny(epochs: 3), Settings() with { ExperimentDirectory = uninterrupted }, new StringWriter()).Execute();
+            var expected = File.ReadAllLines(Path.Combine(uninterrupted, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+            foreach (int epoch in new[] { 1, 2 })
+            {
+                StepLosses(resumed, epoch).Should().HaveCount(3).And.Equal(StepLosses(expected, epoch), $"epoch index {epoch} continues bit for bit");
+            }
+        }
+        finally
+        {
+            Directory.Delete(uninterrupted, recursive: true);
+        }
+    }
+
+    /// <summary>Log writer that runs an action once a line containing a marker is written.</summary>
+    private sealed class ActOnLine(string marker, Action action) : StringWriter
+    {
+        public override void WriteLine(string? value)
+        {
+            base.WriteLine(value);
+            if (value is not null && value.Contains(marker, StringComparison.Ordinal))
+            {
+                action();
+            }
+        }
+    }
+
     /// <summary>Log writer that requests cancellation once a line containing a marker is written (a deterministic "kill").</summary>
     private sealed class CancelOnLine(string marker, CancellationTokenSource source) : StringWriter
     {
