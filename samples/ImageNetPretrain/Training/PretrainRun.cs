@@ -196,6 +196,7 @@ public sealed class PretrainRun
             if (epoch >= training.WarmupEpochs)
             {
                 var clusterClock = Stopwatch.StartNew();
+                FaultInjection.PauseAt($"epoch{epoch + 1}-clustering", _output, _stop);
                 clustering = resumeAt?.Clustering ?? ModelEvaluation.Cluster(model, data.Train, _options, training.BatchSize, training.Workers, device, ReportSkipped);
                 cache.Refresh(clustering.Hierarchy, queue.Keys);
                 var (fine, coarse) = ModelEvaluation.Quality(clustering, data.Train);
@@ -233,6 +234,7 @@ public sealed class PretrainRun
                 sums.Add(loss);
                 step++;
                 progress.Report(step, sums.Summary);
+                FaultInjection.PauseAt($"epoch{epoch + 1}-step{step}", _output, _stop);
                 bool periodic = _settings.CheckpointEverySteps > 0 && step % _settings.CheckpointEverySteps == 0 && step < loader.TrainingBatches;
                 if (_stop.Requested || periodic)
                 {

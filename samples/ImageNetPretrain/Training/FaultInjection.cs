@@ -1,0 +1,34 @@
+namespace Hcsc.Samples.ImageNetPretrain.Training;
+
+/// <summary>
+/// Named points where a run can be made to wait, so a test can kill it there deterministically: set
+/// <c>HCSC_PAUSE_AT</c> to <c>epochE-stepS</c> (after the optimiser update of step S of epoch E, before anything is
+/// written) or <c>epochE-clustering</c> (when the clustering of epoch E starts). The run prints
+/// <c>paused at NAME</c> on its output and waits until it is killed or asked to stop. Unset, it costs one string comparison.
+/// </summary>
+public static class FaultInjection
+{
+    /// <summary>The environment variable naming the point to pause at.</summary>
+    public const string EnvironmentVariable = "HCSC_PAUSE_AT";
+
+    private static readonly string? Point = Environment.GetEnvironmentVariable(EnvironmentVariable);
+
+    /// <summary>
+    /// Waits when <paramref name="name"/> is the point asked for: until the process is killed, or until
+    /// <paramref name="stop"/> is requested (a SIGTERM or SIGINT), when the run goes on to honour it.
+    /// </summary>
+    public static void PauseAt(string name, TextWriter output, GracefulStop stop)
+    {
+        if (Point is null || !string.Equals(Point, name, StringComparison.Ordinal))
+        {
+            return;
+        }
+
+        output.WriteLine($"paused at {name}");
+        output.Flush();
+        while (!stop.Requested)
+        {
+            Thread.Sleep(20);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using Hcsc.Samples.ImageNetPretrain.Training;
+
+namespace Hcsc.Tests.Sample;
+
+/// <summary>
+/// The sample run as a child process, killed (SIGKILL) or stopped (SIGTERM) at named points (HCSC_PAUSE_AT), then
+/// resumed with --resume auto: nothing is lost, and the resumed steps equal those of a run never interrupted.
+/// </summary>
+public sealed partial class ProcessFaultTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("hcsc-fault-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static string[] Arguments(string directory, params string[] extra) =>
+    [
+        Path.Combine(AppContext.BaseDirectory, "hcsc-pretrain.dll"), "pretrain", "--epochs", "3", "--warmup-epoch", "1", "--max-images", "48",
+        "-b", "16", "--queue-length", "64", "--num-cluster", "8,4", "--dim", "16", "--width", "8", "--image-size", "16", "--workers", "1",
+        "--seed", "5", "--set", "Training:CheckpointEvery=1", "--set", "Model:BatchNormSplits=2", "--set", "Clustering:Iterations=5", "--set", "Clustering:Restarts=1",
+        "--exp-dir", directory, .. extra,
+    ];
+
+    private sealed class Child : IDisposable
+    {
+        private readonly BlockingCollection<string> _lines = [];
+        private readonly Process _process;
+
+        public Child(string[] arguments, string? pauseAt)
+        {
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (string argument in arguments)
+            {
+                start.ArgumentList.Add(argument);
+            }
+
+            if (pauseAt is not null)
+            {
+                start.Environment[FaultInjection.EnvironmentVariable] = pauseAt;
+            }
+
+            _process = new Process { StartInfo = start };
+            _process.OutputDataReceived += (_, e) => { if (e.Data is not null) { _lines.Add(e.Data); Output.Add(e.Data); } };
+            _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { Output.Add(e.Data); } };
+            _process.Start();
+            _process.BeginOutputReadLine();
+            _process.BeginErrorReadLine();
+        }
+
+        public ConcurrentQueue<string> OutputLines { get; } = new();
+
+        public ConcurrentBag<string> Output { get; } = [];
+
+        public int Id => _process.Id;
+
+        public void WaitForLine(string text)
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+            while (DateTime.UtcNow < deadline)
+            {
+                if (_lines.TryTake(out var line, TimeSpan.FromSeconds(1)) && line.Contains(text, StringComparison.Ordinal))
+                {
+                    return;
+                }
+
+                if (_process.HasExited && _lines.Count == 0)
+                {
+                    break;
+                }
+            }
+
+            throw new TimeoutException($"The child never printed '{text}'. Output:\n{string.Join('\n', Output)}");
+        }
+
+        public int WaitForExit()
+        {
+            if (!_process.WaitForExit(TimeSpan.FromMinutes(3)))
+            {
+                _process.Kill(entireProcessTree: true);
+                throw new TimeoutException("The child did not finish in 3 minutes.");
+            }
+
+            _process.WaitForExit();
+            return _process.ExitCode;
+        }
+
+        public void Kill()
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+        }
+
+        public void Dispose() => _process.Dispose();
+    }
+
+    private static List<JsonElement> Metrics(string directory) =>
+        File.ReadAllLines(Path.Combine(directory, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+
+    private static double[] StepLosses(string directory, int epoch) =>
+        Metrics(directory).Single(m => !m.TryGetProperty("evaluation", out _) && m.GetProperty("epoch").GetInt32() == epoch)
+            .GetProperty("step_losses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+
+    private string Uninterrupted()
+    {
+        string directory = Path.Combine(_directory, "uninterrupted");
+        using var child = new Child(Arguments(directory), pauseAt: null);
+        child.WaitForExit().Should().Be(0, string.Join('\n', child.Output));
+        return directory;
+    }
+
+    private void ResumeAndCompare(string directory, string expectedResumeLine)
+    {
+        using var resumed = new Child(Arguments(directory, "--resume", "auto"), pauseAt: null);
+        resumed.WaitForExit().Should().Be(0, string.Join('\n', resumed.Output));
+        resumed.Output.Should().Contain(l => l.Contains(expectedResumeLine, StringComparison.Ordinal));
+        string reference = Uninterrupted();
+        foreach (int epoch in new[] { 1, 2 })
+        {
+            StepLosses(directory, epoch).Should().Equal(StepLosses(reference, epoch), $"epoch index {epoch} after the resume");
+        }
+    }
+
+    [Theory]
+    [InlineData("epoch2-step2", "1 epochs done; continuing at epoch 2")]
+    [InlineData("epoch2-clustering", "1 epochs done; continuing at epoch 2")]
+    public void A_run_killed_with_sigkill_resumes_from_its_last_complete_checkpoint(string point, string resumeLine)
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var child = new Child(Arguments(directory), point))
+        {
+            child.WaitForLine($"paused at {point}");
+            child.Kill();
+        }
+
+        Directory.GetFiles(directory, "checkpoint_*.hcsc").Select(Path.GetFileName).Order().Should().Equal("checkpoint_0001.hcsc", "checkpoint_latest.hcsc");
+        ResumeAndCompare(directory, resumeLine);
+    }
+
+    [Fact]
+    public void Sigterm_finishes_the_step_writes_a_checkpoint_and_exits_143()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var child = new Child(Arguments(directory), "epoch2-step2"))
+        {
+            child.WaitForLine("paused at epoch2-step2");
+            kill(child.Id, 15).Should().Be(0);
+            child.WaitForExit().Should().Be(143, string.Join('\n', child.Output));
+            child.Output.Should().Contain(l => l.Contains("SIGTERM received", StringComparison.Ordinal))
+                .And.Contain(l => l.Contains("(epoch 2, step 2)", StringComparison.Ordinal));
+        }
+
+        ResumeAndCompare(directory, "1 epochs and 2 steps of epoch 2 done; continuing there");
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int kill(int pid, int signal);
+}
