@@ -115,6 +115,20 @@ public sealed class CheckpointModelOptions
         }
     }
 
+    /// <summary>Runs a command's body; a user error (see <see cref="IsUserError"/>) becomes one line on stderr and exit code 1.</summary>
+    public static int ReportingUserErrors(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (IsUserError(e))
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
     /// <summary>Exceptions an evaluation command reports as one line and exit code 1.</summary>
     public static bool IsUserError(Exception e) =>
         e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or FormatException or StateDictMismatchException or UnauthorizedAccessException;

@@ -22,35 +22,27 @@ public static class ClustersCommand
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per forward pass", DefaultValueFactory = _ => 128 };
         command.Options.Add(numCluster);
         command.Options.Add(batch);
-        command.SetAction(parse =>
+        command.SetAction(parse => CheckpointModelOptions.ReportingUserErrors(() =>
         {
-            try
+            using var loaded = source.Load(parse);
+            var options = loaded.Run?.Options ?? new HcscOptions();
+            if (parse.GetValue(numCluster) is { } counts)
             {
-                using var loaded = source.Load(parse);
-                var options = loaded.Run?.Options ?? new HcscOptions();
-                if (parse.GetValue(numCluster) is { } counts)
-                {
-                    options.Clustering.NumClusters = counts.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
-                }
+                options.Clustering.NumClusters = counts.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
+            }
 
-                options.Augmentation.ImageSize = loaded.ImageSize;
-                using var clustering = ModelEvaluation.Cluster(loaded.Model, loaded.Data.Train, options, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device);
-                var (fine, coarse) = ModelEvaluation.Quality(clustering, loaded.Data.Train);
-                Console.WriteLine($"clusters of {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}), {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes:");
-                Print("labels", fine);
-                Print("coarse labels", coarse);
-                var record = new Dictionary<string, object?> { ["evaluation"] = "clusters", ["checkpoint_epoch"] = loaded.Epoch, ["num_cluster"] = options.Clustering.NumClusters };
-                fine.WriteTo(record);
-                coarse.WriteTo(record, "_coarse");
-                new MetricsLog(Path.Combine(loaded.ExperimentDirectory, "metrics.jsonl")).Append(record);
-                return 0;
-            }
-            catch (Exception e) when (CheckpointModelOptions.IsUserError(e))
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return 1;
-            }
-        });
+            options.Augmentation.ImageSize = loaded.ImageSize;
+            using var clustering = ModelEvaluation.Cluster(loaded.Model, loaded.Data.Train, options, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device);
+            var (fine, coarse) = ModelEvaluation.Quality(clustering, loaded.Data.Train);
+            Console.WriteLine($"clusters of {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}), {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes:");
+            Print("labels", fine);
+            Print("coarse labels", coarse);
+            var record = new Dictionary<string, object?> { ["evaluation"] = "clusters", ["checkpoint_epoch"] = loaded.Epoch, ["num_cluster"] = options.Clustering.NumClusters };
+            fine.WriteTo(record);
+            coarse.WriteTo(record, "_coarse");
+            new MetricsLog(Path.Combine(loaded.ExperimentDirectory, "metrics.jsonl")).Append(record);
+            return 0;
+        }));
         return command;
     }
 

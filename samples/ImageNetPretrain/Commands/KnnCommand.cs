@@ -18,27 +18,19 @@ public static class KnnCommand
         command.Options.Add(batch);
         command.Options.Add(ks);
 
-        command.SetAction(parse =>
+        command.SetAction(parse => CheckpointModelOptions.ReportingUserErrors(() =>
         {
-            try
+            using var loaded = source.Load(parse);
+            int[] kValues = parse.GetValue(ks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(k => int.Parse(k, CultureInfo.InvariantCulture)).ToArray();
+            var accuracies = ModelEvaluation.Knn(loaded.Model, loaded.Data, loaded.ImageSize, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device, kValues);
+            Console.WriteLine($"kNN on {loaded.Data.Validation.Description} against {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}):");
+            foreach (var a in accuracies)
             {
-                using var loaded = source.Load(parse);
-                int[] kValues = parse.GetValue(ks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(k => int.Parse(k, CultureInfo.InvariantCulture)).ToArray();
-                var accuracies = ModelEvaluation.Knn(loaded.Model, loaded.Data, loaded.ImageSize, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device, kValues);
-                Console.WriteLine($"kNN on {loaded.Data.Validation.Description} against {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}):");
-                foreach (var a in accuracies)
-                {
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  k = {a.K,4}: top-1 {a.Top1:F2} %, top-5 {a.Top5:F2} %"));
-                }
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  k = {a.K,4}: top-1 {a.Top1:F2} %, top-5 {a.Top5:F2} %"));
+            }
 
-                return 0;
-            }
-            catch (Exception e) when (CheckpointModelOptions.IsUserError(e))
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return 1;
-            }
-        });
+            return 0;
+        }));
         return command;
     }
 }

@@ -35,35 +35,27 @@ public static class LinearCommand
             command.Options.Add(option);
         }
 
-        command.SetAction(parse =>
+        command.SetAction(parse => CheckpointModelOptions.ReportingUserErrors(() =>
         {
-            try
+            var options = new LinearProbeOptions
             {
-                var options = new LinearProbeOptions
-                {
-                    Epochs = parse.GetValue(epochs),
-                    LearningRate = parse.GetValue(lr),
-                    Momentum = parse.GetValue(momentum),
-                    WeightDecay = parse.GetValue(wd),
-                    BatchSize = parse.GetValue(batch),
-                    Seed = parse.GetValue(seed),
-                };
-                var problems = options.Validate();
-                if (problems.Count > 0)
-                {
-                    throw new ArgumentException(string.Join(" ", problems));
-                }
+                Epochs = parse.GetValue(epochs),
+                LearningRate = parse.GetValue(lr),
+                Momentum = parse.GetValue(momentum),
+                WeightDecay = parse.GetValue(wd),
+                BatchSize = parse.GetValue(batch),
+                Seed = parse.GetValue(seed),
+            };
+            var problems = options.Validate();
+            if (problems.Count > 0)
+            {
+                throw new ArgumentException(string.Join(" ", problems));
+            }
 
-                using var loaded = source.Load(parse);
-                var result = Run(loaded, options, parse.GetValue(augment), parse.GetValue(source.Workers), Console.Out);
-                return result is null ? 1 : 0;
-            }
-            catch (Exception e) when (CheckpointModelOptions.IsUserError(e))
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return 1;
-            }
-        });
+            using var loaded = source.Load(parse);
+            var result = Run(loaded, options, parse.GetValue(augment), parse.GetValue(source.Workers), Console.Out);
+            return result is null ? 1 : 0;
+        }));
         return command;
     }
 

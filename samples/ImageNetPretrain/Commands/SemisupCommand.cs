@@ -33,57 +33,49 @@ public static class SemisupCommand
             command.Options.Add(option);
         }
 
-        command.SetAction(parse =>
+        command.SetAction(parse => CheckpointModelOptions.ReportingUserErrors(() =>
         {
-            try
+            var options = new FineTuningOptions
             {
-                var options = new FineTuningOptions
-                {
-                    Epochs = parse.GetValue(epochs),
-                    BackboneLearningRate = parse.GetValue(lrBackbone),
-                    ClassifierLearningRate = parse.GetValue(lrClassifier),
-                    BatchSize = parse.GetValue(batch),
-                    Workers = parse.GetValue(source.Workers),
-                    Seed = parse.GetValue(seed),
-                };
-                var problems = options.Validate();
-                if (problems.Count > 0)
-                {
-                    throw new ArgumentException(string.Join(" ", problems));
-                }
+                Epochs = parse.GetValue(epochs),
+                BackboneLearningRate = parse.GetValue(lrBackbone),
+                ClassifierLearningRate = parse.GetValue(lrClassifier),
+                BatchSize = parse.GetValue(batch),
+                Workers = parse.GetValue(source.Workers),
+                Seed = parse.GetValue(seed),
+            };
+            var problems = options.Validate();
+            if (problems.Count > 0)
+            {
+                throw new ArgumentException(string.Join(" ", problems));
+            }
 
-                var clock = Stopwatch.StartNew();
-                using var loaded = source.Load(parse);
-                var train = loaded.Data.Train;
-                var file = parse.GetValue(list);
-                int[] indices = file is not null ? LabelSubset.Read(file.FullName, train.Count) : LabelSubset.Draw(train.Labels, parse.GetValue(percent), options.Seed);
-                string what = file is not null ? $"{indices.Length} labelled images from {file.Name}" : string.Create(CultureInfo.InvariantCulture, $"{parse.GetValue(percent)} % of the labels: {indices.Length} images, seed {options.Seed}");
-                var labelled = new DatasetSubset(train, indices, what);
-                Console.WriteLine($"semisup: fine-tuning on {labelled.Description}; {options.Epochs} epochs, lr backbone {options.BackboneLearningRate}, classifier {options.ClassifierLearningRate}");
-                var progress = new ProgressReporter(Console.Out, "semisup", options.Epochs);
-                var result = FineTuning.Train(loaded.Model.QueryEncoder, labelled, loaded.Data.Validation, train.ClassNames.Count, loaded.ImageSize, options, loaded.Device,
-                    (epoch, loss) => progress.Report(epoch + 1, () => string.Create(CultureInfo.InvariantCulture, $"loss {loss:F4}")));
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"semisup on {loaded.Data.Validation.Description} (checkpoint epoch {loaded.Epoch}, {indices.Length} labels): top-1 {result.Top1:F2} %, top-5 {result.Top5:F2} % ({clock.Elapsed.TotalSeconds:F0}s)"));
-                new MetricsLog(Path.Combine(loaded.ExperimentDirectory, "metrics.jsonl")).Append(new Dictionary<string, object?>
-                {
-                    ["evaluation"] = "semisup",
-                    ["checkpoint_epoch"] = loaded.Epoch,
-                    ["semisup_labels"] = indices.Length,
-                    ["semisup_percent"] = file is null ? parse.GetValue(percent) : null,
-                    ["semisup_top1"] = result.Top1,
-                    ["semisup_top5"] = result.Top5,
-                    ["semisup_losses"] = result.EpochLosses,
-                    ["seconds"] = clock.Elapsed.TotalSeconds,
-                });
-                return 0;
-            }
-            catch (Exception e) when (CheckpointModelOptions.IsUserError(e))
+            var clock = Stopwatch.StartNew();
+            using var loaded = source.Load(parse);
+            var train = loaded.Data.Train;
+            var file = parse.GetValue(list);
+            int[] indices = file is not null ? LabelSubset.Read(file.FullName, train.Count) : LabelSubset.Draw(train.Labels, parse.GetValue(percent), options.Seed);
+            string what = file is not null ? $"{indices.Length} labelled images from {file.Name}" : string.Create(CultureInfo.InvariantCulture, $"{parse.GetValue(percent)} % of the labels: {indices.Length} images, seed {options.Seed}");
+            var labelled = new DatasetSubset(train, indices, what);
+            Console.WriteLine($"semisup: fine-tuning on {labelled.Description}; {options.Epochs} epochs, lr backbone {options.BackboneLearningRate}, classifier {options.ClassifierLearningRate}");
+            var progress = new ProgressReporter(Console.Out, "semisup", options.Epochs);
+            var result = FineTuning.Train(loaded.Model.QueryEncoder, labelled, loaded.Data.Validation, train.ClassNames.Count, loaded.ImageSize, options, loaded.Device,
+                (epoch, loss) => progress.Report(epoch + 1, () => string.Create(CultureInfo.InvariantCulture, $"loss {loss:F4}")));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"semisup on {loaded.Data.Validation.Description} (checkpoint epoch {loaded.Epoch}, {indices.Length} labels): top-1 {result.Top1:F2} %, top-5 {result.Top5:F2} % ({clock.Elapsed.TotalSeconds:F0}s)"));
+            new MetricsLog(Path.Combine(loaded.ExperimentDirectory, "metrics.jsonl")).Append(new Dictionary<string, object?>
             {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return 1;
-            }
-        });
+                ["evaluation"] = "semisup",
+                ["checkpoint_epoch"] = loaded.Epoch,
+                ["semisup_labels"] = indices.Length,
+                ["semisup_percent"] = file is null ? parse.GetValue(percent) : null,
+                ["semisup_top1"] = result.Top1,
+                ["semisup_top5"] = result.Top5,
+                ["semisup_losses"] = result.EpochLosses,
+                ["seconds"] = clock.Elapsed.TotalSeconds,
+            });
+            return 0;
+        }));
         return command;
     }
 }

@@ -37,32 +37,24 @@ public static class VisualizeCommand
             command.Options.Add(option);
         }
 
-        command.SetAction(parse =>
+        command.SetAction(parse => CheckpointModelOptions.ReportingUserErrors(() =>
         {
-            try
-            {
-                using var loaded = source.Load(parse);
-                string directory = parse.GetValue(output) ?? Path.Combine(loaded.ExperimentDirectory, "visualize");
-                var options = loaded.Run?.Options ?? new HcscOptions();
-                var train = loaded.Data.Train;
-                loaded.Model.eval();
-                using var scope = NewDisposeScope();
-                var embeddings = FeatureExtractor.Extract(train, loaded.Model.Embed, loaded.ImageSize, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device,
-                    ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var sources); // [N, d]
-                using var clustering = new HierarchicalKMeans(options.Clustering, options.Model.Temperature).Fit(embeddings);
-                string hierarchy = Path.Combine(directory, "hierarchy.png");
-                Hierarchy(clustering.Hierarchy, embeddings, sources, train, parse.GetValue(prototypes), parse.GetValue(neighbours)).SavePng(hierarchy);
-                string selection = Path.Combine(directory, "selection.png");
-                Selection(clustering.Hierarchy.Levels[0], embeddings, sources, train, parse.GetValue(queries), parse.GetValue(queueLength), parse.GetValue(neighbours), parse.GetValue(seed)).SavePng(selection);
-                Console.WriteLine($"visualize: {hierarchy}, {selection}");
-                return 0;
-            }
-            catch (Exception e) when (CheckpointModelOptions.IsUserError(e))
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return 1;
-            }
-        });
+            using var loaded = source.Load(parse);
+            string directory = parse.GetValue(output) ?? Path.Combine(loaded.ExperimentDirectory, "visualize");
+            var options = loaded.Run?.Options ?? new HcscOptions();
+            var train = loaded.Data.Train;
+            loaded.Model.eval();
+            using var scope = NewDisposeScope();
+            var embeddings = FeatureExtractor.Extract(train, loaded.Model.Embed, loaded.ImageSize, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device,
+                ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var sources); // [N, d]
+            using var clustering = new HierarchicalKMeans(options.Clustering, options.Model.Temperature).Fit(embeddings);
+            string hierarchy = Path.Combine(directory, "hierarchy.png");
+            Hierarchy(clustering.Hierarchy, embeddings, sources, train, parse.GetValue(prototypes), parse.GetValue(neighbours)).SavePng(hierarchy);
+            string selection = Path.Combine(directory, "selection.png");
+            Selection(clustering.Hierarchy.Levels[0], embeddings, sources, train, parse.GetValue(queries), parse.GetValue(queueLength), parse.GetValue(neighbours), parse.GetValue(seed)).SavePng(selection);
+            Console.WriteLine($"visualize: {hierarchy}, {selection}");
+            return 0;
+        }));
         return command;
     }
 
