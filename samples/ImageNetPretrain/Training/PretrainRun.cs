@@ -256,6 +256,13 @@ public sealed class PretrainRun
             record["skipped_images"] = _skippedThisEpoch.Count;
             _skippedThisEpoch.Clear();
             record["step_losses"] = stepLosses;
+            using (var self = Process.GetCurrentProcess())
+            {
+                record["rss_mib"] = self.WorkingSet64 / 1048576.0;
+            }
+
+            record["managed_mib"] = GC.GetTotalMemory(forceFullCollection: false) / 1048576.0;
+            record["live_tensors"] = DisposeScopeManager.Statistics.ThreadTotalLiveCount; // created minus disposed on this thread
             record["seconds"] = clock.Elapsed.TotalSeconds;
             record["images_per_second"] = step * training.BatchSize / trainClock.Elapsed.TotalSeconds; // training steps only, clustering excluded
             return record;
