@@ -57,6 +57,9 @@ public class ScalarTemporaryGuardTests
         ("samples/ImageNetPretrain/Evaluation/LinearProbe.cs",
             "M:TorchSharp.Modules.SGD.step(System.Func{TorchSharp.torch.Tensor})",
             "TorchSharp's SGD.step converts weight_decay, momentum, 1 - dampening and ±lr implicitly; to be replaced by a step with explicit scalars"),
+        ("samples/ImageNetPretrain/Evaluation/FineTuning.cs",
+            "M:TorchSharp.Modules.SGD.step(System.Func{TorchSharp.torch.Tensor})",
+            "the same TorchSharp SGD.step as the linear probe and the training loop; to be replaced with them"),
     ];
 
     [Fact]
