@@ -22,8 +22,7 @@ public sealed class MemorySoakBenchmark : IBenchmark
     public int Run(string[] args)
     {
         int epochs = args.Length >= 2 && args[0] == "--epochs" ? int.Parse(args[1], CultureInfo.InvariantCulture) : 36;
-        var options = HcscOptionsLoader.Load(Presets.All["synthetic-quick"], null, new Dictionary<string, string?>(), Console.Error)
-            ?? throw new InvalidOperationException("The synthetic-quick preset is invalid.");
+        var options = HcscOptionsLoader.FromPreset("synthetic-quick");
         options.Training.Epochs = epochs;
         options.Training.WarmupEpochs = 1;
         options.Training.CheckpointEvery = epochs;

@@ -28,8 +28,7 @@ public sealed class TrainingThroughputBenchmark : IBenchmark
     {
         int epochs = int.Parse(Argument(args, "--epochs") ?? "3", CultureInfo.InvariantCulture);
         int workers = int.Parse(Argument(args, "--workers") ?? "2", CultureInfo.InvariantCulture);
-        var options = HcscOptionsLoader.Load(Presets.All["synthetic-quick"], null, new Dictionary<string, string?>(), Console.Error)
-            ?? throw new InvalidOperationException("The synthetic-quick preset is invalid.");
+        var options = HcscOptionsLoader.FromPreset("synthetic-quick");
         options.Training.Epochs = epochs;
         options.Training.WarmupEpochs = 1;
         options.Training.Workers = workers;

@@ -13,6 +13,12 @@ namespace Hcsc.Samples.ImageNetPretrain.Commands;
 /// </summary>
 public static partial class HcscOptionsLoader
 {
+    /// <summary>The validated options of a named preset (see <see cref="Presets.All"/>), nothing else layered on.</summary>
+    /// <exception cref="InvalidOperationException">The preset does not validate (its problems went to stderr).</exception>
+    public static HcscOptions FromPreset(string name) =>
+        Load(Presets.All[name], null, new Dictionary<string, string?>(), Console.Error)
+            ?? throw new InvalidOperationException($"The {name} preset is invalid.");
+
     /// <summary>Returns the validated options, or writes every problem to <paramref name="error"/> and returns null.</summary>
     public static HcscOptions? Load(IReadOnlyDictionary<string, string?>? preset, FileInfo? configFile, IReadOnlyDictionary<string, string?> overrides, TextWriter error)
     {
