@@ -23,7 +23,7 @@ public sealed class FashionMnistComparison : IBenchmark
     public string Name => "fashion-mnist";
 
     /// <inheritdoc />
-    public string Description => "untrained vs MoCo vs HCSC on Fashion-MNIST, same budget, several seeds (--seeds 0,1,2 --max-images N --epochs E --out DIR)";
+    public string Description => "untrained vs MoCo vs HCSC on Fashion-MNIST, same budget, several seeds (--seeds 0,1,2 --max-images N --epochs E --out DIR [--reuse])";
 
     /// <inheritdoc />
     public int Run(string[] args)
@@ -32,6 +32,8 @@ public sealed class FashionMnistComparison : IBenchmark
         int maxImages = 12000, epochs = 8, warmup = 3, knnEvery = 2;
         string data = "/usr/share/datasets/fashion-mnist", output = "runs/fashion-mnist";
         double linearLr = 0.1;
+        bool reuse = args.Contains("--reuse");
+        args = args.Where(a => a != "--reuse").ToArray();
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
             string value = args[i + 1];
@@ -61,16 +63,22 @@ public sealed class FashionMnistComparison : IBenchmark
             foreach (var (method, warmupEpochs) in new[] { ("moco", epochs), ("hcsc", warmup) })
             {
                 string directory = Path.Combine(output, $"{method}-seed{seed}");
-                if (Directory.Exists(directory))
+                string wallFile = Path.Combine(directory, "wall_seconds.txt");
+                if (!(reuse && File.Exists(wallFile)))
                 {
-                    Directory.Delete(directory, recursive: true);
+                    if (Directory.Exists(directory))
+                    {
+                        Directory.Delete(directory, recursive: true);
+                    }
+
+                    var clock = Stopwatch.StartNew();
+                    Invoke(["pretrain", "--dataset", "fashion-mnist", "--data", data, "--max-images", Text(maxImages), "--epochs", Text(epochs),
+                            "--warmup-epoch", Text(warmupEpochs), "--knn-every", Text(knnEvery), "--seed", Text(seed), "--exp-dir", directory]);
+                    File.WriteAllText(wallFile, Text(clock.Elapsed.TotalSeconds));
+                    Invoke(["linear", "--checkpoint", Path.Combine(directory, PretrainRun.LatestCheckpoint), "--lr", Text(linearLr), "--seed", Text(seed)]);
                 }
 
-                var clock = Stopwatch.StartNew();
-                Invoke(["pretrain", "--dataset", "fashion-mnist", "--data", data, "--max-images", Text(maxImages), "--epochs", Text(epochs),
-                        "--warmup-epoch", Text(warmupEpochs), "--knn-every", Text(knnEvery), "--seed", Text(seed), "--exp-dir", directory]);
-                double seconds = clock.Elapsed.TotalSeconds;
-                Invoke(["linear", "--checkpoint", Path.Combine(directory, PretrainRun.LatestCheckpoint), "--lr", Text(linearLr), "--seed", Text(seed)]);
+                double seconds = double.Parse(File.ReadAllText(wallFile), CultureInfo.InvariantCulture);
                 var records = File.ReadAllLines(Path.Combine(directory, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
                 JsonElement Evaluation(string name) => records.Last(r => r.TryGetProperty("evaluation", out var e) && e.GetString() == name);
                 rows.Add(Row.From("untrained", seed, Evaluation("untrained"), null, double.NaN));
@@ -80,6 +88,7 @@ public sealed class FashionMnistComparison : IBenchmark
         }
 
         var pixels = RawPixelKnn(data, maxImages);
+        string plot = PlotKnnPerEpoch(output, seeds, pixels);
         Console.WriteLine();
         Console.WriteLine($"Fashion-MNIST, {maxImages} training images, {epochs} epochs (HCSC: {warmup} warm-up), seeds {string.Join(", ", seeds)}; kNN k = 20 on the 10 000 test images; linear probe: cached features, 100 epochs, lr {linearLr}");
         Console.WriteLine();
@@ -94,7 +103,36 @@ public sealed class FashionMnistComparison : IBenchmark
             Console.WriteLine($"| {method} | {MeanSd(group.Select(r => r.Knn), "F2")} | {MeanSd(group.Select(r => r.Linear), "F2")} | {nmi} | {MeanSd(group.Select(r => r.Seconds), "F0")} |");
         }
 
+        Console.WriteLine();
+        Console.WriteLine($"kNN top-1 per epoch, mean over seeds: {plot}");
         return 0;
+    }
+
+    // kNN top-1 at every evaluated epoch (0 = untrained), mean over seeds, for MoCo and HCSC; raw pixels as a line.
+    private static string PlotKnnPerEpoch(string output, int[] seeds, double pixels)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (string method in new[] { "moco", "hcsc" })
+        {
+            var points = seeds.SelectMany(seed => File.ReadAllLines(Path.Combine(output, $"{method}-seed{seed}", "metrics.jsonl"))
+                    .Select(l => JsonDocument.Parse(l).RootElement)
+                    .Where(r => r.TryGetProperty("knn_top1", out _))
+                    .Select(r => (Epoch: r.TryGetProperty("evaluation", out var e) && e.GetString() == "untrained" ? 0 : r.GetProperty("epoch").GetInt32() + (r.TryGetProperty("evaluation", out _) ? 0 : 1),
+                                  Top1: r.GetProperty("knn_top1").GetDouble())))
+                .GroupBy(p => p.Epoch).OrderBy(g => g.Key).ToList();
+            var scatter = plot.Add.Scatter(points.Select(g => (double)g.Key).ToArray(), points.Select(g => g.Average(p => p.Top1)).ToArray());
+            scatter.LegendText = method == "moco" ? "MoCo v2" : "HCSC";
+        }
+
+        var line = plot.Add.HorizontalLine(pixels);
+        line.LegendText = "raw pixels";
+        plot.Title($"Fashion-MNIST: kNN top-1 (k = 20) per epoch, mean of {seeds.Length} seeds");
+        plot.XLabel("epoch (0 = untrained)");
+        plot.YLabel("top-1 (%)");
+        plot.ShowLegend(ScottPlot.Alignment.LowerRight);
+        string path = Path.Combine(output, "knn_per_epoch.png");
+        plot.SavePng(path, 900, 540);
+        return path;
     }
 
     private static void Invoke(string[] arguments)
