@@ -11,13 +11,13 @@ public sealed class DatasetSubset : IImageDataset
 
     /// <summary>Keeps at most <paramref name="count"/> images of <paramref name="source"/>.</summary>
     public DatasetSubset(IImageDataset source, int count)
-        : this(source, EvenlySpaced(source, count), $"subset of {Math.Min(count, source?.Count ?? 0)}")
+        : this(source, EvenlySpaced(source, count), what: null)
     {
     }
 
-    /// <summary>The images of <paramref name="source"/> at <paramref name="indices"/>, in that order.</summary>
+    /// <summary>The images of <paramref name="source"/> at <paramref name="indices"/>, in that order; <paramref name="what"/> describes the choice (default: "subset of N").</summary>
     /// <exception cref="ArgumentOutOfRangeException">An index lies outside the source.</exception>
-    public DatasetSubset(IImageDataset source, IReadOnlyList<int> indices, string what)
+    public DatasetSubset(IImageDataset source, IReadOnlyList<int> indices, string? what)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(indices);
@@ -29,11 +29,8 @@ public sealed class DatasetSubset : IImageDataset
         _source = source;
         _indices = indices.ToArray();
         Labels = _indices.Select(i => source.Labels[i]).ToArray();
-        Description = $"{source.Description} ({what})";
+        Description = $"{source.Description} ({what ?? $"subset of {_indices.Length}"})";
     }
-
-    /// <summary>Indices in the source of this subset's images.</summary>
-    public IReadOnlyList<int> SourceIndices => _indices;
 
     private static int[] EvenlySpaced(IImageDataset source, int count)
     {

@@ -118,7 +118,7 @@ public static class FineTuning
             optimizer.ParamGroups.ElementAt(0).LearningRate = options.BackboneLearningRate * decay;
             optimizer.ParamGroups.ElementAt(1).LearningRate = options.ClassifierLearningRate * decay;
             backbone.train();
-            double sum = 0;
+            using var lossSum = zeros(1, dtype: float64, device: device); // summed on the device: no sync per step
             int steps = 0;
             foreach (var batch in loader.TrainingEpoch(epoch))
             {
@@ -129,11 +129,12 @@ public static class FineTuning
                 optimizer.zero_grad();
                 loss.backward();
                 optimizer.step();
-                sum += loss.item<float>();
+                using var one = 1.ToScalar();
+                lossSum.add_(loss.detach().to(float64), one);
                 steps++;
             }
 
-            double mean = sum / Math.Max(1, steps);
+            double mean = lossSum.item<double>() / Math.Max(1, steps);
             if (!double.IsFinite(mean))
             {
                 throw new InvalidOperationException($"The fine-tuning loss became {mean} in epoch {epoch + 1}; lower --lr-backbone / --lr-classifier.");
