@@ -4,6 +4,7 @@ using System.Text.Json;
 using Hcsc.Core.Options;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
+using Hcsc.Models.Optimization;
 using Hcsc.Models.Queue;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -132,7 +133,7 @@ public sealed class TrainingStepBenchmark : IBenchmark
                 () => ResNet.Create(new ResNetOptions { Arch = c.Arch, SmallImageStem = c.Size <= 64, NumClasses = 0 }));
             model.train();
             queue = new KeyQueue(4096, 128);
-            optimizer = optim.SGD(model.TrainableParameters(), 0.03, momentum: 0.9, weight_decay: 1e-4);
+            optimizer = new ExplicitScalarSgd(model.TrainableParameters(), 0.03, momentum: 0.9, weightDecay: 1e-4);
             x1 = randn(c.Batch, 3, c.Size, c.Size);
             x2 = randn(c.Batch, 3, c.Size, c.Size);
             indices = arange(c.Batch);

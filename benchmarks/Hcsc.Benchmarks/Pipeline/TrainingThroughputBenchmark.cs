@@ -5,6 +5,7 @@ using Hcsc.Core.Options;
 using Hcsc.Losses;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
+using Hcsc.Models.Optimization;
 using Hcsc.Models.Queue;
 using Hcsc.Samples.ImageNetPretrain.Commands;
 using Hcsc.Samples.ImageNetPretrain.Training;
@@ -65,7 +66,7 @@ public sealed class TrainingThroughputBenchmark : IBenchmark
     {
         int batch = options.Training.BatchSize, size = options.Augmentation.ImageSize, dim = options.Model.Dim, n = 1200;
         using var model = new HcscModel(options.Model, () => ResNet.Create(new ResNetOptions { Arch = options.Model.Arch, SmallImageStem = true, BaseWidth = 16 }));
-        using var optimizer = optim.SGD(model.TrainableParameters(), 0.01, 0.9, weight_decay: 1e-4);
+        using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), 0.01, 0.9, weightDecay: 1e-4);
         using var queue = new KeyQueue(options.Model.QueueLength, dim);
         using var objective = new HcscObjective(HcscObjectiveOptions.From(options));
         using var cache = new QueueSelectionCache();

@@ -4,6 +4,7 @@ using Hcsc.Core.Options;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Checkpoints;
+using Hcsc.Models.Optimization;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using TorchSharp;
@@ -95,7 +96,7 @@ public sealed class CheckpointModelOptions
             {
                 // The checkpoint holds the optimiser's state too; a throwaway SGD of the run's settings reads past it.
                 var training = run?.Options.Training ?? new TrainingOptions();
-                using var optimizer = optim.SGD(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weight_decay: training.WeightDecay);
+                using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
                 var contents = TrainingCheckpoint.Load(file.FullName, model, optimizer);
                 foreach (var tensor in contents.ExtraTensors.Values)
                 {

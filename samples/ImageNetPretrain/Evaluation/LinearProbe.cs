@@ -1,3 +1,4 @@
+using Hcsc.Models.Optimization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -125,7 +126,7 @@ public static class LinearProbe
         }
 
         classifier.to(device);
-        using var optimizer = optim.SGD(classifier.parameters(), options.LearningRate, options.Momentum, weight_decay: options.WeightDecay);
+        using var optimizer = new ExplicitScalarSgd(classifier.parameters(), options.LearningRate, options.Momentum, weightDecay: options.WeightDecay);
         var losses = new List<double>(options.Epochs);
         using var one = 1.ToScalar(); // explicit alpha: add_(Tensor) would make an implicit Scalar 1 itself
         for (int epoch = 0; epoch < options.Epochs; epoch++)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Hcsc.Losses;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Hcsc.Samples.ImageNetPretrain.Training;
@@ -84,7 +85,8 @@ public sealed class EpochAccumulator : IDisposable
         using var detached = value.detach().to(ScalarType.Float32);
         if (_sums.TryGetValue(name, out var sum))
         {
-            sum.add_(detached);
+            using var one = 1.ToScalar();
+            sum.add_(detached, one);
         }
         else
         {

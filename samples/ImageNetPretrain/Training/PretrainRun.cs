@@ -9,6 +9,7 @@ using Hcsc.Losses;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Checkpoints;
+using Hcsc.Models.Optimization;
 using Hcsc.Models.Queue;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Commands;
@@ -99,7 +100,7 @@ public sealed class PretrainRun
         var guard = new NonFiniteGuard(
             model.named_parameters(),
             $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
-        using var optimizer = optim.SGD(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weight_decay: training.WeightDecay);
+        using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
         using var queue = new KeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
         using var objective = new HcscObjective(HcscObjectiveOptions.From(_options));
         using var cache = new QueueSelectionCache();

@@ -1,4 +1,5 @@
 using Hcsc.Core.Runtime;
+using Hcsc.Models.Normalization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -29,7 +30,8 @@ public sealed class ResNet : Module<Tensor, Tensor>
     {
         Options = options;
         Architecture = architecture;
-        var normLayer = options.NormLayer ?? (channels => BatchNorm2d(channels));
+        // SplitBatchNorm2d with one split is BatchNorm2d (same state dict) whose per-step counter update uses an explicit Scalar.
+        var normLayer = options.NormLayer ?? (channels => new SplitBatchNorm2d(channels, numSplits: 1));
         long width = options.BaseWidth;
         long inplanes = width;
 

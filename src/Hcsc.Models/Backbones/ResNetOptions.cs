@@ -34,7 +34,7 @@ public sealed record ResNetOptions
     public int NumClasses { get; init; } = 1000;
 
     /// <summary>
-    /// Builds the normalisation layer for a given number of channels; <c>null</c> means <c>BatchNorm2d</c>.
+    /// Builds the normalisation layer for a given number of channels; <c>null</c> means batch norm (<see cref="Normalization.SplitBatchNorm2d"/> with one split, which is <c>BatchNorm2d</c>).
     /// The layer's parameters and buffers should be named like <c>BatchNorm2d</c>'s for checkpoints to cross to PyTorch.
     /// </summary>
     public Func<long, nn.Module<Tensor, Tensor>>? NormLayer { get; init; }

@@ -175,7 +175,7 @@ public static class TrainingCheckpoint
                 throw new InvalidDataException($"'{path}' holds optimiser state; pass the optimiser to Load so the rest of the file can be read.");
             }
 
-            optimizer.load_state_dict(reader);
+            OptimizerStateFormat.Load(reader, optimizer, $"'{path}'");
         }
 
         var hasQueue = reader.ReadBoolean();
