@@ -52,6 +52,17 @@ public sealed class HcscLossResult
     /// <summary>Per level, the candidate negative prototypes <c>[k_l]</c>, bool.</summary>
     public required IReadOnlyList<Tensor> PrototypeCandidates { get; init; }
 
+    /// <summary>
+    /// Back-propagates <see cref="Total"/> (<c>Total.backward()</c>) and surfaces any exception raised inside a custom
+    /// backward pass, which libtorch's native autograd engine cannot carry.
+    /// </summary>
+    /// <exception cref="BackwardPassException">A loss kernel's backward pass failed; the gradients are NaN.</exception>
+    public void Backward()
+    {
+        Total.backward();
+        BackwardFailures.ThrowIfAny();
+    }
+
     /// <summary>Every distinct tensor of the result.</summary>
     internal IEnumerable<Tensor> Tensors()
     {

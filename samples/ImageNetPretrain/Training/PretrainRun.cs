@@ -222,7 +222,15 @@ public sealed class PretrainRun
                 var locals = tensors.Length > 2 ? model.ForwardLocal(tensors[2..]) : null;
                 var loss = objective.Compute(q, k, queue.Keys, indices, clustering?.Hierarchy, generators.Masks, locals, clustering is null ? null : cache);
                 optimizer.zero_grad();
-                loss.Total.backward();
+                try
+                {
+                    loss.Backward();
+                }
+                catch (BackwardPassException e)
+                {
+                    throw new InvalidOperationException($"Epoch {epoch + 1}, step {step + 1}: {e.Message}", e);
+                }
+
                 stepLosses.Add(watch.Guard.Check(loss.Total, epoch + 1, step + 1));
                 watch.Board.Step((epoch * loader.TrainingBatches) + step, stepLosses[^1]);
                 optimizer.step();

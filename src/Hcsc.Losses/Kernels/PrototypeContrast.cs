@@ -97,7 +97,14 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
     }
 
     /// <inheritdoc />
-    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output) =>
+        BackwardFailures.Run(Name, () => Gradients(ctx, grad_output), () =>
+        {
+            using var nan = TorchSharp.ScalarExtensionMethods.ToScalar(double.NaN);
+            return [full_like(ctx.get_saved_variables()[0], nan), null!, null!, null!];
+        });
+
+    private static List<Tensor> Gradients(autograd.AutogradContext ctx, Tensor grad_output)
     {
         var saved = ctx.get_saved_variables();
         var (logits, labels, selection, shift, denominator) = (saved[0], saved[1], saved[2], saved[3], saved[4]);

@@ -102,7 +102,15 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
     }
 
     /// <inheritdoc />
-    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output) =>
+        BackwardFailures.Run(Name, () => Gradients(ctx, grad_output), () =>
+        {
+            var saved = ctx.get_saved_variables();
+            using var nan = TorchSharp.ScalarExtensionMethods.ToScalar(double.NaN);
+            return [full_like(saved[0], nan), full_like(saved[1], nan), null!];
+        });
+
+    private static List<Tensor> Gradients(autograd.AutogradContext ctx, Tensor grad_output)
     {
         var saved = ctx.get_saved_variables();
         var (logits, positive, shifts, denominators, packed) = (saved[0], saved[1], saved[2], saved[3], saved[4]);
