@@ -142,10 +142,18 @@ public sealed class HierarchicalKMeans
             points = prototypes[level];
             double objective = result.Objective;
             clock.Stop();
+            int empty = counts[level] - (int)nearest.bincount(null, counts[level]).count_nonzero().item<long>();
             var report = new LevelReport(
                 level, counts[level], result.Assignments.shape[0], objective, result.EmptyClustersSplit, clock.Elapsed.TotalSeconds,
-                result.TrainingPoints, result.BestRestart, result.SearchedFraction);
+                result.TrainingPoints, result.BestRestart, result.SearchedFraction, empty);
             reports.Add(report);
+            if (empty > 0)
+            {
+                _logger.LogWarning(
+                    "Hierarchical k-means level {Level}: {Empty} of {K} prototypes have no members; the {Points} points have fewer distinct values than prototypes (collapsed embeddings?), so those prototypes are never a positive. Check the training loss; a lower learning rate or fewer prototypes may help.",
+                    level, empty, report.K, report.Points);
+            }
+
             _logger.LogInformation(
                 "Hierarchical k-means level {Level}: k = {K}, {Points} points, objective {Objective}, {Splits} empty clusters split, {Seconds:F2} s",
                 level, report.K, report.Points, objective, report.EmptyClustersSplit, report.Seconds);

@@ -10,4 +10,8 @@ namespace Hcsc.Clustering;
 /// <param name="TrainingPoints">Size of the training subsample.</param>
 /// <param name="BestRestart">Winning restart.</param>
 /// <param name="SearchedFraction">Fraction of point-assignments that needed a full distance search (the rest were skipped by bounds).</param>
-public sealed record LevelReport(int Level, int K, long Points, double Objective, int EmptyClustersSplit, double Seconds, long TrainingPoints, int BestRestart, double SearchedFraction);
+/// <param name="EmptyClusters">
+/// Prototypes that no point of the level is assigned to in the end: 0 normally; more when the points have fewer
+/// distinct values than k (collapsed embeddings), which empty-cluster splitting cannot mend.
+/// </param>
+public sealed record LevelReport(int Level, int K, long Points, double Objective, int EmptyClustersSplit, double Seconds, long TrainingPoints, int BestRestart, double SearchedFraction, int EmptyClusters = 0);

@@ -74,7 +74,7 @@ public static class HierarchyWriter
         }
     }
 
-    /// <summary>The JSON object of one level: level, k, objective, empty_clusters_split, seconds (+ points, training_points, best_restart, searched_fraction).</summary>
+    /// <summary>The JSON object of one level: level, k, objective, empty_clusters_split, seconds (+ points, training_points, best_restart, searched_fraction, empty_clusters).</summary>
     public static Dictionary<string, object> ToJson(LevelReport report) => new()
     {
         ["level"] = report.Level,
@@ -86,5 +86,6 @@ public static class HierarchyWriter
         ["training_points"] = report.TrainingPoints,
         ["best_restart"] = report.BestRestart,
         ["searched_fraction"] = Math.Round(report.SearchedFraction, 4),
+        ["empty_clusters"] = report.EmptyClusters,
     };
 }

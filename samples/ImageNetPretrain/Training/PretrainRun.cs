@@ -204,6 +204,13 @@ public sealed class PretrainRun
                 fine.WriteTo(record);
                 coarse.WriteTo(record, "_coarse");
                 record["clustering_seconds"] = clusterClock.Elapsed.TotalSeconds;
+                var withoutMembers = clustering.EmptyPrototypes();
+                record["empty_prototypes"] = withoutMembers;
+                if (withoutMembers.Any(e => e > 0))
+                {
+                    _output.WriteLine($"warning: epoch {epoch + 1}: prototypes without members per level {string.Join(" / ", withoutMembers)} (of {string.Join(" / ", clustering.Hierarchy.ClusterCounts)}): the embeddings have fewer distinct values than prototypes. If the loss is not falling, lower --set Training:LearningRate or the cluster counts.");
+                }
+
                 _output.WriteLine($"epoch {epoch + 1}: clustered {data.Train.Count} embeddings into {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes in {clusterClock.Elapsed.TotalSeconds:F1}s; NMI {Join(fine.Nmi)}");
             }
 
