@@ -3,7 +3,10 @@ namespace Hcsc.Samples.ImageNetPretrain.Training;
 /// <summary>
 /// Named points where a run can be made to wait, so a test can kill it there deterministically: set
 /// <c>HCSC_PAUSE_AT</c> to <c>epochE-stepS</c> (after the optimiser update of step S of epoch E, before anything is
-/// written) or <c>epochE-clustering</c> (when the clustering of epoch E starts). The run prints
+/// written), <c>epochE-clustering</c> (when the clustering of epoch E starts), <c>epochE-checkpoint-write</c> (the
+/// checkpoint after epoch E is written to its temporary file, not yet renamed; <c>epochE-stepS-checkpoint-write</c>
+/// for a mid-epoch one), or <c>untrained-evaluation</c>, <c>epochE-evaluation</c>, <c>trained-evaluation</c> (when the
+/// kNN and clustering evaluation starts). The run prints
 /// <c>paused at NAME</c> on its output and waits until it is killed or asked to stop. Unset, it costs one string comparison.
 /// </summary>
 public static class FaultInjection

@@ -292,6 +292,7 @@ public sealed class PretrainRun
     private EvaluationReport Evaluate(HcscModel model, DatasetPair data, Device device, string label)
     {
         var clock = Stopwatch.StartNew();
+        FaultInjection.PauseAt($"{label.Replace(" ", string.Empty, StringComparison.Ordinal)}-evaluation", _output, _stop);
         var knn = ModelEvaluation.Knn(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device);
         using var clustering = ModelEvaluation.Cluster(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped);
         var (fine, coarse) = ModelEvaluation.Quality(clustering, data.Train);
@@ -351,7 +352,8 @@ public sealed class PretrainRun
             metadata[EpochPosition.StepKey] = position.Step.ToString(CultureInfo.InvariantCulture);
         }
 
-        TrainingCheckpoint.Save(path, completedEpochs, model, optimizer, queue, extras, metadata);
+        string pausePoint = position is null ? $"epoch{completedEpochs}-checkpoint-write" : $"epoch{position.Epoch + 1}-step{position.Step}-checkpoint-write";
+        TrainingCheckpoint.Save(path, completedEpochs, model, optimizer, queue, extras, metadata, () => FaultInjection.PauseAt(pausePoint, _output, _stop));
         if (position is not null)
         {
             _output.WriteLine($"checkpoint: {path} (epoch {position.Epoch + 1}, step {position.Step})");
@@ -411,7 +413,9 @@ public sealed class PretrainRun
         }
 
         _output.WriteLine(position is null
-            ? $"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {contents.Epoch + 1}."
+            ? contents.Epoch >= _options.Training.Epochs
+                ? $"Resumed from {path}: all {contents.Epoch} epochs done; evaluating the trained model."
+                : $"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {contents.Epoch + 1}."
             : $"Resumed from {path}: {contents.Epoch} epochs and {position.Step} steps of epoch {contents.Epoch + 1} done; continuing there.");
         return (checked((int)contents.Epoch), position);
     }
@@ -442,6 +446,7 @@ public sealed class PretrainRun
             return null;
         }
 
+        RemoveUnfinishedWrites();
         var candidates = NumberedCheckpoints().Prepend(Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint)).Where(File.Exists).ToList();
         foreach (string candidate in candidates)
         {
@@ -463,6 +468,19 @@ public sealed class PretrainRun
 
         return candidates.Count == 0 ? null : throw new InvalidDataException(
             $"No intact checkpoint in {_settings.ExperimentDirectory} ({candidates.Count} damaged); start a new run in another --exp-dir, or remove them to start over.");
+    }
+
+    // A run killed while writing a checkpoint leaves its temporary file (.checkpoint_latest.hcsc.<id>.tmp, or
+    // checkpoint_NNNN.hcsc.tmp for the numbered copy); the checkpoints themselves are complete or absent.
+    private void RemoveUnfinishedWrites()
+    {
+        var unfinished = Directory.GetFiles(_settings.ExperimentDirectory, $".{LatestCheckpoint}.*.tmp")
+            .Concat(Directory.GetFiles(_settings.ExperimentDirectory, "checkpoint_????.hcsc.tmp"));
+        foreach (string file in unfinished)
+        {
+            File.Delete(file);
+            _output.WriteLine($"resume: removed {Path.GetFileName(file)}, a checkpoint write that was interrupted.");
+        }
     }
 
     private static string Join(IReadOnlyList<double> values) => string.Join(" / ", values.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));

@@ -28,6 +28,10 @@ public static class TrainingCheckpoint
     /// <param name="queue">The key queue, or <c>null</c>.</param>
     /// <param name="extraTensors">Further named tensors, or <c>null</c>.</param>
     /// <param name="metadata">Named strings (e.g. <c>arch</c>), or <c>null</c>.</param>
+    /// <param name="beforeCommit">
+    /// Called when the content has been written to the temporary file and before it replaces <paramref name="path"/>
+    /// (a process killed there leaves the previous checkpoint intact); fault-injection tests pause here.
+    /// </param>
     public static void Save(
         string path,
         long epoch,
@@ -35,7 +39,8 @@ public static class TrainingCheckpoint
         OptimizerHelper? optimizer = null,
         KeyQueue? queue = null,
         IReadOnlyDictionary<string, Tensor>? extraTensors = null,
-        IReadOnlyDictionary<string, string>? metadata = null)
+        IReadOnlyDictionary<string, string>? metadata = null,
+        Action? beforeCommit = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         AtomicFile.Write(path, file =>
@@ -73,6 +78,7 @@ public static class TrainingCheckpoint
             WriteTensors(writer, extraTensors ?? new Dictionary<string, Tensor>());
             writer.Flush();
             ChecksumTrailer.Append(file, stream.Length, stream.Hash());
+            beforeCommit?.Invoke();
         });
     }
 

@@ -140,6 +140,55 @@ public sealed partial class ProcessFaultTests : IDisposable
     }
 
     [Fact]
+    public void A_run_killed_while_writing_a_checkpoint_keeps_the_previous_one_and_resumes_from_it()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var child = new Child(Arguments(directory), "epoch2-checkpoint-write"))
+        {
+            child.WaitForLine("paused at epoch2-checkpoint-write");
+            child.Kill();
+        }
+
+        // The new checkpoint was complete in its temporary file but never renamed: the old one is untouched.
+        Directory.GetFiles(directory, ".checkpoint_latest.hcsc.*.tmp").Should().ContainSingle("the interrupted write is left behind");
+        Directory.GetFiles(directory, "checkpoint_*.hcsc").Select(Path.GetFileName).Order().Should().Equal("checkpoint_0001.hcsc", "checkpoint_latest.hcsc");
+        TrainingCheckpointEpoch(Path.Combine(directory, "checkpoint_latest.hcsc")).Should().Be(1);
+
+        ResumeAndCompare(directory, "1 epochs done; continuing at epoch 2");
+        Directory.GetFiles(directory, "*.tmp").Should().BeEmpty("the resume removed the unfinished write");
+    }
+
+    [Fact]
+    public void A_run_killed_during_its_final_evaluation_resumes_to_evaluate_without_training_again()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var child = new Child(Arguments(directory), "trained-evaluation"))
+        {
+            child.WaitForLine("paused at trained-evaluation");
+            child.Kill();
+        }
+
+        Metrics(directory).Select(Evaluation).Should().NotContain("final");
+        using var resumed = new Child(Arguments(directory, "--resume", "auto"), pauseAt: null);
+        resumed.WaitForExit().Should().Be(0, string.Join('\n', resumed.Output));
+        resumed.Output.Should().Contain(l => l.Contains("all 3 epochs done; evaluating the trained model", StringComparison.Ordinal))
+            .And.NotContain(l => l.StartsWith("epoch ", StringComparison.Ordinal), "no epoch is trained again");
+        Metrics(directory).Count(m => !m.TryGetProperty("evaluation", out _)).Should().Be(3, "each epoch is recorded once");
+        Metrics(directory).Select(Evaluation).Should().Contain("final");
+    }
+
+    private static string? Evaluation(JsonElement record) => record.TryGetProperty("evaluation", out var e) ? e.GetString() : null;
+
+    private static long TrainingCheckpointEpoch(string path)
+    {
+        Hcsc.Models.Checkpoints.TrainingCheckpoint.Verify(path);
+        using var reader = new BinaryReader(File.OpenRead(path));
+        reader.ReadString(); // magic
+        reader.ReadInt32();  // format version
+        return reader.ReadInt64();
+    }
+
+    [Fact]
     public void Sigterm_finishes_the_step_writes_a_checkpoint_and_exits_143()
     {
         string directory = Path.Combine(_directory, "run");
