@@ -12,9 +12,16 @@ namespace Hcsc.Models.Checkpoints;
 /// </summary>
 public static class PyTorchStateDict
 {
-    /// <summary>Reads the state dict from a PyTorch file: name → CPU tensor (the caller owns the tensors).</summary>
+    /// <summary>
+    /// Reads the state dict from a PyTorch file: name → CPU tensor (the caller owns the tensors). The file is vetted by
+    /// <see cref="UntrustedPyTorchFile.Verify(Stream, string)"/> first, so an untrusted file can neither run code nor
+    /// make the loader allocate more than its contents justify.
+    /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="InvalidDataException">The file is not a readable PyTorch state dict or checkpoint.</exception>
+    /// <exception cref="InvalidDataException">
+    /// The file is not a readable PyTorch state dict or checkpoint: empty, not a zip archive, truncated, a zip bomb, a tensor
+    /// larger than its storage, a missing storage entry, or a pickle that imports anything but tensors (it may be malicious).
+    /// </exception>
     public static Dictionary<string, Tensor> Read(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
@@ -24,9 +31,14 @@ public static class PyTorchStateDict
         }
 
         Hashtable top;
+        using var stream = File.OpenRead(path);
+
+        // Nothing is unpickled before the file is vetted: zip structure, declared sizes, tensor bounds, and only the
+        // globals torch.save writes for tensors (the unpickler would otherwise build whatever the pickle names).
+        UntrustedPyTorchFile.Verify(stream, path);
+        stream.Position = 0;
         try
         {
-            using var stream = File.OpenRead(path);
             top = PyTorchUnpickler.UnpickleStateDict(stream, leaveOpen: true);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
