@@ -96,12 +96,6 @@ public static class PretrainCommand
                 overrides["Augmentation:ImageSize"] = "32";
             }
 
-            var options = HcscOptionsLoader.Load(presetSettings, parse.GetValue(config), overrides, Console.Error);
-            if (options is null)
-            {
-                return Task.FromResult(2);
-            }
-
             var settings = new PretrainSettings
             {
                 Dataset = datasetName,
@@ -116,6 +110,19 @@ public static class PretrainCommand
                 StrictData = parse.GetValue(strict),
                 CheckpointEverySteps = parse.GetValue(everySteps),
             };
+
+            // The sample's settings and the HCSC options are checked together, so every problem is reported at once.
+            var problems = settings.Validate();
+            if (problems.Count > 0)
+            {
+                Console.Error.WriteLine($"Invalid settings:{Environment.NewLine}  {string.Join($"{Environment.NewLine}  ", problems)}");
+            }
+
+            var options = HcscOptionsLoader.Load(presetSettings, parse.GetValue(config), overrides, Console.Error);
+            if (options is null || problems.Count > 0)
+            {
+                return Task.FromResult(2);
+            }
 
             Console.WriteLine($"HCSC pretraining{(presetName is null ? string.Empty : $" (preset {presetName})")}; options:");
             Console.WriteLine(JsonSerializer.Serialize(options, new JsonSerializerOptions { Converters = { new JsonStringEnumConverter() } }));

@@ -1,3 +1,5 @@
+using Hcsc.Samples.ImageNetPretrain.Data;
+
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
 
 /// <summary>Settings of the sample's pretraining run that are not HCSC hyper-parameters.</summary>
@@ -35,4 +37,67 @@ public sealed record PretrainSettings
 
     /// <summary>Numbered checkpoints to keep (the newest); 0 keeps them all. checkpoint_latest.hcsc is always kept.</summary>
     public int KeepCheckpoints { get; init; }
+
+    /// <summary>
+    /// Every problem with these settings, each with what to change (empty when they are valid). Creates the experiment
+    /// folder if needed and checks that a file can be written there, so a read-only or missing destination is found
+    /// before any data is read.
+    /// </summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var problems = new List<string>();
+        if (!DatasetFactory.Names.Contains(Dataset, StringComparer.OrdinalIgnoreCase))
+        {
+            problems.Add($"--dataset '{Dataset}' is not known; use one of: {string.Join(", ", DatasetFactory.Names)}.");
+        }
+        else if (Data is null && Dataset is "mnist" or "imagefolder")
+        {
+            problems.Add($"--data is required for {Dataset}: the folder of its {(Dataset == "mnist" ? "idx files" : "train/ and val/ class folders")}.");
+        }
+
+        if (Data is not null && !Directory.Exists(Data))
+        {
+            problems.Add($"--data '{Data}' is not a folder.");
+        }
+
+        if (Resume is not null && Resume != "auto" && !File.Exists(Resume))
+        {
+            problems.Add($"--resume '{Resume}' does not exist; give a checkpoint file, or 'auto' for the experiment folder's newest.");
+        }
+
+        foreach (var (name, value, minimum) in new[]
+        {
+            ("--width", Width, 1), ("--knn-every", KnnEvery, 0), ("--max-images", MaxImages, 0),
+            ("--checkpoint-every-steps", CheckpointEverySteps, 0), ("--keep-checkpoints", KeepCheckpoints, 0),
+        })
+        {
+            if (value < minimum)
+            {
+                problems.Add($"{name} must be at least {minimum}; got {value}.");
+            }
+        }
+
+        if (WritingProblem(ExperimentDirectory) is { } writing)
+        {
+            problems.Add(writing);
+        }
+
+        return problems;
+    }
+
+    private static string? WritingProblem(string directory)
+    {
+        string probe = Path.Combine(directory, $".write-test-{Environment.ProcessId}");
+        try
+        {
+            Directory.CreateDirectory(directory);
+            File.WriteAllBytes(probe, [1]);
+            File.Delete(probe);
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"--exp-dir '{directory}' cannot be written ({e.Message}); choose a writable folder for checkpoints and metrics.";
+        }
+    }
 }

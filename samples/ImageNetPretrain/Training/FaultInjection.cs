@@ -14,7 +14,24 @@ public static class FaultInjection
     /// <summary>The environment variable naming the point to pause at.</summary>
     public const string EnvironmentVariable = "HCSC_PAUSE_AT";
 
+    /// <summary>
+    /// The environment variable naming a point (of the same names) where the disk is made to look full: the write
+    /// under way fails with an <see cref="IOException"/> as it would with ENOSPC.
+    /// </summary>
+    public const string FailEnvironmentVariable = "HCSC_FAIL_AT";
+
     private static readonly string? Point = Environment.GetEnvironmentVariable(EnvironmentVariable);
+    private static readonly string? FailurePoint = Environment.GetEnvironmentVariable(FailEnvironmentVariable);
+
+    /// <summary>Throws "No space left on device" when <paramref name="name"/> is the point named by <c>HCSC_FAIL_AT</c>.</summary>
+    /// <exception cref="IOException">At that point.</exception>
+    public static void FailAt(string name)
+    {
+        if (FailurePoint is not null && string.Equals(FailurePoint, name, StringComparison.Ordinal))
+        {
+            throw new IOException($"No space left on device (simulated at {name} by {FailEnvironmentVariable})");
+        }
+    }
 
     /// <summary>
     /// Waits when <paramref name="name"/> is the point asked for: until the process is killed, or until

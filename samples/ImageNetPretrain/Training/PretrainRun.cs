@@ -54,6 +54,11 @@ public sealed class PretrainRun
     /// <summary>Trains, evaluates before and after, and returns the final evaluation.</summary>
     public PretrainOutcome Execute(CancellationToken cancellation = default)
     {
+        if (_settings.Validate() is { Count: > 0 } problems)
+        {
+            throw new ArgumentException(string.Join(Environment.NewLine, problems));
+        }
+
         var training = _options.Training;
         var device = TorchDevices.Resolve(training.Device);
         using var random = RandomSources.SeedEverything(training.Seed);
@@ -353,7 +358,23 @@ public sealed class PretrainRun
         }
 
         string pausePoint = position is null ? $"epoch{completedEpochs}-checkpoint-write" : $"epoch{position.Epoch + 1}-step{position.Step}-checkpoint-write";
-        TrainingCheckpoint.Save(path, completedEpochs, model, optimizer, queue, extras, metadata, () => FaultInjection.PauseAt(pausePoint, _output, _stop));
+        bool hadCheckpoint = File.Exists(path);
+        try
+        {
+            TrainingCheckpoint.Save(path, completedEpochs, model, optimizer, queue, extras, metadata, () =>
+            {
+                FaultInjection.PauseAt(pausePoint, _output, _stop);
+                FaultInjection.FailAt(pausePoint);
+            });
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException(
+                $"The checkpoint {path} could not be written ({e.Message}). " +
+                (hadCheckpoint ? "The previous checkpoint there is unchanged. " : "No checkpoint of this run exists yet. ") +
+                $"Free space or fix the folder, then continue with --exp-dir {_settings.ExperimentDirectory} --resume auto.", e);
+        }
+
         if (position is not null)
         {
             _output.WriteLine($"checkpoint: {path} (epoch {position.Epoch + 1}, step {position.Step})");

@@ -240,7 +240,7 @@ public sealed class PretrainRunTests : IDisposable
     public void A_missing_checkpoint_to_resume_is_a_clear_error()
     {
         var act = () => new PretrainRun(Tiny(epochs: 1), Settings(resume: Path.Combine(_directory, "nope.hcsc")), new StringWriter()).Execute();
-        act.Should().Throw<FileNotFoundException>().WithMessage("*nope.hcsc*does not exist*");
+        act.Should().Throw<ArgumentException>().WithMessage("--resume '*nope.hcsc' does not exist; give a checkpoint file, or 'auto'*");
     }
 
     [Fact]

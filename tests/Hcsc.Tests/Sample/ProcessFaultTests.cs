@@ -29,7 +29,7 @@ public sealed partial class ProcessFaultTests : IDisposable
         private readonly BlockingCollection<string> _lines = [];
         private readonly Process _process;
 
-        public Child(string[] arguments, string? pauseAt)
+        public Child(string[] arguments, string? pauseAt, string? failAt = null)
         {
             var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             foreach (string argument in arguments)
@@ -40,6 +40,11 @@ public sealed partial class ProcessFaultTests : IDisposable
             if (pauseAt is not null)
             {
                 start.Environment[FaultInjection.EnvironmentVariable] = pauseAt;
+            }
+
+            if (failAt is not null)
+            {
+                start.Environment[FaultInjection.FailEnvironmentVariable] = failAt;
             }
 
             _process = new Process { StartInfo = start };
@@ -156,6 +161,38 @@ public sealed partial class ProcessFaultTests : IDisposable
 
         ResumeAndCompare(directory, "1 epochs done; continuing at epoch 2");
         Directory.GetFiles(directory, "*.tmp").Should().BeEmpty("the resume removed the unfinished write");
+    }
+
+    [Fact]
+    public void A_full_disk_at_a_checkpoint_write_stops_with_a_clear_error_and_loses_nothing()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var child = new Child(Arguments(directory), pauseAt: null, failAt: "epoch2-checkpoint-write"))
+        {
+            child.WaitForExit().Should().Be(1, string.Join('\n', child.Output));
+            child.Output.Should().Contain(l => l.Contains("checkpoint_latest.hcsc could not be written (No space left on device", StringComparison.Ordinal)
+                && l.Contains("The previous checkpoint there is unchanged", StringComparison.Ordinal)
+                && l.Contains("--resume auto", StringComparison.Ordinal));
+        }
+
+        Directory.GetFiles(directory, "*.tmp").Should().BeEmpty("the failed write removed its temporary file");
+        TrainingCheckpointEpoch(Path.Combine(directory, "checkpoint_latest.hcsc")).Should().Be(1);
+        ResumeAndCompare(directory, "1 epochs done; continuing at epoch 2");
+    }
+
+    [Fact]
+    public void A_read_only_output_folder_is_reported_before_any_work_with_the_other_invalid_settings()
+    {
+        // sysfs refuses new files and folders even to root, so this is a real read-only destination.
+        string readOnly = "/sys/kernel/hcsc-run";
+        var arguments = Arguments(readOnly, "--resume", Path.Combine(_directory, "missing.hcsc"));
+        arguments[Array.IndexOf(arguments, "--width") + 1] = "0";
+        using var child = new Child(arguments, pauseAt: null);
+        child.WaitForExit().Should().Be(2, string.Join('\n', child.Output));
+        child.Output.Should().Contain(l => l.Contains($"--exp-dir '{readOnly}' cannot be written", StringComparison.Ordinal))
+            .And.Contain(l => l.Contains("--width must be at least 1; got 0.", StringComparison.Ordinal))
+            .And.Contain(l => l.Contains("missing.hcsc' does not exist", StringComparison.Ordinal))
+            .And.NotContain(l => l.StartsWith("Data:", StringComparison.Ordinal), "nothing is read before the settings are valid");
     }
 
     [Fact]
