@@ -29,24 +29,38 @@ public sealed class ImageFolderDataset : IImageDataset
 
         var paths = new List<string>();
         var labels = new List<int>();
+        var emptyClasses = new List<string>();
         for (int label = 0; label < classes.Count; label++)
         {
             string folder = Path.Combine(root, classes[label]);
-            if (!Directory.Exists(folder))
+            int before = paths.Count;
+            if (Directory.Exists(folder))
             {
-                continue;
+                foreach (string file in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories).Where(f => Extensions.Contains(Path.GetExtension(f))).Order(StringComparer.Ordinal))
+                {
+                    paths.Add(file);
+                    labels.Add(label);
+                }
             }
 
-            foreach (string file in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories).Where(f => Extensions.Contains(Path.GetExtension(f))).Order(StringComparer.Ordinal))
+            if (paths.Count == before)
             {
-                paths.Add(file);
-                labels.Add(label);
+                emptyClasses.Add(classes[label]);
             }
         }
 
         if (paths.Count == 0)
         {
             throw new InvalidDataException($"'{root}' has class folders but no images with extension {string.Join(", ", Extensions)}.");
+        }
+
+        // The training set defines the classes, so a class without images there is a mistake (PyTorch's ImageFolder
+        // refuses it too); a held-out set may lack some of the training classes.
+        if (classNames is null && emptyClasses.Count > 0)
+        {
+            throw new InvalidDataException(
+                $"'{root}' has {emptyClasses.Count} class folder(s) without images ({string.Join(", ", emptyClasses.Take(10))}{(emptyClasses.Count > 10 ? ", …" : string.Empty)}); " +
+                $"add images with extension {string.Join(", ", Extensions)} or remove the folder(s).");
         }
 
         _paths = paths.ToArray();

@@ -54,6 +54,24 @@ public sealed class DatasetTests : IDisposable
     }
 
     [Fact]
+    public void A_training_class_folder_without_images_is_named_before_training_and_non_images_are_ignored()
+    {
+        Directory.CreateDirectory(Path.Combine(_directory, "cats"));
+        Directory.CreateDirectory(Path.Combine(_directory, "dogs"));
+        Directory.CreateDirectory(Path.Combine(_directory, "emus"));
+        WritePng(Path.Combine(_directory, "cats", "a.png"), SKColorType.Rgba8888, new SKColor(200, 10, 20));
+        File.WriteAllText(Path.Combine(_directory, "dogs", "notes.txt"), "not an image");
+
+        var act = () => new ImageFolderDataset(_directory);
+        act.Should().Throw<InvalidDataException>().WithMessage($"'{_directory}' has 2 class folder(s) without images (dogs, emus); add images with extension *");
+
+        // A held-out set takes the training classes and may lack some of them; the text file is not an image.
+        var validation = new ImageFolderDataset(_directory, ["cats", "dogs", "emus"]);
+        validation.Count.Should().Be(1);
+        validation.Labels.Should().Equal(0);
+    }
+
+    [Fact]
     public void Image_folders_decode_colour_and_grey_images_and_name_corrupt_files()
     {
         Directory.CreateDirectory(Path.Combine(_directory, "cats"));
