@@ -63,7 +63,8 @@ public static class PretrainCommand
         var everySteps = new Option<int>("--checkpoint-every-steps") { Description = "Also checkpoint every N steps inside an epoch (0: at epoch ends only)" };
         var strict = new Option<bool>("--strict-data") { Description = "Stop at the first undecodable image instead of skipping it" };
         var keep = new Option<int>("--keep-checkpoints") { Description = "Numbered checkpoints to keep, newest first (0: all)" };
-        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps })
+        var retries = new Option<int>("--divergence-retries") { Description = "After a NaN/Inf loss or gradient, resume from the last good checkpoint with half the learning rate, at most this many times (0: stop)" };
+        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps, retries })
         {
             command.Options.Add(option);
         }
@@ -109,6 +110,7 @@ public static class PretrainCommand
                 KeepCheckpoints = parse.GetValue(keep),
                 StrictData = parse.GetValue(strict),
                 CheckpointEverySteps = parse.GetValue(everySteps),
+                DivergenceRetries = parse.GetValue(retries),
             };
 
             // The sample's settings and the HCSC options are checked together, so every problem is reported at once.
@@ -129,7 +131,7 @@ public static class PretrainCommand
             using var stop = GracefulStop.ListenToSignals(Console.Out);
             try
             {
-                new PretrainRun(options, settings, Console.Out, stop).Execute(cancellation);
+                DivergenceRetry.Execute(options, settings, Console.Out, stop, cancellation);
                 return Task.FromResult(0);
             }
             catch (RunStoppedException e)

@@ -39,6 +39,12 @@ public sealed record PretrainSettings
     public int KeepCheckpoints { get; init; }
 
     /// <summary>
+    /// After a NaN or infinite loss, gradient or weight, resume from the last good checkpoint with half the learning
+    /// rate, at most this many times (0: stop with the error).
+    /// </summary>
+    public int DivergenceRetries { get; init; }
+
+    /// <summary>
     /// Every problem with these settings, each with what to change (empty when they are valid). Creates the experiment
     /// folder if needed and checks that a file can be written there, so a read-only or missing destination is found
     /// before any data is read.
@@ -69,6 +75,7 @@ public sealed record PretrainSettings
         {
             ("--width", Width, 1), ("--knn-every", KnnEvery, 0), ("--max-images", MaxImages, 0),
             ("--checkpoint-every-steps", CheckpointEverySteps, 0), ("--keep-checkpoints", KeepCheckpoints, 0),
+            ("--divergence-retries", DivergenceRetries, 0),
         })
         {
             if (value < minimum)

@@ -20,8 +20,31 @@ public static class FaultInjection
     /// </summary>
     public const string FailEnvironmentVariable = "HCSC_FAIL_AT";
 
+    /// <summary>
+    /// The environment variable naming a step (<c>epochE-stepS</c>) whose gradients are made NaN after the backward
+    /// pass, once per process, as an overflowing step would make them.
+    /// </summary>
+    public const string NanEnvironmentVariable = "HCSC_NAN_AT";
+
     private static readonly string? Point = Environment.GetEnvironmentVariable(EnvironmentVariable);
     private static readonly string? FailurePoint = Environment.GetEnvironmentVariable(FailEnvironmentVariable);
+    private static readonly string? NanPoint = Environment.GetEnvironmentVariable(NanEnvironmentVariable);
+    private static int _nanInjected;
+
+    /// <summary>
+    /// The first time <paramref name="name"/> is the step named by <c>HCSC_NAN_AT</c>, sets the first element of the
+    /// first gradient among <paramref name="parameters"/> to NaN.
+    /// </summary>
+    public static void CorruptGradientAt(string name, IEnumerable<TorchSharp.Modules.Parameter> parameters)
+    {
+        if (NanPoint is null || !string.Equals(NanPoint, name, StringComparison.Ordinal) || Interlocked.Exchange(ref _nanInjected, 1) == 1)
+        {
+            return;
+        }
+
+        using var nan = TorchSharp.ScalarExtensionMethods.ToScalar(double.NaN);
+        parameters.First(p => p.grad is not null).grad!.view(-1)[0].fill_(nan);
+    }
 
     /// <summary>Throws "No space left on device" when <paramref name="name"/> is the point named by <c>HCSC_FAIL_AT</c>.</summary>
     /// <exception cref="IOException">At that point.</exception>

@@ -29,7 +29,7 @@ public sealed partial class ProcessFaultTests : IDisposable
         private readonly BlockingCollection<string> _lines = [];
         private readonly Process _process;
 
-        public Child(string[] arguments, string? pauseAt, string? failAt = null)
+        public Child(string[] arguments, string? pauseAt, string? failAt = null, string? nanAt = null)
         {
             var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             foreach (string argument in arguments)
@@ -45,6 +45,11 @@ public sealed partial class ProcessFaultTests : IDisposable
             if (failAt is not null)
             {
                 start.Environment[FaultInjection.FailEnvironmentVariable] = failAt;
+            }
+
+            if (nanAt is not null)
+            {
+                start.Environment[FaultInjection.NanEnvironmentVariable] = nanAt;
             }
 
             _process = new Process { StartInfo = start };
@@ -193,6 +198,39 @@ public sealed partial class ProcessFaultTests : IDisposable
             .And.Contain(l => l.Contains("--width must be at least 1; got 0.", StringComparison.Ordinal))
             .And.Contain(l => l.Contains("missing.hcsc' does not exist", StringComparison.Ordinal))
             .And.NotContain(l => l.StartsWith("Data:", StringComparison.Ordinal), "nothing is read before the settings are valid");
+    }
+
+    [Fact]
+    public void A_nan_gradient_stops_the_run_and_leaves_the_last_checkpoint_untouched()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var child = new Child(Arguments(directory), pauseAt: null, nanAt: "epoch2-step2"))
+        {
+            child.WaitForExit().Should().Be(1, string.Join('\n', child.Output));
+            child.Output.Should().Contain(l => l.Contains("became non-finite in epoch 2, step 2", StringComparison.Ordinal)
+                && l.Contains("the weights were not updated", StringComparison.Ordinal));
+        }
+
+        TrainingCheckpointEpoch(Path.Combine(directory, "checkpoint_latest.hcsc")).Should().Be(1);
+        ResumeAndCompare(directory, "1 epochs done; continuing at epoch 2");
+    }
+
+    [Fact]
+    public void With_divergence_retries_a_nan_gradient_resumes_from_the_last_checkpoint_with_half_the_learning_rate()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using var child = new Child(Arguments(directory, "--divergence-retries", "1"), pauseAt: null, nanAt: "epoch2-step2");
+        child.WaitForExit().Should().Be(0, string.Join('\n', child.Output));
+        var lines = child.Output.ToList();
+        lines.Should().Contain(l => l.Contains("became non-finite in epoch 2, step 2", StringComparison.Ordinal))
+            .And.Contain(l => l.StartsWith("retry 1/1: resuming from the last good checkpoint with learning rate", StringComparison.Ordinal))
+            .And.Contain(l => l.Contains("1 epochs done; continuing at epoch 2", StringComparison.Ordinal));
+        var lrs = Metrics(directory).Where(m => !m.TryGetProperty("evaluation", out _)).Select(m => (Epoch: m.GetProperty("epoch").GetInt32(), Lr: m.GetProperty("lr").GetDouble())).ToList();
+        lrs.Select(e => e.Epoch).Should().Equal(0, 1, 2);
+        // Cosine schedule (the default): epoch 0 ran at the full rate, epochs 1 and 2 at half of it.
+        lrs[1].Lr.Should().BeApproximately(LearningRateSchedule.At(1, 3, lrs[0].Lr / 2, cosine: true), 1e-12, "epochs after the retry run at the halved rate");
+        lrs[2].Lr.Should().BeApproximately(LearningRateSchedule.At(2, 3, lrs[0].Lr / 2, cosine: true), 1e-12);
+        Directory.GetFiles(directory, "checkpoint_*.hcsc").Should().Contain(f => f.EndsWith("checkpoint_0003.hcsc", StringComparison.Ordinal));
     }
 
     [Fact]
