@@ -263,16 +263,18 @@ public sealed partial class ProcessFaultTests : IDisposable
         return reader.ReadInt64();
     }
 
-    [Fact]
-    public void Sigterm_finishes_the_step_writes_a_checkpoint_and_exits_143()
+    [Theory]
+    [InlineData(15, 143, "SIGTERM")]
+    [InlineData(2, 130, "SIGINT")]
+    public void A_stop_signal_finishes_the_step_writes_a_checkpoint_and_exits_with_its_code(int signal, int exitCode, string name)
     {
         string directory = Path.Combine(_directory, "run");
         using (var child = new Child(Arguments(directory), "epoch2-step2"))
         {
             child.WaitForLine("paused at epoch2-step2");
-            kill(child.Id, 15).Should().Be(0);
-            child.WaitForExit().Should().Be(143, string.Join('\n', child.Output));
-            child.Output.Should().Contain(l => l.Contains("SIGTERM received", StringComparison.Ordinal))
+            kill(child.Id, signal).Should().Be(0);
+            child.WaitForExit().Should().Be(exitCode, string.Join('\n', child.Output));
+            child.Output.Should().Contain(l => l.Contains($"{name} received", StringComparison.Ordinal))
                 .And.Contain(l => l.Contains("(epoch 2, step 2)", StringComparison.Ordinal));
         }
 
