@@ -79,9 +79,19 @@ public sealed class FashionMnistComparison : IBenchmark
                 }
 
                 double seconds = double.Parse(File.ReadAllText(wallFile), CultureInfo.InvariantCulture);
-                var records = File.ReadAllLines(Path.Combine(directory, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
-                JsonElement Evaluation(string name) => records.Last(r => r.TryGetProperty("evaluation", out var e) && e.GetString() == name);
-                rows.Add(Row.From("untrained", seed, Evaluation("untrained"), null, double.NaN));
+                string metricsPath = Path.Combine(directory, "metrics.jsonl");
+                List<JsonElement> Records() => File.ReadAllLines(metricsPath).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+                bool IsEvaluation(JsonElement r, string name) => r.TryGetProperty("evaluation", out var e) && e.GetString() == name;
+                if (method == "moco" && !Records().Any(r => IsEvaluation(r, "linear_untrained")))
+                {
+                    // The same architecture with fresh weights of the same seed: the untrained network's linear probe.
+                    Invoke(["linear", "--checkpoint", Path.Combine(directory, PretrainRun.LatestCheckpoint), "--untrained", "--lr", Text(linearLr), "--seed", Text(seed)]);
+                }
+
+                var records = Records();
+                JsonElement Evaluation(string name) => records.Last(r => IsEvaluation(r, name));
+                JsonElement? UntrainedLinear() => records.Any(r => IsEvaluation(r, "linear_untrained")) ? Evaluation("linear_untrained") : null;
+                rows.Add(Row.From("untrained", seed, Evaluation("untrained"), UntrainedLinear(), double.NaN));
                 rows.Add(Row.From(method, seed, Evaluation("final"), Evaluation("linear"), seconds));
                 Console.WriteLine($"{method} seed {seed}: {rows[^1]}");
             }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Hcsc.Core.Devices;
 using Hcsc.Core.Options;
+using Hcsc.Core.Randomness;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Checkpoints;
@@ -20,7 +21,8 @@ namespace Hcsc.Samples.ImageNetPretrain.Commands;
 /// <param name="Epoch">Epochs the checkpoint was trained for (-1 when unknown: a PyTorch file).</param>
 /// <param name="ExperimentDirectory">The folder of the checkpoint, where evaluation records go.</param>
 /// <param name="Run">The run's settings (run.json beside the checkpoint), when present.</param>
-public sealed record CheckpointModel(HcscModel Model, DatasetPair Data, int ImageSize, Device Device, long Epoch, string ExperimentDirectory, RunManifest? Run) : IDisposable
+/// <param name="Untrained">The weights are freshly initialised (<c>--untrained</c>), not the checkpoint's: the baseline.</param>
+public sealed record CheckpointModel(HcscModel Model, DatasetPair Data, int ImageSize, Device Device, long Epoch, string ExperimentDirectory, RunManifest? Run, bool Untrained = false) : IDisposable
 {
     /// <inheritdoc />
     public void Dispose() => Model.Dispose();
@@ -43,6 +45,7 @@ public sealed class CheckpointModelOptions
     private readonly Option<int?> _imageSize = new("--image-size") { Description = "Evaluation crop size (default: the run's)" };
     private readonly Option<int> _workers = new("--workers", "-j") { Description = "Data-loading threads", DefaultValueFactory = _ => 2 };
     private readonly Option<string> _device = new("--device") { Description = "auto, cpu, cuda or cuda:N", DefaultValueFactory = _ => "auto" };
+    private readonly Option<bool> _untrained = new("--untrained") { Description = "Evaluate the checkpoint's architecture with fresh weights (seeded with the run's seed) instead of its own: the untrained baseline" };
 
     /// <summary>Data-loading threads.</summary>
     public Option<int> Workers => _workers;
@@ -50,7 +53,7 @@ public sealed class CheckpointModelOptions
     /// <summary>Adds the options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { _checkpoint, _dataset, _data, _arch, _dim, _width, _smallStem, _imageSize, _workers, _device })
+        foreach (var option in new Option[] { _checkpoint, _dataset, _data, _arch, _dim, _width, _smallStem, _imageSize, _workers, _device, _untrained })
         {
             command.Options.Add(option);
         }
@@ -84,11 +87,17 @@ public sealed class CheckpointModelOptions
             BaseWidth = parse.GetValue(_width) ?? run?.Settings.Width ?? 64,
             SmallImageStem = parse.GetValue(_smallStem) ?? run?.Settings.SmallStem ?? false,
         };
+        bool untrained = parse.GetValue(_untrained);
+        using var seeding = untrained ? RandomSources.SeedEverything(run?.Options.Training.Seed ?? 0) : null;
         var model = new HcscModel(modelOptions, () => ResNet.Create(backbone));
         try
         {
             long epoch = -1;
-            if (file.Name.EndsWith(".pth.tar", StringComparison.OrdinalIgnoreCase) || file.Extension.Equals(".pth", StringComparison.OrdinalIgnoreCase))
+            if (untrained)
+            {
+                epoch = 0;
+            }
+            else if (file.Name.EndsWith(".pth.tar", StringComparison.OrdinalIgnoreCase) || file.Extension.Equals(".pth", StringComparison.OrdinalIgnoreCase))
             {
                 PyTorchImport.LoadPretrainingModel(model, file.FullName);
             }
@@ -107,7 +116,7 @@ public sealed class CheckpointModelOptions
             }
 
             model.to(device);
-            return new CheckpointModel(model, pair, size, device, epoch, directory, run);
+            return new CheckpointModel(model, pair, size, device, epoch, directory, run, untrained);
         }
         catch
         {

@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
 
 /// <summary>
-/// <c>linear</c>: the linear probe (spec §5) of a checkpoint's frozen backbone. By default on features computed once
+/// <c>linear</c>: the linear probe (docs/method.md §9) of a checkpoint's frozen backbone. By default on features computed once
 /// under the evaluation transform (minutes on a CPU); with <c>--augment</c>, the reference protocol: every epoch the
 /// training images go through RandomResizedCrop + flip and the backbone again.
 /// </summary>
@@ -89,7 +89,7 @@ public static class LinearCommand
                 ? LinearProbe.Train(c.Features, c.Labels, validationFeatures, validationLabels, classes, options, Progress)
                 : LinearProbe.Train(epoch => Extract(data.Train, crops, (options.Seed * 100_003L) + epoch), validationFeatures, validationLabels, classes, options, Progress);
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"linear probe on {data.Validation.Description} (checkpoint epoch {loaded.Epoch}): top-1 {result.Top1:F2} %, top-5 {result.Top5:F2} % ({clock.Elapsed.TotalSeconds:F0}s)"));
+                $"linear probe on {data.Validation.Description} ({(loaded.Untrained ? "untrained weights" : $"checkpoint epoch {loaded.Epoch}")}): top-1 {result.Top1:F2} %, top-5 {result.Top5:F2} % ({clock.Elapsed.TotalSeconds:F0}s)"));
             if (result.EpochLosses[^1] > result.EpochLosses[0])
             {
                 output.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -98,7 +98,7 @@ public static class LinearCommand
 
             new MetricsLog(Path.Combine(loaded.ExperimentDirectory, "metrics.jsonl")).Append(new Dictionary<string, object?>
             {
-                ["evaluation"] = "linear",
+                ["evaluation"] = loaded.Untrained ? "linear_untrained" : "linear",
                 ["checkpoint_epoch"] = loaded.Epoch,
                 ["linear_top1"] = result.Top1,
                 ["linear_top5"] = result.Top5,

@@ -108,7 +108,7 @@ public static class FineTuning
             new SGD.ParamGroup(BackboneParameters(backbone), options.BackboneLearningRate, options.Momentum, weight_decay: options.WeightDecay),
             new SGD.ParamGroup(classifier.parameters(), options.ClassifierLearningRate, options.Momentum, weight_decay: options.WeightDecay),
         };
-        using var optimizer = new ExplicitScalarSgd(groups, options.ClassifierLearningRate, options.Momentum, weightDecay: options.WeightDecay);
+        using var optimizer = new ExplicitScalarSgd(groups, options.ClassifierLearningRate, options.Momentum, options.WeightDecay);
         int batchSize = Math.Min(options.BatchSize, labelled.Count);
         var crops = new ViewTransform(imageSize, 0.08, 1.0, PhotometricRecipe.None);
         var loader = new BatchLoader(labelled, [crops], batchSize, options.Workers, options.Seed);

@@ -36,15 +36,13 @@ public sealed class ExplicitScalarSgd : SGD
     {
     }
 
-    /// <summary>Several parameter groups, each with its own options (those it leaves unset take these defaults).</summary>
+    /// <summary>Several parameter groups, each with its own options (those it leaves unset take the defaults given here).</summary>
     /// <param name="groups">The groups, e.g. a backbone and a classifier with their own learning rates.</param>
     /// <param name="learningRate">Default lr ≥ 0.</param>
     /// <param name="momentum">Default μ ≥ 0.</param>
-    /// <param name="dampening">Default τ.</param>
     /// <param name="weightDecay">Default λ ≥ 0.</param>
-    /// <param name="nesterov">Default Nesterov switch.</param>
-    public ExplicitScalarSgd(IEnumerable<ParamGroup> groups, double learningRate, double momentum = 0, double dampening = 0, double weightDecay = 0, bool nesterov = false)
-        : base(groups, learningRate, momentum, dampening, weightDecay, nesterov)
+    public ExplicitScalarSgd(IEnumerable<ParamGroup> groups, double learningRate, double momentum, double weightDecay)
+        : base(groups, learningRate, momentum, dampening: 0, weightDecay, nesterov: false)
     {
     }
 
