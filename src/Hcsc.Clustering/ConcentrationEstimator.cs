@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Clustering;
 
 /// <summary>
-/// The concentration ("density") φ of each cluster of one level (spec §1, step 4), used as the
+/// The concentration ("density") φ of each cluster of one level (docs/method.md §2, step 4), used as the
 /// prototype's temperature. From the squared distances D_i of the members i of cluster c to their raw
 /// centre, with n_c members:
 /// <list type="number">

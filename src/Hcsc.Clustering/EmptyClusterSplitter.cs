@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Clustering;
 
 /// <summary>
-/// Removes empty clusters after a centroid update (spec §1): for each empty cluster e, a cluster j is
+/// Removes empty clusters after a centroid update (docs/method.md §2, step 1): for each empty cluster e, a cluster j is
 /// drawn with probability proportional to its size among clusters with more than one member; the
 /// centre of j is copied into e and the two copies are perturbed symmetrically,
 /// <c>c_e = c_j ⊙ (1 + ε·s)</c>, <c>c_j = c_j ⊙ (1 − ε·s)</c> with <c>s = (+1, −1, +1, …)</c> and

@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Clustering;
 
 /// <summary>
-/// Hierarchical k-means exactly as spec §1. For level l = 0 … L−1 with points P_0 = X and
+/// Hierarchical k-means exactly as docs/method.md §2. For level l = 0 … L−1 with points P_0 = X and
 /// P_l = C_{l−1}:
 /// <list type="number">
 /// <item><see cref="KMeans"/> on P_l with k_l centres, <see cref="ClusteringOptions.Iterations"/>
@@ -30,7 +30,7 @@ public sealed class HierarchicalKMeans
     private readonly ILogger _logger;
 
     /// <summary>Creates the clusterer.</summary>
-    /// <param name="options">Level sizes and k-means settings (spec §1); validated here.</param>
+    /// <param name="options">Level sizes and k-means settings (docs/method.md §2); validated here.</param>
     /// <param name="temperature">τ, the mean of each level's concentrations after rescaling (HcscOptions.Model.Temperature).</param>
     /// <param name="logger">Receives level, restart and iteration logs; optional.</param>
     /// <exception cref="ArgumentException">An option is invalid.</exception>
@@ -82,7 +82,7 @@ public sealed class HierarchicalKMeans
     /// <summary>Use Hamerly / Yinyang-style bounds to skip distance computations; see <see cref="KMeansOptions.UseBounds"/>. Default true.</summary>
     public bool UseBounds { get; init; } = true;
 
-    /// <summary>Level l is clustered with seed SeedOffset + l (spec: the level's index). Default 0.</summary>
+    /// <summary>Level l is clustered with seed SeedOffset + l (docs/method.md §2, step 1: the level's index). Default 0.</summary>
     public long SeedOffset { get; init; }
 
     /// <summary>

@@ -18,7 +18,7 @@ public sealed class HierarchicalKMeansResult : IDisposable
 
     /// <summary>
     /// Per level, the raw k-means centres <c>[k_l, d]</c> float32 (before L2 normalisation), finest first:
-    /// the centres every point of the level was assigned to (spec §1, step 2).
+    /// the centres every point of the level was assigned to (docs/method.md §2, step 2).
     /// </summary>
     public IReadOnlyList<Tensor> RawCentroids { get; }
 

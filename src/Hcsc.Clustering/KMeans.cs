@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Clustering;
 
 /// <summary>
-/// k-means with squared L2 distance on a <c>[N, d]</c> tensor on any device (spec §1, step 1).
+/// k-means with squared L2 distance on a <c>[N, d]</c> tensor on any device (docs/method.md §2, step 1).
 /// <para>
 /// Each restart draws k starting centres (<see cref="KMeansOptions.Initialization"/>) from a training
 /// subsample of at most <c>MaxPointsPerCentroid · k</c> points and runs Lloyd iterations: assign each

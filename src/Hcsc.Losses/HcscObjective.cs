@@ -8,14 +8,14 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses;
 
 /// <summary>
-/// The HCSC training objective for one step (spec §2): InfoNCE during warm-up, then per level l
+/// The HCSC training objective for one step (docs/method.md §5): InfoNCE during warm-up, then per level l
 /// ICSC_l (queue negatives selected by <see cref="InstanceSelector"/>) and PCSC_l (prototype negatives
 /// selected by <see cref="PrototypeSelector"/>), combined as
 /// <code>
 ///   Total = R2_l( ICSC_l ) + (1/L) Σ_l PCSC_l
 ///         + Σ_v [ R2_l( ICSC_l(v) ) + (1/L) Σ_l PCSC_l(v) ]        (local views v of multi-crop)
 /// </code>
-/// where R2 is a sum (reference) or a mean over levels, and a local view's ICSC uses the global query's
+/// where R2 (docs/method.md R2) is a sum (reference) or a mean over levels, and a local view's ICSC uses the global query's
 /// masks (without <see cref="HcscObjectiveOptions.SelectionOnLocalViews"/> it is one plain InfoNCE term).
 /// With instance selection off, R2_l(ICSC_l) is replaced by InfoNCE.
 /// </summary>
@@ -24,7 +24,7 @@ namespace Hcsc.Losses;
 /// int64 dataset indices, local views <c>[B, d]</c> each. Gradients flow into the queries only.</para>
 /// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection reads B cached threshold rows per
 /// level in place (<see cref="QueueSelectionCacheMode.Thresholds"/>) or costs one <c>[B, d] × [d, Q]</c> product per level
-/// (<see cref="QueueSelectionCacheMode.Normalisers"/>) (spec R4), and the prototype selection's normalisers are computed
+/// (<see cref="QueueSelectionCacheMode.Normalisers"/>) (docs/method.md R4), and the prototype selection's normalisers are computed
 /// once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax, as the
 /// reference code does. Both paths give the same values (and, for a given generator state, the same masks up to rounding
 /// at the sampling threshold). On the CPU (float32/float64) mask sampling, InfoNCE with every level's ICSC, and every
@@ -67,7 +67,7 @@ public sealed class HcscObjective : IDisposable
     /// <param name="hierarchy">The cluster hierarchy; null during warm-up (plain InfoNCE).</param>
     /// <param name="generator">Random source of the masks, on the queries' device.</param>
     /// <param name="localQueries">Optional local views of multi-crop, each <c>[B, d]</c>, with gradient.</param>
-    /// <param name="cache">Optional R4 cache, refreshed for <paramref name="hierarchy"/> and <paramref name="queue"/>; null computes everything directly.</param>
+    /// <param name="cache">Optional R4 cache (docs/method.md R4), refreshed for <paramref name="hierarchy"/> and <paramref name="queue"/>; null computes everything directly.</param>
     /// <returns>The total and every component, as tensors.</returns>
     public HcscLossResult Compute(
         Tensor query,

@@ -6,14 +6,14 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses;
 
 /// <summary>
-/// The ICSC loss of one level (spec §2) for a given selection mask (drawn by
+/// The ICSC loss of one level (docs/method.md §3) for a given selection mask (drawn by
 /// <see cref="InstanceSelector.SampleMask"/>, or your own):
 /// <code>
 ///   l_pos[n] = q_n · k_n,   l_neg[n, j] = q_n · z_j
 ///   ICSC     = mean_n CE( [l_pos[n], l_neg[n, j] for selected j] / τ, target 0 )
 /// </code>
 /// An unselected negative is dropped from the softmax (<see cref="UnselectedNegativeHandling.Exclude"/>, the paper)
-/// or enters with logit 0 (<see cref="UnselectedNegativeHandling.ZeroLogit"/>, the reference code, R1).
+/// or enters with logit 0 (<see cref="UnselectedNegativeHandling.ZeroLogit"/>, the reference code, docs/method.md R1).
 /// Gradients flow into <c>query</c> only.
 /// </summary>
 public static class IcscLoss
@@ -24,7 +24,7 @@ public static class IcscLoss
     /// <param name="queue">Negative keys z <c>[Q, d]</c>.</param>
     /// <param name="mask">Selection <c>[B, Q]</c>: bool, or 0/1 in any floating dtype (1 = selected).</param>
     /// <param name="temperature">τ &gt; 0.</param>
-    /// <param name="handling">How unselected negatives enter the softmax (R1).</param>
+    /// <param name="handling">How unselected negatives enter the softmax (docs/method.md R1).</param>
     /// <returns>The mean loss, a scalar.</returns>
     public static Tensor Compute(Tensor query, Tensor key, Tensor queue, Tensor mask, double temperature, UnselectedNegativeHandling handling)
     {

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses;
 
 /// <summary>
-/// MoCo's InfoNCE with a queue of negatives (spec §2, before the first clustering):
+/// MoCo's InfoNCE with a queue of negatives (docs/method.md §1; the loss before the first clustering, §6):
 /// <code>
 ///   l_pos[n]    = q_n · k_n                 l_neg[n, j] = q_n · z_j
 ///   loss        = mean_n CE( [l_pos[n], l_neg[n, :]] / τ, target 0 )

@@ -7,7 +7,7 @@ namespace Hcsc.Losses;
 
 /// <summary>
 /// The instance terms of one query view against its key and the queue: per-sample InfoNCE, and per level the ICSC
-/// cross-entropy under the level's mask (spec §2, R1). On the CPU one C# pass over the logits does all of them
+/// cross-entropy under the level's mask (docs/method.md §1, §3 and R1). On the CPU one C# pass over the logits does all of them
 /// (<see cref="QueueCrossEntropy"/>); elsewhere each term is a log-sum-exp of its own (<see cref="SelectiveCrossEntropy"/>).
 /// Both give the same values.
 /// </summary>
@@ -18,7 +18,7 @@ internal static class InstanceContrast
     /// <param name="queueTransposed">Detached queue, transposed, <c>[d, Q]</c>.</param>
     /// <param name="temperature">τ.</param>
     /// <param name="masks">ICSC masks <c>[L, B, Q]</c> bool, or null for InfoNCE alone.</param>
-    /// <param name="handling">R1.</param>
+    /// <param name="handling">How unselected negatives enter the softmax (docs/method.md R1).</param>
     /// <param name="hostKernels">Allow the C# kernels on the CPU.</param>
     /// <returns>InfoNCE <c>[B]</c>, ICSC <c>[B, L]</c> (null without masks), and top-1 (x_p ≥ every negative logit) <c>[B]</c> bool.</returns>
     public static (Tensor InfoNce, Tensor? Selected, Tensor Top1) Compute(

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses;
 
 /// <summary>
-/// ICSC's acceptance-rejection sampler (spec §2). For a query whose positive belongs to cluster
+/// ICSC's acceptance-rejection sampler (docs/method.md §3). For a query whose positive belongs to cluster
 /// y = a_l(idx) at level l, a queue key z_j is kept as a negative with probability
 /// <code>
 ///   p_l(c | z_j)  = softmax_c( z_j · C_l[c] / max(φ_l(c), 1e-3) )
@@ -15,7 +15,7 @@ namespace Hcsc.Losses;
 /// </code>
 /// The denominator of p_l(· | z_j) depends only on z_j and the level's prototypes, so it can be
 /// computed once per key (<see cref="LogNormalisers"/>, kept up to date by <see cref="QueueSelectionCache"/>)
-/// instead of once per step (spec R4); pass it to <see cref="AcceptanceProbabilities"/> to get the same
+/// instead of once per step (docs/method.md R4); pass it to <see cref="AcceptanceProbabilities"/> to get the same
 /// values in O(B·Q·d). Everything here runs without gradient.
 /// </summary>
 /// <example>

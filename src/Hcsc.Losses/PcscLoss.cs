@@ -6,14 +6,14 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses;
 
 /// <summary>
-/// The PCSC loss of one level (spec §2) for a given prototype selection (drawn by
+/// The PCSC loss of one level (docs/method.md §4) for a given prototype selection (drawn by
 /// <see cref="PrototypeSelector.SampleMask"/>, or your own):
 /// <code>
 ///   logits[n] = [ q_n · C_l[c⁺_n] / φ_l(c⁺_n),  q_n · C_l[c] / φ_l(c) for selected candidates c ]
 ///   PCSC      = mean_n CE(logits[n], target 0)
 /// </code>
 /// Non-candidates never enter; a candidate that is not selected enters with logit 0
-/// (<see cref="UnselectedNegativeHandling.ZeroLogit"/>, R1) or not at all (<see cref="UnselectedNegativeHandling.Exclude"/>).
+/// (<see cref="UnselectedNegativeHandling.ZeroLogit"/>, docs/method.md R1) or not at all (<see cref="UnselectedNegativeHandling.Exclude"/>).
 /// Gradients flow into <c>query</c> only (prototypes and concentrations are constants).
 /// </summary>
 public static class PcscLoss
@@ -24,7 +24,7 @@ public static class PcscLoss
     /// <param name="level">The cluster level l (prototypes C_l <c>[k_l, d]</c>, concentrations φ_l <c>[k_l]</c>).</param>
     /// <param name="mask">Selection <c>[B, k_l]</c>: bool or 0/1 (1 = selected; only candidates count).</param>
     /// <param name="candidates">Bool candidate mask <c>[k_l]</c> (<see cref="PrototypeSelector.Candidates"/>).</param>
-    /// <param name="handling">How unselected candidates enter the softmax (R1).</param>
+    /// <param name="handling">How unselected candidates enter the softmax (docs/method.md R1).</param>
     /// <returns>The mean loss, a scalar.</returns>
     public static Tensor Compute(Tensor query, Tensor labels, ClusterLevel level, Tensor mask, Tensor candidates, UnselectedNegativeHandling handling)
     {

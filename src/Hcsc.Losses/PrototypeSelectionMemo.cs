@@ -8,7 +8,7 @@ namespace Hcsc.Losses;
 /// <summary>
 /// What prototype selection needs that depends on the hierarchy alone, computed once per hierarchy:
 /// the parents' log-normalisers of every level below the top (<see cref="PrototypeSelector.ParentLogNormalisers"/>),
-/// the R3 bound max_i a_l(i) per level and, optionally, the rejection thresholds of every candidate for every
+/// the R3 bound (docs/method.md R3) max_i a_l(i) per level and, optionally, the rejection thresholds of every candidate for every
 /// possible parent of the positive,
 /// <code>
 ///   T_l[p, c] = 1 − clamp(1 − softmax_p'( S_l[c, p'] / φ'_{l+1}(p') )[p], 1e-4, 0.999)        [k_{l+1}, k_l]

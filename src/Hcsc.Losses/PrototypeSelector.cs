@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses;
 
 /// <summary>
-/// PCSC's acceptance-rejection sampler (spec §2). The candidate negatives of level l are the
+/// PCSC's acceptance-rejection sampler (docs/method.md §4). The candidate negatives of level l are the
 /// prototypes that are not the positive c⁺_n = a_l(idx_n) of any query in the batch. Below the top
 /// level, candidate c is kept for query n with probability
 /// <code>
@@ -28,13 +28,13 @@ public static class PrototypeSelector
 
     /// <summary>
     /// The candidate negative prototypes of a level: every prototype that is not the positive of a query
-    /// in the batch. With <paramref name="reproduceReferenceOffByOne"/> (spec R3) the candidates are
+    /// in the batch. With <paramref name="reproduceReferenceOffByOne"/> (docs/method.md R3) the candidates are
     /// <c>range(max_i a_l(i))</c> minus the positives, as in the reference code, so the prototype with the
     /// largest assigned id is never a candidate.
     /// </summary>
     /// <param name="labels">Positive prototypes c⁺ <c>[B]</c> int64 in [0, k_l).</param>
     /// <param name="level">The cluster level l.</param>
-    /// <param name="reproduceReferenceOffByOne">Reproduce the reference's off-by-one (R3); false is the fixed behaviour.</param>
+    /// <param name="reproduceReferenceOffByOne">Reproduce the reference's off-by-one (docs/method.md R3); false is the fixed behaviour.</param>
     /// <returns>A bool mask <c>[k_l]</c>, true for candidates.</returns>
     public static Tensor Candidates(Tensor labels, ClusterLevel level, bool reproduceReferenceOffByOne)
     {

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses;
 
 /// <summary>
-/// The R4 cache of instance selection (spec §3): for every slot j of a ring queue of keys and every
+/// The R4 cache of instance selection (docs/method.md §3 and R4): for every slot j of a ring queue of keys and every
 /// level l, the log-normaliser of p_l(· | z_j),
 /// <code>
 ///   logZ_l[j] = logsumexp_c( z_j · C_l[c] / max(φ_l(c), 1e-3) )        [L][Q]

@@ -6,7 +6,7 @@ namespace Hcsc.Losses;
 
 /// <summary>
 /// Cross-entropy with target 0 over [positive, negatives] where some negatives were not selected
-/// (spec §2 and R1): a selected negative enters with its logit; an unselected one enters with logit 0
+/// (docs/method.md §3, §4 and R1): a selected negative enters with its logit; an unselected one enters with logit 0
 /// (<see cref="UnselectedNegativeHandling.ZeroLogit"/>) or not at all (<see cref="UnselectedNegativeHandling.Exclude"/>);
 /// a column that is not a candidate at all never enters.
 /// </summary>
@@ -16,7 +16,7 @@ internal static class SelectiveCrossEntropy
     /// <param name="negatives">Negative logits <c>[B, K]</c>.</param>
     /// <param name="selected">0/1 or bool selection <c>[B, K]</c>.</param>
     /// <param name="candidates">Bool <c>[K]</c> or null (every column is a candidate).</param>
-    /// <param name="handling">R1.</param>
+    /// <param name="handling">How unselected negatives enter the softmax (docs/method.md R1).</param>
     /// <returns>Per-sample losses <c>[B]</c> and whether the positive is the top-1 logit <c>[B]</c> (bool).</returns>
     public static (Tensor Loss, Tensor Top1) PerSample(Tensor positive, Tensor negatives, Tensor selected, Tensor? candidates, UnselectedNegativeHandling handling)
     {

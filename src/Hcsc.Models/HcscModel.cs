@@ -14,7 +14,7 @@ namespace Hcsc.Models;
 /// (<see cref="ProjectionHead"/>); <c>encoder_k</c> is a copy that never gets gradients and follows
 /// <c>encoder_q</c> by EMA (<see cref="MomentumUpdate"/>). With <see cref="ModelOptions.BatchNormSplits"/> S &gt; 1
 /// and a default-BN backbone, the key encoder uses <see cref="SplitBatchNorm2d"/> and its batch is shuffled
-/// before and unshuffled after it (spec R5). State-dict names are MoCo's (<c>encoder_q.conv1.weight</c>,
+/// before and unshuffled after it (docs/method.md R5). State-dict names are MoCo's (<c>encoder_q.conv1.weight</c>,
 /// <c>encoder_k.fc.0.weight</c>, …), so a checkpoint's <c>module.</c>-stripped state dict matches.
 /// </summary>
 public sealed class HcscModel : nn.Module

@@ -8,7 +8,7 @@ namespace Hcsc.Benchmarks.Losses;
 /// The baseline: selection + loss written the way the reference implementation does it, recomputing every
 /// step the Q × k_l softmax of every queue key over the prototypes and the k_l × k_{l+1} softmax of the
 /// prototypes over their parents, then concatenating masked logits and calling cross-entropy per level
-/// (R1 zero logits, R2 sum, R3 off-by-one aside: all candidates are used).
+/// (docs/method.md R1 zero logits, R2 sum, R3 off-by-one aside: all candidates are used).
 /// </summary>
 internal static class ReferenceStyleSelectionLoss
 {

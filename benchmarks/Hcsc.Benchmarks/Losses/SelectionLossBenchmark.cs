@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Benchmarks.Losses;
 
 /// <summary>
-/// Selection + loss of one HCSC step (no backbone), forward and backward: the cached objective (spec R4,
+/// Selection + loss of one HCSC step (no backbone), forward and backward: the cached objective (docs/method.md R4,
 /// <see cref="QueueSelectionCache"/> kept up to date with <see cref="QueueSelectionCache.Update"/> every step)
 /// against a reference-style implementation that recomputes the Q × k softmax per step, in one process.
 /// </summary>

@@ -11,7 +11,7 @@ public enum PhotometricRecipe
     /// <summary>MoCo v1: RandomGrayscale p = 0.2, ColorJitter(0.4, 0.4, 0.4, 0.4) always.</summary>
     MoCoV1,
 
-    /// <summary>MoCo v2 (spec §4): ColorJitter(0.4, 0.4, 0.4, 0.1) p = 0.8, RandomGrayscale p = 0.2, GaussianBlur σ ∈ [0.1, 2] p = 0.5.</summary>
+    /// <summary>MoCo v2 (docs/method.md §8): ColorJitter(0.4, 0.4, 0.4, 0.1) p = 0.8, RandomGrayscale p = 0.2, GaussianBlur σ ∈ [0.1, 2] p = 0.5.</summary>
     MoCoV2,
 }
 

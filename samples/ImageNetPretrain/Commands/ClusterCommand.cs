@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
 
 /// <summary>
-/// <c>cluster</c>: hierarchical k-means (spec §1) of embeddings stored as <c>.npy</c>, for users who
+/// <c>cluster</c>: hierarchical k-means (docs/method.md §2) of embeddings stored as <c>.npy</c>, for users who
 /// cluster offline. Writes the hierarchy with <see cref="HierarchyWriter"/>; with <c>--json</c>
 /// prints one JSON line per level (level, k, objective, empty_clusters_split, seconds).
 /// Exit codes: 0 success, 2 bad input or arguments (nothing written).
@@ -38,7 +38,7 @@ public static class ClusterCommand
             Required = true,
         };
         var json = new Option<bool>("--json") { Description = "Print one JSON line per level: level, k, objective, empty_clusters_split, seconds." };
-        var command = new Command("cluster", "Hierarchical k-means (HCSC spec §1) of embeddings in a .npy file.");
+        var command = new Command("cluster", "Hierarchical k-means (docs/method.md §2) of embeddings in a .npy file.");
         foreach (var option in new Option[] { features, numCluster, niter, nredo, seed, device, normalize, temperature, init, output, json })
         {
             command.Options.Add(option);

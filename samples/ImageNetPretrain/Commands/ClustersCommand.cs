@@ -7,7 +7,7 @@ namespace Hcsc.Samples.ImageNetPretrain.Commands;
 
 /// <summary>
 /// <c>clusters</c>: embeds a checkpoint's training set with the key encoder, clusters it hierarchically as training
-/// does (spec §1) and prints NMI, AMI and ARI of every level against the labels (and the coarse labels where the
+/// does (docs/method.md §2) and prints NMI, AMI and ARI of every level against the labels (and the coarse labels where the
 /// data has them); the figures are appended to metrics.jsonl beside the checkpoint.
 /// </summary>
 public static class ClustersCommand

@@ -4,7 +4,7 @@ using Hcsc.Samples.ImageNetPretrain.Training;
 
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
 
-/// <summary><c>knn</c>: weighted kNN evaluation (spec §5) of a pretraining checkpoint's backbone.</summary>
+/// <summary><c>knn</c>: weighted kNN evaluation (docs/method.md §9) of a pretraining checkpoint's backbone.</summary>
 public static class KnnCommand
 {
     /// <summary>Builds the command.</summary>

@@ -41,7 +41,7 @@ public static class PretrainCommand
         map.Scalar<bool>(command, "--selection-on-local", "Selection:SelectionOnLocalViews", "Instance selection on the local views too");
         map.Scalar<string>(command, "--unselected", "Selection:UnselectedNegatives", "How unselected negatives count: ZeroLogit (reference) or Exclude (paper)");
         map.Scalar<string>(command, "--level-reduction", "Selection:InstanceLevelReduction", "ICSC over levels: Sum (reference) or Mean");
-        map.Scalar<bool>(command, "--reference-off-by-one", "Selection:ReproduceReferenceOffByOne", "Reproduce the reference's candidate-prototype off-by-one (R3)");
+        map.Scalar<bool>(command, "--reference-off-by-one", "Selection:ReproduceReferenceOffByOne", "Reproduce the reference's candidate-prototype off-by-one (docs/method.md R3)");
         map.Scalar<double>(command, "--crop-min-scale", "Augmentation:GlobalCropMinScale", "Lower RandomResizedCrop scale of the global crops");
         map.Scalar<int>(command, "--image-size", "Augmentation:ImageSize", "Side of the global crops");
         map.Scalar<long>(command, "--seed", "Training:Seed", "Seed of every random source");

@@ -8,7 +8,7 @@ namespace Hcsc.Samples.ImageNetPretrain.Evaluation;
 public sealed record KnnAccuracy(int K, double Top1, double Top5);
 
 /// <summary>
-/// The weighted kNN classifier of the reference evaluation (spec §5): each query takes its k
+/// The weighted kNN classifier of the reference evaluation (docs/method.md §9): each query takes its k
 /// nearest training samples by cosine similarity s and each votes for its label with weight
 /// exp(s / T), T = 0.07. Features are L2-normalised here.
 /// </summary>

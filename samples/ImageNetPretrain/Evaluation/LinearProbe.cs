@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace Hcsc.Samples.ImageNetPretrain.Evaluation;
 
-/// <summary>The linear-probe recipe (spec §5): SGD on a linear layer over frozen, pooled backbone features.</summary>
+/// <summary>The linear-probe recipe (docs/method.md §9): SGD on a linear layer over frozen, pooled backbone features.</summary>
 public sealed record LinearProbeOptions
 {
     /// <summary>Epochs (reference: 100).</summary>

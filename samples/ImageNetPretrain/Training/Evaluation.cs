@@ -30,7 +30,7 @@ public sealed record ClusteringQuality(IReadOnlyList<double> Nmi, IReadOnlyList<
 }
 
 /// <summary>
-/// kNN top-1 / top-5 on backbone features (spec §5) and the quality of each clustering level against the labels, and
+/// kNN top-1 / top-5 on backbone features (docs/method.md §9) and the quality of each clustering level against the labels, and
 /// against the coarse labels where the data has them.
 /// </summary>
 public sealed record EvaluationReport(IReadOnlyList<KnnAccuracy> Knn, ClusteringQuality Fine, ClusteringQuality Coarse)
@@ -88,7 +88,7 @@ public static class ModelEvaluation
     public static (ClusteringQuality Fine, ClusteringQuality Coarse) Quality(ClusteredEmbeddings clustering, IImageDataset dataset) =>
         (Quality(clustering, dataset.Labels), dataset is IHierarchicalDataset hierarchical ? Quality(clustering, hierarchical.CoarseLabels) : ClusteringQuality.None);
 
-    /// <summary>Embeds the training set with the key encoder and clusters it hierarchically (spec §1).</summary>
+    /// <summary>Embeds the training set with the key encoder and clusters it hierarchically (docs/method.md §2).</summary>
     public static ClusteredEmbeddings Cluster(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, Action<int, Exception>? skipped = null)
     {
         model.eval();

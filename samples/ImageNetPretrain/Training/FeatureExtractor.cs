@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Hcsc.Samples.ImageNetPretrain.Training;
 
-/// <summary>Runs a network over a whole dataset under the evaluation transform (spec §1, §5), batch by batch, without gradients.</summary>
+/// <summary>Runs a network over a whole dataset under the evaluation transform (docs/method.md §2, §9), batch by batch, without gradients.</summary>
 public static class FeatureExtractor
 {
     /// <summary>

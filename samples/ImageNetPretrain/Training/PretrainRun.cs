@@ -20,7 +20,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Samples.ImageNetPretrain.Training;
 
 /// <summary>
-/// The HCSC pretraining loop (spec §2, §4): warm-up epochs of MoCo InfoNCE; then, every epoch,
+/// The HCSC pretraining loop (docs/method.md §5, §6, §8): warm-up epochs of MoCo InfoNCE; then, every epoch,
 /// the training set embedded by the key encoder and clustered hierarchically, and the HCSC
 /// objective with instance and prototype selection. SGD with the lr scaling rule and a cosine
 /// schedule; checkpoints every few epochs and at the end (atomic); metrics.jsonl per epoch;

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Core.Hierarchy;
 
 /// <summary>
-/// The result of hierarchical clustering (spec §1) and the contract between Hcsc.Clustering,
+/// The result of hierarchical clustering (docs/method.md §2) and the contract between Hcsc.Clustering,
 /// which produces it, and Hcsc.Losses, which consumes it. Build one from your own clustering with
 /// <see cref="FromTensors"/>; it is validated on construction: shapes, dtypes, devices, index
 /// ranges, unit-norm prototypes, positive concentrations, and the tree property

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Core.Hierarchy;
 
 /// <summary>
-/// One level of a <see cref="ClusterHierarchy"/> (spec §1). Level 0 is the finest. Tensors are
+/// One level of a <see cref="ClusterHierarchy"/> (docs/method.md §2). Level 0 is the finest. Tensors are
 /// owned by the level (their own handles onto the caller's storage) and released by
 /// <see cref="ClusterHierarchy.Dispose"/>; treat them as read-only.
 /// </summary>
@@ -20,7 +20,7 @@ public sealed class ClusterLevel
         SimilarityToParents = similarityToParents;
     }
 
-    /// <summary>Zero-based level index; 0 is the finest level (k_1 in the spec).</summary>
+    /// <summary>Zero-based level index; 0 is the finest level (k_1 when levels are counted from 1; docs/method.md, Notation).</summary>
     public int Index { get; }
 
     /// <summary>Number of prototypes k_l at this level.</summary>

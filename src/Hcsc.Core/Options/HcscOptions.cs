@@ -1,7 +1,7 @@
 namespace Hcsc.Core.Options;
 
 /// <summary>
-/// Every hyper-parameter of HCSC (spec: notation table, §2, §4), with the reference
+/// Every hyper-parameter of HCSC (docs/method.md: Notation, §1–§8), with the reference
 /// implementation's defaults: ResNet-50, d = 128, Q = 16384, τ = 0.2, m = 0.999,
 /// prototypes 3000 → 2000 → 1000, 20 warm-up epochs of 200, batch 256, lr 0.03.
 /// Bind it from configuration with <see cref="HcscServiceCollectionExtensions.AddHcscOptions"/>
@@ -18,13 +18,13 @@ public sealed class HcscOptions
     /// <summary>Optimisation and the run.</summary>
     public TrainingOptions Training { get; set; } = new();
 
-    /// <summary>Hierarchical k-means (spec §1).</summary>
+    /// <summary>Hierarchical k-means (docs/method.md §2).</summary>
     public ClusteringOptions Clustering { get; set; } = new();
 
-    /// <summary>Instance and prototype selection (spec §2, §3).</summary>
+    /// <summary>Instance and prototype selection (docs/method.md §3, §4 and §11).</summary>
     public SelectionOptions Selection { get; set; } = new();
 
-    /// <summary>Augmentation and multi-crop (spec §2, §4).</summary>
+    /// <summary>Augmentation and multi-crop (docs/method.md §7, §8).</summary>
     public AugmentationOptions Augmentation { get; set; } = new();
 }
 
@@ -49,7 +49,7 @@ public sealed class ModelOptions
     /// <summary>τ: softmax temperature. Default 0.2.</summary>
     public double Temperature { get; set; } = 0.2;
 
-    /// <summary>Sub-batches of split-batch BN for the key encoder on one device (spec R5); divides the batch size. Default 8.</summary>
+    /// <summary>Sub-batches of split-batch BN for the key encoder on one device (docs/method.md R5); divides the batch size. Default 8.</summary>
     public int BatchNormSplits { get; set; } = 8;
 }
 
@@ -93,7 +93,7 @@ public sealed class TrainingOptions
     public double ScaledLearningRate => LearningRate * BatchSize / 256.0;
 }
 
-/// <summary>Hierarchical k-means settings (spec §1).</summary>
+/// <summary>Hierarchical k-means settings (docs/method.md §2).</summary>
 public sealed class ClusteringOptions
 {
     /// <summary>k_l: prototypes per level, finest first, strictly decreasing. Default 3000, 2000, 1000.</summary>
@@ -118,7 +118,7 @@ public sealed class ClusteringOptions
     public double ConcentrationHighPercentile { get; set; } = 90;
 }
 
-/// <summary>Which selections are on and how they treat negatives (spec §2, §3).</summary>
+/// <summary>Which selections are on and how they treat negatives (docs/method.md §3, §4 and §11).</summary>
 public sealed class SelectionOptions
 {
     /// <summary>ICSC: drop queue negatives that probably share the query's cluster. Default true.</summary>
@@ -130,20 +130,20 @@ public sealed class SelectionOptions
     /// <summary>Apply instance selection to the local views of multi-crop too. Default true.</summary>
     public bool SelectionOnLocalViews { get; set; } = true;
 
-    /// <summary>R1: how an unselected negative enters the softmax. Default <see cref="UnselectedNegativeHandling.ZeroLogit"/>, as the reference.</summary>
+    /// <summary>docs/method.md R1: how an unselected negative enters the softmax. Default <see cref="UnselectedNegativeHandling.ZeroLogit"/>, as the reference.</summary>
     public UnselectedNegativeHandling UnselectedNegatives { get; set; } = UnselectedNegativeHandling.ZeroLogit;
 
-    /// <summary>R2: how ICSC terms are combined over levels. Default <see cref="LevelReduction.Sum"/>, as the reference.</summary>
+    /// <summary>docs/method.md R2: how ICSC terms are combined over levels. Default <see cref="LevelReduction.Sum"/>, as the reference.</summary>
     public LevelReduction InstanceLevelReduction { get; set; } = LevelReduction.Sum;
 
     /// <summary>
-    /// R3 compatibility switch: reproduce the reference's off-by-one, where the prototype with the
+    /// docs/method.md R3 compatibility switch: reproduce the reference's off-by-one, where the prototype with the
     /// largest id is never a candidate negative. Default false (the bug is fixed).
     /// </summary>
     public bool ReproduceReferenceOffByOne { get; set; }
 }
 
-/// <summary>Augmentation and multi-crop (spec §2, §4).</summary>
+/// <summary>Augmentation and multi-crop (docs/method.md §7, §8).</summary>
 public sealed class AugmentationOptions
 {
     /// <summary>MoCo v2 augmentation (colour jitter, grey, blur); false uses MoCo v1's. Default true.</summary>

@@ -1,6 +1,6 @@
 namespace Hcsc.Core.Options;
 
-/// <summary>How a negative that the selector did not select enters the softmax (spec R1).</summary>
+/// <summary>How a negative that the selector did not select enters the softmax (docs/method.md R1).</summary>
 public enum UnselectedNegativeHandling
 {
     /// <summary>The reference implementation: the logit is multiplied by 0, so the negative still adds e⁰ to the denominator.</summary>
@@ -10,7 +10,7 @@ public enum UnselectedNegativeHandling
     Exclude,
 }
 
-/// <summary>How per-level loss terms are combined (spec R2).</summary>
+/// <summary>How per-level loss terms are combined (docs/method.md R2).</summary>
 public enum LevelReduction
 {
     /// <summary>Sum over levels, as the reference implementation does for ICSC.</summary>

@@ -9,7 +9,8 @@ namespace Hcsc.Losses.Kernels;
 /// <summary>
 /// The PCSC cross-entropies of every level in one pass over the prototype logits of all levels, on the CPU.
 /// For row n and level l, with x = logits[n, o_l : o_l + k_l], the positive x_y (y = labels[l, n]), the selected
-/// candidates s (selection[n, o_l + c]) and U = (number of candidates) − |s| unselected candidates:
+/// candidates s (selection[n, o_l + c]) and U = (number of candidates) − |s| unselected candidates
+/// (R1 is docs/method.md R1, unselected candidates with logit 0):
 /// <code>
 ///   R1 (zero logit): CE = log( e^{x_y} + Σ_{c∈s} e^{x_c} + U·e^0 ) − x_y
 ///   exclusion:       CE = log( e^{x_y} + Σ_{c∈s} e^{x_c} ) − x_y
@@ -34,7 +35,7 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
     /// <param name="selection">Bool <c>[B, Σ k_l]</c>: true for selected candidates.</param>
     /// <param name="clusterCounts">k_l per level.</param>
     /// <param name="candidateCounts">Number of candidates per level (the same for every row).</param>
-    /// <param name="handling">R1.</param>
+    /// <param name="handling">How unselected candidates enter the softmax (docs/method.md R1).</param>
     /// <returns>Losses <c>[B, L]</c> (differentiable in <paramref name="logits"/>) and top-1 <c>[B, L]</c> bool.</returns>
     public static (Tensor Loss, Tensor Top1) Compute(Tensor logits, Tensor labels, Tensor selection, long[] clusterCounts, long[] candidateCounts, UnselectedNegativeHandling handling)
     {

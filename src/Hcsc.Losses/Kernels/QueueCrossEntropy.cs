@@ -8,7 +8,7 @@ namespace Hcsc.Losses.Kernels;
 /// <summary>
 /// InfoNCE and the ICSC cross-entropies of every level for one query view, in two passes over its queue logits (their
 /// maximum, then the exponentials and every sum at once), on the CPU. For row n, with x_p = q_n·k_n/τ, X_j = q_n·z_j/τ,
-/// masks m_l and kept counts c_l = Σ_j m_l[j]:
+/// masks m_l and kept counts c_l = Σ_j m_l[j] ([R1]: the term of docs/method.md R1, unselected negatives with logit 0):
 /// <code>
 ///   InfoNCE  = log( e^{x_p} + Σ_j e^{X_j} ) − x_p
 ///   ICSC_l   = log( e^{x_p} + Σ_j m_l[j]·e^{X_j} + [R1] (Q − c_l)·e^0 ) − x_p
@@ -42,7 +42,7 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
     /// <param name="logits">Negative logits X = q·zᵀ/τ <c>[B, Q]</c>, contiguous, on the CPU.</param>
     /// <param name="positive">Positive logits x_p = q·k/τ <c>[B]</c>.</param>
     /// <param name="masks">ICSC masks <c>[L, B, Q]</c> bool, contiguous, or null for InfoNCE alone.</param>
-    /// <param name="zeroLogit">R1: unselected negatives enter with logit 0; false excludes them.</param>
+    /// <param name="zeroLogit">docs/method.md R1: unselected negatives enter with logit 0; false excludes them.</param>
     /// <returns>Losses <c>[B, 1 + L]</c> and top-1 (x_p ≥ max_j X_j) <c>[B]</c> bool.</returns>
     public static (Tensor Loss, Tensor Top1) Compute(Tensor logits, Tensor positive, Tensor? masks, bool zeroLogit)
     {

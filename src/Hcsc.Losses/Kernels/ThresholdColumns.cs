@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses.Kernels;
 
 /// <summary>
-/// The R4 cache entries of a run of keys, on the CPU: for logits s[c, j] = z_j · C[c] / max(φ(c), 1e-3) laid out
+/// The R4 cache entries (docs/method.md R4) of a run of keys, on the CPU: for logits s[c, j] = z_j · C[c] / max(φ(c), 1e-3) laid out
 /// <c>[k, m]</c> (one column per key), writes
 /// <code>
 ///   logZ[j]        = log Σ_c e^{s[c, j]}                              (max-shifted)

@@ -7,7 +7,7 @@ using static TorchSharp.torch.nn;
 namespace Hcsc.Models.Normalization;
 
 /// <summary>
-/// Split-batch BatchNorm (the one-device stand-in for MoCo's shuffled BN across GPUs, spec R5).
+/// Split-batch BatchNorm (the one-device stand-in for MoCo's shuffled BN across GPUs, docs/method.md R5).
 /// In training mode the batch of B = S·b samples is normalised as S sub-batches of b samples each, split j
 /// holding the samples n with n mod S = j; each split uses its own batch statistics, and the running
 /// statistics are updated with the mean over splits of the per-split updates. In eval mode (or with S = 1)

@@ -177,7 +177,7 @@ public class KernelTests
     [InlineData(ScalarType.Float64, false)]
     public void Terms_far_below_the_row_maximum_stay_exact(ScalarType dtype, bool zeroLogit)
     {
-        // Row 0: every logit at −100 (an R1 zero logit would be the largest term). Row 1: the largest logits (+90) are
+        // Row 0: every logit at −100 (a zero logit of docs/method.md R1 would be the largest term). Row 1: the largest logits (+90) are
         // never kept, the kept ones sit at 0 and the positive at −50 (exclusion must not lose them). Row 2: ordinary.
         using var scope = NewDisposeScope();
         const int columns = 21;

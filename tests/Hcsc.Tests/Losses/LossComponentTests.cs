@@ -58,7 +58,7 @@ public class LossComponentTests
     [Theory]
     [InlineData(UnselectedNegativeHandling.ZeroLogit, false, new double[] { 1.2, 0, -0.6 })]
     [InlineData(UnselectedNegativeHandling.Exclude, false, new double[] { 1.2, -0.6 })]
-    [InlineData(UnselectedNegativeHandling.ZeroLogit, true, new double[] { 1.2 })] // R3: prototype 2 (the max id) is no candidate; 1 is unselected → 0
+    [InlineData(UnselectedNegativeHandling.ZeroLogit, true, new double[] { 1.2 })] // docs/method.md R3: prototype 2 (the max id) is no candidate; 1 is unselected → 0
     public void Pcsc_matches_the_hand_computed_value(UnselectedNegativeHandling handling, bool offByOne, double[] logitsLeft)
     {
         using var scope = NewDisposeScope();

@@ -2,7 +2,7 @@ using Hcsc.Core.Options;
 
 namespace Hcsc.Tests.Losses;
 
-/// <summary>A direct, double-precision, loop-by-loop transcription of spec §2 (no TorchSharp), for comparison.</summary>
+/// <summary>A direct, double-precision, loop-by-loop transcription of docs/method.md §1 and §3–§5 (no TorchSharp), for comparison.</summary>
 public static class NaiveHcsc
 {
     public static double Dot(double[] a, double[] b) => a.Zip(b, (x, y) => x * y).Sum();

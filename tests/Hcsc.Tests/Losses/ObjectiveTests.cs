@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace Hcsc.Tests.Losses;
 
-/// <summary>The HCSC objective against a naive double-precision transcription of spec §2, using the masks it reports.</summary>
+/// <summary>The HCSC objective against a naive double-precision transcription of docs/method.md §1 and §3–§5, using the masks it reports.</summary>
 public class ObjectiveTests
 {
     private const double Tau = 0.2;
