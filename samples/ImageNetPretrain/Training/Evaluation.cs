@@ -46,9 +46,13 @@ public sealed record EvaluationReport(IReadOnlyList<KnnAccuracy> Knn, Clustering
 public sealed record ClusteredEmbeddings(ClusterHierarchy Hierarchy, long[] Sources, IDisposable Owner) : IDisposable
 {
     /// <summary>Per level, the prototypes no sample is assigned to (0 normally; more when the embeddings have collapsed).</summary>
-    public int[] EmptyPrototypes() => Hierarchy.Levels
-        .Select(level => (int)level.ClusterCount - (int)level.Assignments.bincount(null, level.ClusterCount).count_nonzero().item<long>())
-        .ToArray();
+    public int[] EmptyPrototypes()
+    {
+        using var scope = NewDisposeScope();
+        return Hierarchy.Levels
+            .Select(level => (int)level.ClusterCount - (int)level.Assignments.bincount(null, level.ClusterCount).count_nonzero().item<long>())
+            .ToArray();
+    }
 
     /// <inheritdoc />
     public void Dispose() => Owner.Dispose();

@@ -37,6 +37,15 @@ public sealed class PretrainRunTests : IDisposable
             .GetProperty("step_losses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
 
     [Fact]
+    public void No_tensor_outlives_its_epoch_once_clustering_runs()
+    {
+        new PretrainRun(Tiny(epochs: 4), Settings(), new StringWriter()).Execute();
+        var live = Metrics().Where(m => !m.TryGetProperty("evaluation", out _)).Select(m => m.GetProperty("live_tensors").GetInt64()).ToList();
+        live.Should().HaveCount(4);
+        live[3].Should().Be(live[2], "an HCSC epoch leaves as many tensors alive as the one before (dispose scopes everywhere); all: " + string.Join(", ", live));
+    }
+
+    [Fact]
     public void Trains_with_clustering_writes_metrics_and_checkpoints_and_resumes_where_it_stopped()
     {
         var log = new StringWriter();
