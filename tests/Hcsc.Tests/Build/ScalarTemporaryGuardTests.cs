@@ -179,7 +179,7 @@ public class ScalarTemporaryGuardTests
             .ToHashSet(StringComparer.Ordinal);
 
     /// <summary>The assemblies this test process was started with: the framework, TorchSharp, the Hcsc projects, their packages.</summary>
-    private static List<MetadataReference> References() =>
+    internal static List<MetadataReference> References() =>
         ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
             .Where(p => p.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) && File.Exists(p))
             .Select(p => (MetadataReference)MetadataReference.CreateFromFile(p))
@@ -187,7 +187,7 @@ public class ScalarTemporaryGuardTests
 
     private static string Relative(string root, string path) => Path.GetRelativePath(root, path).Replace('\\', '/');
 
-    private static string RepoRoot()
+    internal static string RepoRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Hcsc.sln")))

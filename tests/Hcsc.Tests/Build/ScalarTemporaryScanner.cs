@@ -67,13 +67,27 @@ internal static class ScalarTemporaryScanner
         return CSharpCompilation.Create(assemblyName, trees, references, options);
     }
 
-    /// <summary>Compiles source text (tests of the scanner itself).</summary>
-    internal static CSharpCompilation CompileText(string source, IEnumerable<MetadataReference> references) =>
-        CSharpCompilation.Create(
-            "ScannerSample",
-            [CSharpSyntaxTree.ParseText(source, new CSharpParseOptions(LanguageVersion.Latest), path: "Sample.cs")],
+    /// <summary>
+    /// Compiles source text (tests of the scanner itself; the package READMEs' examples as console programs with the
+    /// SDK's implicit usings, see <c>PackageReadmeExampleTests</c>).
+    /// </summary>
+    internal static CSharpCompilation CompileText(
+        string source, IEnumerable<MetadataReference> references, OutputKind outputKind = OutputKind.DynamicallyLinkedLibrary,
+        bool implicitUsings = false, string assemblyName = "ScannerSample")
+    {
+        var parse = new CSharpParseOptions(LanguageVersion.Latest);
+        var trees = new List<SyntaxTree> { CSharpSyntaxTree.ParseText(source, parse, path: "Sample.cs") };
+        if (implicitUsings)
+        {
+            trees.Add(CSharpSyntaxTree.ParseText(ImplicitUsings, parse, path: "ImplicitUsings.g.cs"));
+        }
+
+        return CSharpCompilation.Create(
+            assemblyName,
+            trees,
             references,
-            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+            new CSharpCompilationOptions(outputKind, nullableContextOptions: NullableContextOptions.Enable));
+    }
 
     /// <summary>Every temporary Scalar in the trees that <paramref name="include"/> accepts.</summary>
     internal static IReadOnlyList<Finding> Scan(Compilation compilation, Func<SyntaxTree, bool> include, ISet<string> temporaryMembers)
