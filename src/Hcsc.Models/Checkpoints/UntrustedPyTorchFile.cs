@@ -1,8 +1,4 @@
-using System.Buffers.Binary;
-using System.Globalization;
 using System.IO.Compression;
-using System.Numerics;
-using System.Text;
 
 namespace Hcsc.Models.Checkpoints;
 
