@@ -13,6 +13,7 @@ IBenchmark[] benchmarks =
     new Hcsc.Benchmarks.Pipeline.TrainingThroughputBenchmark(),
     new Hcsc.Benchmarks.Models.TrainingStepBenchmark(),
     new Hcsc.Benchmarks.Models.TrainingStepParityBenchmark(),
+    new Hcsc.Benchmarks.Models.OptimizerStepBenchmark(),
     new Hcsc.Benchmarks.Pipeline.DefaultRunSeedsBenchmark(),
     new Hcsc.Benchmarks.Pipeline.MemorySoakBenchmark(),
     new Hcsc.Benchmarks.Experiments.FashionMnistComparison(),
