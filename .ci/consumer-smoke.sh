@@ -60,3 +60,49 @@ Console.WriteLine($"consumer ok: {hierarchy.LevelCount} level, k = {hierarchy.Cl
 CS
 (cd "$work/consumer" && dotnet run -c Release)
 (cd "$work/consumer" && dotnet publish -c Release -r linux-x64 --self-contained false -o "$work/publish" >/dev/null && dotnet "$work/publish/Consumer.dll")
+
+# An application that uses dependency injection: only Hcsc.Core, registered with AddHcsc; invalid options are
+# reported at start-up, every problem at once.
+mkdir -p "$work/di-consumer"
+cp "$work/consumer/nuget.config" "$work/di-consumer/"
+cat > "$work/di-consumer/DiConsumer.csproj" <<XML
+<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup>
+    <OutputType>Exe</OutputType>
+    <TargetFramework>net10.0</TargetFramework>
+    <Nullable>enable</Nullable>
+    <ImplicitUsings>enable</ImplicitUsings>
+  </PropertyGroup>
+  <ItemGroup>
+    <PackageReference Include="Hcsc.Core" Version="$version" />
+    <PackageReference Include="TorchSharp-cpu" Version="0.107.0" />
+    <PackageReference Include="Microsoft.Extensions.DependencyInjection" Version="10.0.15" />
+    <PackageReference Include="Microsoft.Extensions.Configuration" Version="10.0.15" />
+  </ItemGroup>
+</Project>
+XML
+cat > "$work/di-consumer/Program.cs" <<'CS'
+using Hcsc.Core.Options;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+IServiceProvider Build(Dictionary<string, string?> settings) =>
+    new ServiceCollection().AddHcsc(new ConfigurationBuilder().AddInMemoryCollection(settings).Build()).BuildServiceProvider();
+
+var good = Build(new() { ["Hcsc:Model:QueueLength"] = "4096" });
+good.GetRequiredService<IStartupValidator>().Validate();
+Console.WriteLine($"di consumer ok: queue {good.GetRequiredService<IOptions<HcscOptions>>().Value.Model.QueueLength}");
+try
+{
+    Build(new() { ["Hcsc:Model:QueueLength"] = "0", ["Hcsc:Training:BatchSize"] = "0" }).GetRequiredService<IStartupValidator>().Validate();
+    Console.WriteLine("invalid options were accepted");
+    return 1;
+}
+catch (OptionsValidationException e)
+{
+    Console.WriteLine($"di consumer refused invalid options: {e.Failures.Count()} problem(s)");
+    return 0;
+}
+CS
+(cd "$work/di-consumer" && dotnet run -c Release)

@@ -22,4 +22,25 @@ public static class HcscServiceCollectionExtensions
         services.AddSingleton<IValidateOptions<HcscOptions>, HcscOptionsValidator>();
         return services;
     }
+
+    /// <summary>
+    /// Registers Hcsc for an application that uses dependency injection: <see cref="HcscOptions"/> bound from the
+    /// <c>Hcsc</c> section of <paramref name="configuration"/> (see <see cref="AddHcscOptions"/>) and validated at
+    /// start-up, so a host with invalid options fails to start with an <see cref="OptionsValidationException"/> that
+    /// lists every problem. Without a host, resolve <see cref="IStartupValidator"/> and call <c>Validate()</c>.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var builder = Host.CreateApplicationBuilder(args);   // appsettings.json: { "Hcsc": { "Model": { "QueueLength": 4096 } } }
+    /// builder.Services.AddHcsc(builder.Configuration);
+    /// var options = builder.Build().Services.GetRequiredService&lt;IOptions&lt;HcscOptions&gt;&gt;().Value;
+    /// </code>
+    /// </example>
+    public static IServiceCollection AddHcsc(this IServiceCollection services, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        services.AddHcscOptions(configuration.GetSection(HcscOptions.SectionName));
+        services.AddOptions<HcscOptions>().ValidateOnStart();
+        return services;
+    }
 }

@@ -15,6 +15,35 @@ public class HcscOptionsTests
     }
 
     [Fact]
+    public void AddHcsc_binds_the_Hcsc_section_and_validates_every_problem_at_start_up()
+    {
+        var valid = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Hcsc:Model:QueueLength"] = "4096",
+            ["Hcsc:Clustering:NumClusters:0"] = "100",
+            ["Hcsc:Clustering:NumClusters:1"] = "10",
+        }).Build();
+        using (var services = new ServiceCollection().AddHcsc(valid).BuildServiceProvider())
+        {
+            services.GetRequiredService<IStartupValidator>().Validate();
+            var options = services.GetRequiredService<IOptions<HcscOptions>>().Value;
+            options.Model.QueueLength.Should().Be(4096);
+            options.Clustering.NumClusters.Should().Equal(100, 10);
+        }
+
+        var invalid = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Hcsc:Model:QueueLength"] = "0",
+            ["Hcsc:Training:BatchSize"] = "-1",
+        }).Build();
+        using var broken = new ServiceCollection().AddHcsc(invalid).BuildServiceProvider();
+        var act = () => broken.GetRequiredService<IStartupValidator>().Validate();
+        var failures = act.Should().Throw<OptionsValidationException>().Which.Failures.ToList();
+        failures.Should().Contain(f => f.Contains("QueueLength", StringComparison.Ordinal))
+            .And.Contain(f => f.Contains("BatchSize", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Defaults_are_the_reference_implementations()
     {
         var options = new HcscOptions();
