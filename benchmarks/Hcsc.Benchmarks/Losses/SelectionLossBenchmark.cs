@@ -181,13 +181,7 @@ public sealed class SelectionLossBenchmark : IBenchmark
             }
         }
 
-        return (wall.Select(Median).ToArray(), cpu.Select(Median).ToArray());
-    }
-
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values[values.Count / 2];
+        return (wall.Select(Statistics.Median).ToArray(), cpu.Select(Statistics.Median).ToArray());
     }
 
     private static double PeakRssMiB()

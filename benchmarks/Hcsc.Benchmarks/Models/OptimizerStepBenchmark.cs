@@ -60,7 +60,7 @@ public sealed class OptimizerStepBenchmark : IBenchmark
             }
         }
 
-        double medianOurs = Median(timesOurs), medianTheirs = Median(timesTheirs);
+        double medianOurs = Statistics.Median(timesOurs), medianTheirs = Statistics.Median(timesTheirs);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{arch}, {count / 1e6:F1} M parameters, {get_num_threads()} threads, median of {steps} alternating steps:"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ExplicitScalarSgd.step  {medianOurs,8:F2} ms"));
@@ -74,11 +74,5 @@ public sealed class OptimizerStepBenchmark : IBenchmark
         var clock = Stopwatch.StartNew();
         optimizer.step();
         return clock.Elapsed.TotalMilliseconds;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted[sorted.Length / 2];
     }
 }

@@ -85,7 +85,7 @@ public sealed class TrainingStepBenchmark : IBenchmark
                     : $"{c.Name} step {i + 1}: .NET {ours[^1]:F0} ms, PyTorch {theirs[^1]:F0} ms");
             }
 
-            var ms = Median(ours);
+            var ms = Statistics.Median(ours);
             using (var process = Process.GetCurrentProcess())
             {
                 Console.WriteLine($"{c.Name}: .NET TorchSharp median {ms:F0} ms/step, {c.Batch * 1000 / ms:F1} images/s, peak RSS {process.PeakWorkingSet64 / 1048576.0:F0} MiB (process so far)");
@@ -94,21 +94,14 @@ public sealed class TrainingStepBenchmark : IBenchmark
             if (peer is not null)
             {
                 var (impl, peak) = peer.Finish();
-                var peerMs = Median(theirs);
-                var pairRatio = Median(ours.Zip(theirs, (a, b) => b / a).ToList());
+                var peerMs = Statistics.Median(theirs);
+                var pairRatio = Statistics.Median(ours.Zip(theirs, (a, b) => b / a).ToList());
                 Console.WriteLine($"{c.Name}: {impl} median {peerMs:F0} ms/step, {c.Batch * 1000 / peerMs:F1} images/s, peak RSS {peak:F0} MiB");
                 Console.WriteLine($"{c.Name}: .NET / PyTorch images/s = {peerMs / ms:F2} (ratio of medians), {pairRatio:F2} (median of per-pair ratios)");
             }
         }
 
         return 0;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.OrderBy(v => v).ToList();
-        var n = sorted.Count;
-        return n == 0 ? double.NaN : n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     }
 
     /// <summary>The .NET side: model, queue and optimiser built once, timed per round.</summary>

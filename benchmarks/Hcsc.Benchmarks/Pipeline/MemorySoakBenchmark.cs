@@ -52,7 +52,7 @@ public sealed class MemorySoakBenchmark : IBenchmark
             const int window = 5;
             var first = rss.Skip(1).Take(window).ToList();
             var last = rss.TakeLast(window).ToList();
-            double baseRss = Median(first.Select(r => r.Rss)), lastRss = Median(last.Select(r => r.Rss));
+            double baseRss = Statistics.Median(first.Select(r => r.Rss)), lastRss = Statistics.Median(last.Select(r => r.Rss));
             double growth = (lastRss - baseRss) / baseRss;
             var live = epochsRecords.Skip(1).Select(r => r.GetProperty("live_tensors").GetInt64()).Distinct().ToList();
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -69,11 +69,5 @@ public sealed class MemorySoakBenchmark : IBenchmark
         {
             Directory.Delete(directory, recursive: true);
         }
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
     }
 }
