@@ -32,18 +32,19 @@ public static class FaultInjection
     private static int _nanInjected;
 
     /// <summary>
-    /// The first time <paramref name="name"/> is the step named by <c>HCSC_NAN_AT</c>, sets the first element of the
-    /// first gradient among <paramref name="parameters"/> to NaN.
+    /// The first time epoch <paramref name="epoch"/>, step <paramref name="step"/> (1-based) is the step named by
+    /// <c>HCSC_NAN_AT</c> (<c>epochE-stepS</c>), sets the first element of <paramref name="model"/>'s first gradient to
+    /// NaN. Unset, it costs one null check per step.
     /// </summary>
-    public static void CorruptGradientAt(string name, IEnumerable<TorchSharp.Modules.Parameter> parameters)
+    public static void CorruptGradientAt(int epoch, int step, TorchSharp.torch.nn.Module model)
     {
-        if (NanPoint is null || !string.Equals(NanPoint, name, StringComparison.Ordinal) || Interlocked.Exchange(ref _nanInjected, 1) == 1)
+        if (NanPoint is null || NanPoint != $"epoch{epoch}-step{step}" || Interlocked.Exchange(ref _nanInjected, 1) == 1)
         {
             return;
         }
 
         using var nan = TorchSharp.ScalarExtensionMethods.ToScalar(double.NaN);
-        parameters.First(p => p.grad is not null).grad!.view(-1)[0].fill_(nan);
+        model.parameters().First(p => p.grad is not null).grad!.view(-1)[0].fill_(nan);
     }
 
     /// <summary>Throws "No space left on device" when <paramref name="name"/> is the point named by <c>HCSC_FAIL_AT</c>.</summary>

@@ -243,7 +243,7 @@ public sealed class PretrainRun
                     throw new InvalidOperationException($"Epoch {epoch + 1}, step {step + 1}: {e.Message}", e);
                 }
 
-                FaultInjection.CorruptGradientAt($"epoch{epoch + 1}-step{step + 1}", model.parameters());
+                FaultInjection.CorruptGradientAt(epoch + 1, step + 1, model);
                 stepLosses.Add(watch.Guard.Check(loss.Total, epoch + 1, step + 1));
                 watch.Board.Step((epoch * loader.TrainingBatches) + step, stepLosses[^1]);
                 optimizer.step();
