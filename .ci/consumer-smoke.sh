@@ -34,7 +34,16 @@ cat > "$work/consumer/nuget.config" <<XML
   </packageSources>
 </configuration>
 XML
-cat > "$work/consumer/Consumer.csproj" <<XML
+# write_project DIR NAME "ID VERSION" ...: a console project in DIR referencing the packages given (and the feed).
+write_project() {
+  local dir=$1 name=$2 refs="" ref
+  shift 2
+  for ref in "$@"; do
+    refs+="    <PackageReference Include=\"${ref% *}\" Version=\"${ref#* }\" />"$'\n'
+  done
+  mkdir -p "$dir"
+  [ -f "$dir/nuget.config" ] || cp "$work/consumer/nuget.config" "$dir/"
+  cat > "$dir/$name.csproj" <<XML
 <Project Sdk="Microsoft.NET.Sdk">
   <PropertyGroup>
     <OutputType>Exe</OutputType>
@@ -43,11 +52,12 @@ cat > "$work/consumer/Consumer.csproj" <<XML
     <ImplicitUsings>enable</ImplicitUsings>
   </PropertyGroup>
   <ItemGroup>
-    <PackageReference Include="Hcsc.Losses" Version="$version" />
-    <PackageReference Include="TorchSharp-cpu" Version="0.107.0" />
-  </ItemGroup>
+$refs  </ItemGroup>
 </Project>
 XML
+}
+
+write_project "$work/consumer" Consumer "Hcsc.Losses $version" "TorchSharp-cpu 0.107.0"
 cat > "$work/consumer/Program.cs" <<'CS'
 using Hcsc.Core.Hierarchy;
 using static TorchSharp.torch;
@@ -63,24 +73,8 @@ CS
 
 # An application that uses dependency injection: only Hcsc.Core, registered with AddHcsc; invalid options are
 # reported at start-up, every problem at once.
-mkdir -p "$work/di-consumer"
-cp "$work/consumer/nuget.config" "$work/di-consumer/"
-cat > "$work/di-consumer/DiConsumer.csproj" <<XML
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
-    <Nullable>enable</Nullable>
-    <ImplicitUsings>enable</ImplicitUsings>
-  </PropertyGroup>
-  <ItemGroup>
-    <PackageReference Include="Hcsc.Core" Version="$version" />
-    <PackageReference Include="TorchSharp-cpu" Version="0.107.0" />
-    <PackageReference Include="Microsoft.Extensions.DependencyInjection" Version="10.0.15" />
-    <PackageReference Include="Microsoft.Extensions.Configuration" Version="10.0.15" />
-  </ItemGroup>
-</Project>
-XML
+write_project "$work/di-consumer" DiConsumer "Hcsc.Core $version" "TorchSharp-cpu 0.107.0" \
+  "Microsoft.Extensions.DependencyInjection 10.0.15" "Microsoft.Extensions.Configuration 10.0.15"
 cat > "$work/di-consumer/Program.cs" <<'CS'
 using Hcsc.Core.Options;
 using Microsoft.Extensions.Configuration;
