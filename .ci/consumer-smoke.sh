@@ -84,9 +84,10 @@ using Microsoft.Extensions.Options;
 IServiceProvider Build(Dictionary<string, string?> settings) =>
     new ServiceCollection().AddHcsc(new ConfigurationBuilder().AddInMemoryCollection(settings).Build()).BuildServiceProvider();
 
-var good = Build(new() { ["Hcsc:Model:QueueLength"] = "4096" });
+var good = Build(new() { ["Hcsc:Model:QueueLength"] = "4096", ["Hcsc:Objective:Temperature"] = "0.1" });
 good.GetRequiredService<IStartupValidator>().Validate();
-Console.WriteLine($"di consumer ok: queue {good.GetRequiredService<IOptions<HcscOptions>>().Value.Model.QueueLength}");
+var bound = good.GetRequiredService<IOptions<HcscOptions>>().Value;
+Console.WriteLine($"di consumer ok: queue {bound.Model.QueueLength}, tau {bound.Objective.Temperature}");
 try
 {
     Build(new() { ["Hcsc:Model:QueueLength"] = "0", ["Hcsc:Training:BatchSize"] = "0" }).GetRequiredService<IStartupValidator>().Validate();

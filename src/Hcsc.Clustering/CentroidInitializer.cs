@@ -1,3 +1,4 @@
+using Hcsc.Core.Options;
 using TorchSharp;
 using static TorchSharp.torch;
 

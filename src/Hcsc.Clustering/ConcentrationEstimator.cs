@@ -1,3 +1,4 @@
+using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -26,11 +27,11 @@ public static class ConcentrationEstimator
     /// <param name="assignments">Cluster of each member, <c>[n]</c> int64 in [0, k), same device.</param>
     /// <param name="clusterCount">k.</param>
     /// <param name="temperature">τ &gt; 0, the mean of the returned φ.</param>
-    /// <param name="lowPercentile">Lower clip percentile in [0, 100]. Default 10.</param>
-    /// <param name="highPercentile">Upper clip percentile in [low, 100]. Default 90.</param>
+    /// <param name="lowPercentile">Lower clip percentile in [0, 100] (<see cref="ClusteringOptions.ConcentrationLowPercentile"/>). Default 10.</param>
+    /// <param name="highPercentile">Upper clip percentile in [low, 100] (<see cref="ClusteringOptions.ConcentrationHighPercentile"/>). Default 90.</param>
     /// <returns>φ, <c>[k]</c> float32 on the inputs' device.</returns>
     /// <exception cref="ArgumentException">Shapes, dtypes, devices or settings are invalid.</exception>
-    public static Tensor Estimate(Tensor squaredDistances, Tensor assignments, long clusterCount, double temperature, double lowPercentile = 10, double highPercentile = 90)
+    public static Tensor Estimate(Tensor squaredDistances, Tensor assignments, long clusterCount, double temperature, double lowPercentile = ClusteringOptions.DefaultConcentrationLowPercentile, double highPercentile = ClusteringOptions.DefaultConcentrationHighPercentile)
     {
         ArgumentNullException.ThrowIfNull(squaredDistances);
         ArgumentNullException.ThrowIfNull(assignments);
@@ -47,14 +48,14 @@ public static class ConcentrationEstimator
         }
 
         ArgumentOutOfRangeException.ThrowIfLessThan(clusterCount, 1);
-        if (!(temperature > 0) || !double.IsFinite(temperature))
+        if (HcscOptionsValidator.TemperatureProblem(temperature) is { } temperatureProblem)
         {
-            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "τ must be a finite number > 0.");
+            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, temperatureProblem);
         }
 
-        if (!(lowPercentile >= 0 && lowPercentile <= highPercentile && highPercentile <= 100))
+        if (HcscOptionsValidator.ConcentrationPercentilesProblem(lowPercentile, highPercentile) is { } percentiles)
         {
-            throw new ArgumentException($"Percentiles must satisfy 0 <= low <= high <= 100; got {lowPercentile} and {highPercentile}.");
+            throw new ArgumentException(percentiles, nameof(lowPercentile));
         }
 
         using var scope = NewDisposeScope();

@@ -12,9 +12,9 @@ namespace Hcsc.Clustering;
 /// Hierarchical k-means exactly as docs/method.md §2. For level l = 0 … L−1 with points P_0 = X and
 /// P_l = C_{l−1}:
 /// <list type="number">
-/// <item><see cref="KMeans"/> on P_l with k_l centres, <see cref="ClusteringOptions.Iterations"/>
-/// iterations, <see cref="ClusteringOptions.Restarts"/> restarts, seed = <see cref="SeedOffset"/> + l,
-/// subsample cap and warning from the options;</item>
+/// <item><see cref="KMeans"/> on P_l with k_l centres and the k-means settings of the options
+/// (<see cref="KMeansOptions.Iterations"/>, <see cref="KMeansOptions.Restarts"/>, subsample cap and warning,
+/// initialisation, chunk size, bounds), seed = <see cref="KMeansOptions.Seed"/> + l;</item>
 /// <item>every point of P_l is assigned to its nearest <b>raw</b> centre, with its squared distance D;</item>
 /// <item>a_0 is that assignment; above, it is parent_{l−1} and a_l(i) = parent_{l−1}(a_{l−1}(i));</item>
 /// <item>φ_l from D and the members at this level (<see cref="ConcentrationEstimator"/>, τ from the constructor);</item>
@@ -30,60 +30,24 @@ public sealed class HierarchicalKMeans
     private readonly ILogger _logger;
 
     /// <summary>Creates the clusterer.</summary>
-    /// <param name="options">Level sizes and k-means settings (docs/method.md §2); validated here.</param>
-    /// <param name="temperature">τ, the mean of each level's concentrations after rescaling (HcscOptions.Model.Temperature).</param>
+    /// <param name="options">Level sizes and k-means settings (docs/method.md §2; <see cref="HcscOptions.Clustering"/>); copied and validated here.</param>
+    /// <param name="temperature">τ, the mean of each level's concentrations after rescaling (<see cref="ObjectiveOptions.Temperature"/>).</param>
     /// <param name="logger">Receives level, restart and iteration logs; optional.</param>
-    /// <exception cref="ArgumentException">An option is invalid.</exception>
+    /// <exception cref="ArgumentException">An option is invalid (<see cref="HcscOptionsValidator.Problems(ClusteringOptions)"/>, <see cref="HcscOptionsValidator.TemperatureProblem"/>); the message lists every problem.</exception>
     public HierarchicalKMeans(ClusteringOptions options, double temperature, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var counts = options.NumClusters ?? [];
-        var problems = new List<string>();
-        if (counts.Length == 0 || counts.Any(k => k < 1))
+        _options = options.Clone();
+        var problems = HcscOptionsValidator.Problems(_options).ToList();
+        if (HcscOptionsValidator.TemperatureProblem(temperature) is { } tau)
         {
-            problems.Add($"NumClusters must list at least one count, each >= 1; got [{string.Join(", ", counts)}].");
-        }
-        else if (counts.Zip(counts.Skip(1)).Any(p => p.First <= p.Second))
-        {
-            problems.Add($"NumClusters must be strictly decreasing from the finest level; got [{string.Join(", ", counts)}].");
+            problems.Add(tau);
         }
 
-        if (options.Iterations < 1 || options.Restarts < 1 || options.MaxPointsPerCentroid < 1 || options.MinPointsPerCentroid < 0)
-        {
-            problems.Add($"Iterations ({options.Iterations}), Restarts ({options.Restarts}) and MaxPointsPerCentroid ({options.MaxPointsPerCentroid}) must be >= 1 and MinPointsPerCentroid ({options.MinPointsPerCentroid}) >= 0.");
-        }
-
-        if (!(options.ConcentrationLowPercentile >= 0 && options.ConcentrationLowPercentile <= options.ConcentrationHighPercentile && options.ConcentrationHighPercentile <= 100))
-        {
-            problems.Add($"Concentration percentiles must satisfy 0 <= low <= high <= 100; got {options.ConcentrationLowPercentile} and {options.ConcentrationHighPercentile}.");
-        }
-
-        if (!(temperature > 0) || !double.IsFinite(temperature))
-        {
-            problems.Add($"The temperature τ must be a finite number > 0; got {temperature}.");
-        }
-
-        if (problems.Count > 0)
-        {
-            throw new ArgumentException("Invalid hierarchical k-means settings: " + string.Join(" ", problems));
-        }
-
-        _options = options;
+        HcscOptionsValidator.ThrowIfInvalid(problems, nameof(options));
         _temperature = temperature;
         _logger = logger ?? NullLogger.Instance;
     }
-
-    /// <summary>Initialisation of every k-means run. Default <see cref="KMeansInitialization.RandomPoints"/> (as faiss).</summary>
-    public KMeansInitialization Initialization { get; init; } = KMeansInitialization.RandomPoints;
-
-    /// <summary>Byte budget of one distance block; see <see cref="KMeansOptions.ChunkBytes"/>.</summary>
-    public long ChunkBytes { get; init; } = NearestCentroidSearch.DefaultChunkBytes;
-
-    /// <summary>Use Hamerly / Yinyang-style bounds to skip distance computations; see <see cref="KMeansOptions.UseBounds"/>. Default true.</summary>
-    public bool UseBounds { get; init; } = true;
-
-    /// <summary>Level l is clustered with seed SeedOffset + l (docs/method.md §2, step 1: the level's index). Default 0.</summary>
-    public long SeedOffset { get; init; }
 
     /// <summary>
     /// Clusters <paramref name="embeddings"/> into the hierarchy.
@@ -107,23 +71,11 @@ public sealed class HierarchicalKMeans
         var raw = new Tensor[levelCount];
         var reports = new List<LevelReport>(levelCount);
         var points = embeddings.detach();
+        var kmeans = new KMeans(_options, _logger);
         for (int level = 0; level < levelCount; level++)
         {
             var clock = Stopwatch.StartNew();
-            var kmeans = new KMeans(
-                new KMeansOptions
-                {
-                    Iterations = _options.Iterations,
-                    Restarts = _options.Restarts,
-                    Seed = SeedOffset + level,
-                    MaxPointsPerCentroid = _options.MaxPointsPerCentroid,
-                    MinPointsPerCentroid = _options.MinPointsPerCentroid,
-                    Initialization = Initialization,
-                    ChunkBytes = ChunkBytes,
-                    UseBounds = UseBounds,
-                },
-                _logger);
-            using var result = kmeans.FitLevel(points, counts[level], null, null, progress, level, levelCount, cancellationToken);
+            using var result = kmeans.FitLevel(points, counts[level], _options.Seed + level, null, null, progress, level, levelCount, cancellationToken);
             var nearest = result.Assignments.clone(); // [P_l]
             if (level == 0)
             {

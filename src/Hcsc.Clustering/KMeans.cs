@@ -1,3 +1,4 @@
+using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -29,14 +30,14 @@ public sealed class KMeans
     private readonly ILogger _logger;
 
     /// <summary>Creates a k-means runner.</summary>
-    /// <param name="options">Settings; validated here.</param>
+    /// <param name="options">Settings (a <see cref="ClusteringOptions"/> too: only its k-means settings are used); copied and validated here.</param>
     /// <param name="logger">Receives restart and iteration logs; optional.</param>
-    /// <exception cref="ArgumentException">An option is invalid.</exception>
+    /// <exception cref="ArgumentException">An option is invalid (<see cref="HcscOptionsValidator.Problems(KMeansOptions)"/>); the message lists every problem.</exception>
     public KMeans(KMeansOptions options, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        _options = options;
+        _options = options.Clone();
+        HcscOptionsValidator.ThrowIfInvalid(HcscOptionsValidator.Problems((KMeansOptions)_options), nameof(options));
         _logger = logger ?? NullLogger.Instance;
     }
 
@@ -63,11 +64,12 @@ public sealed class KMeans
         Generator? generator = null,
         IProgress<ClusteringProgress>? progress = null,
         CancellationToken cancellationToken = default) =>
-        FitLevel(points, k, initialCentroids, generator, progress, 0, 1, cancellationToken);
+        FitLevel(points, k, _options.Seed, initialCentroids, generator, progress, 0, 1, cancellationToken);
 
     internal KMeansResult FitLevel(
         Tensor points,
         int k,
+        long seed,
         Tensor? initialCentroids,
         Generator? generator,
         IProgress<ClusteringProgress>? progress,
@@ -107,7 +109,7 @@ public sealed class KMeans
                 return generator;
             }
 
-            var created = new Generator(unchecked((ulong)(_options.Seed + (restart * 1_000_003L))));
+            var created = new Generator(unchecked((ulong)(seed + (restart * 1_000_003L))));
             owned.Add(created);
             return created;
         }

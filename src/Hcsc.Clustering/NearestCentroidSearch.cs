@@ -1,3 +1,4 @@
+using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -12,9 +13,6 @@ namespace Hcsc.Clustering;
 /// </summary>
 public static class NearestCentroidSearch
 {
-    /// <summary>Default byte budget of one distance block: 32 MiB.</summary>
-    public const long DefaultChunkBytes = 32L << 20;
-
     /// <summary>
     /// Assigns every point to its nearest centroid.
     /// </summary>
@@ -26,7 +24,7 @@ public static class NearestCentroidSearch
     /// <c>[N]</c> (dtype of the points), <c>min_c ‖x − c‖²</c> clamped at 0.
     /// </returns>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices do not match.</exception>
-    public static (Tensor Assignments, Tensor SquaredDistances) Assign(Tensor points, Tensor centroids, long chunkBytes = DefaultChunkBytes)
+    public static (Tensor Assignments, Tensor SquaredDistances) Assign(Tensor points, Tensor centroids, long chunkBytes = KMeansOptions.DefaultChunkBytes)
     {
         ArgumentNullException.ThrowIfNull(points);
         ArgumentNullException.ThrowIfNull(centroids);

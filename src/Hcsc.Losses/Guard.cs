@@ -1,4 +1,5 @@
 using Hcsc.Core.Hierarchy;
+using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
 using static TorchSharp.torch;
 
@@ -84,9 +85,9 @@ internal static class Guard
 
     public static void Temperature(double temperature, string name)
     {
-        if (!double.IsFinite(temperature) || temperature <= 0)
+        if (HcscOptionsValidator.TemperatureProblem(temperature) is { } problem)
         {
-            throw new ArgumentException($"{name} must be finite and > 0; got {temperature}.", name);
+            throw new ArgumentOutOfRangeException(name, temperature, problem);
         }
     }
 

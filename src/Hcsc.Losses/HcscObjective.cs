@@ -16,7 +16,7 @@ namespace Hcsc.Losses;
 ///         + Σ_v [ R2_l( ICSC_l(v) ) + (1/L) Σ_l PCSC_l(v) ]        (local views v of multi-crop)
 /// </code>
 /// where R2 (docs/method.md R2) is a sum (reference) or a mean over levels, and a local view's ICSC uses the global query's
-/// masks (without <see cref="HcscObjectiveOptions.SelectionOnLocalViews"/> it is one plain InfoNCE term).
+/// masks (without <see cref="ObjectiveOptions.SelectionOnLocalViews"/> it is one plain InfoNCE term).
 /// With instance selection off, R2_l(ICSC_l) is replaced by InfoNCE.
 /// </summary>
 /// <remarks>
@@ -38,26 +38,33 @@ namespace Hcsc.Losses;
 /// </remarks>
 /// <example>
 /// <code>
-/// using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
+/// using var objective = new HcscObjective(ObjectiveOptions.Reference());
 /// var r = objective.Compute(q, k, queue.Keys, idx, hierarchy, generator, cache: cache);
 /// r.Total.backward();
 /// </code>
 /// </example>
 public sealed class HcscObjective : IDisposable
 {
-    private readonly HcscObjectiveOptions _options;
+    private readonly ObjectiveOptions _options;
     private PrototypeSelectionMemo? _memo;
 
     /// <summary>Creates the objective.</summary>
-    /// <param name="options">Switches and τ; copied. Null uses the defaults.</param>
-    public HcscObjective(HcscObjectiveOptions? options = null)
+    /// <param name="options">τ and the switches (<see cref="HcscOptions.Objective"/>, or <see cref="ObjectiveOptions.Reference"/> / <see cref="ObjectiveOptions.Paper"/>); copied. Null uses the defaults.</param>
+    /// <exception cref="ArgumentException">An option is invalid (<see cref="HcscOptionsValidator.Problems(ObjectiveOptions)"/>); the message lists every problem.</exception>
+    public HcscObjective(ObjectiveOptions? options = null)
     {
-        _options = (options ?? new HcscObjectiveOptions()).Clone();
-        Guard.Temperature(_options.Temperature, "options.Temperature");
+        _options = (options ?? new ObjectiveOptions()).Clone();
+        HcscOptionsValidator.ThrowIfInvalid(HcscOptionsValidator.Problems(_options), nameof(options));
     }
 
     /// <summary>A copy of the options in use.</summary>
-    public HcscObjectiveOptions Options => _options.Clone();
+    public ObjectiveOptions Options => _options.Clone();
+
+    /// <summary>
+    /// Use the C# kernels for the instance and PCSC cross-entropies when the tensors are on the CPU
+    /// (default). False takes the tensor-operation path everywhere; tests use it to compare the two.
+    /// </summary>
+    internal bool HostKernels { get; init; } = true;
 
     /// <summary>Computes the objective and all its parts for one step.</summary>
     /// <param name="query">Global queries q <c>[B, d]</c>, L2-normalised, with gradient.</param>
@@ -90,7 +97,7 @@ public sealed class HcscObjective : IDisposable
         HcscLossResult result;
         if (hierarchy is null)
         {
-            var terms = views.Select(v => InstanceContrast.Compute(v, keyD, queueD.t(), _options.Temperature, null, _options.UnselectedNegatives, _options.HostKernels)).ToArray();
+            var terms = views.Select(v => InstanceContrast.Compute(v, keyD, queueD.t(), _options.Temperature, null, _options.UnselectedNegatives, HostKernels)).ToArray();
             var infoNce = terms.Select(t => t.InfoNce.mean()).ToArray();
             result = new HcscLossResult
             {
@@ -209,7 +216,7 @@ public sealed class HcscObjective : IDisposable
                 }
             }
 
-            bool hostPcsc = _options.HostKernels && PrototypeContrast.OnHost(views[0]);
+            bool hostPcsc = HostKernels && PrototypeContrast.OnHost(views[0]);
             if (hostPcsc)
             {
                 candidateCounts = stack(candidatesPerLevel.Select(c => c.sum()).ToList()).data<long>().ToArray();   // one read
@@ -252,7 +259,7 @@ public sealed class HcscObjective : IDisposable
             for (int v = 0; v < views.Count; v++)
             {
                 bool selectedView = masks is not null && (v == 0 || localSelection);
-                var terms = InstanceContrast.Compute(views[v], key, queue.t(), tau, selectedView ? masks : null, handling, _options.HostKernels);
+                var terms = InstanceContrast.Compute(views[v], key, queue.t(), tau, selectedView ? masks : null, handling, HostKernels);
                 infoNce[v] = terms.InfoNce.mean();
                 instanceAccuracy ??= terms.Top1.to(dtype).mean();
                 if (terms.Selected is { } selected)

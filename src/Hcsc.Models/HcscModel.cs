@@ -23,34 +23,14 @@ public sealed class HcscModel : nn.Module
     private readonly ResNet encoder_k;
 
     /// <summary>Builds both encoders.</summary>
-    /// <param name="options">Dim (d), Mlp, EncoderMomentum (m) and BatchNormSplits (S) are used.</param>
+    /// <param name="options">Dim (d), Mlp, EncoderMomentum (m) and BatchNormSplits (S) are used; all of it is validated (<see cref="HcscOptionsValidator.Problems(ModelOptions)"/>).</param>
     /// <param name="backboneFactory">Makes a fresh backbone; called for the query encoder, and again for the key encoder when it cannot be derived from the query's options.</param>
     /// <exception cref="ArgumentException">The options are invalid; the message lists every problem.</exception>
     public HcscModel(ModelOptions options, Func<ResNet> backboneFactory) : base(nameof(HcscModel))
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(backboneFactory);
-        var problems = new List<string>();
-        if (options.Dim < 1)
-        {
-            problems.Add($"Dim must be at least 1 (got {options.Dim}).");
-        }
-
-        if (double.IsNaN(options.EncoderMomentum) || options.EncoderMomentum < 0 || options.EncoderMomentum > 1)
-        {
-            problems.Add($"EncoderMomentum must lie in [0, 1] (got {options.EncoderMomentum}).");
-        }
-
-        if (options.BatchNormSplits < 1)
-        {
-            problems.Add($"BatchNormSplits must be at least 1 (got {options.BatchNormSplits}).");
-        }
-
-        if (problems.Count > 0)
-        {
-            throw new ArgumentException("Invalid ModelOptions: " + string.Join(" ", problems), nameof(options));
-        }
-
+        HcscOptionsValidator.ThrowIfInvalid(HcscOptionsValidator.Problems(options), nameof(options));
         Dim = options.Dim;
         Momentum = options.EncoderMomentum;
         BatchNormSplits = options.BatchNormSplits;

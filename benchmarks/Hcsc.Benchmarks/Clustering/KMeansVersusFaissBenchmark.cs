@@ -107,8 +107,10 @@ public sealed class KMeansVersusFaissBenchmark : IBenchmark
             NumClusters = settings.Levels,
             Iterations = settings.Iterations,
             Restarts = settings.Restarts,
+            UseBounds = useBounds,
+            ChunkBytes = settings.ChunkBytes,
         };
-        var clusterer = new HierarchicalKMeans(options, 0.2) { UseBounds = useBounds, ChunkBytes = settings.ChunkBytes };
+        var clusterer = new HierarchicalKMeans(options, 0.2);
         using var result = clusterer.Fit(features);
         return result.Levels;
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Hcsc.Core.Hierarchy;
+using Hcsc.Core.Options;
 using Hcsc.Losses;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -64,7 +65,7 @@ public sealed class SelectionLossBenchmark : IBenchmark
         refresh.Restart();
         normaliserCache.Refresh(hierarchy, queue);
         Console.WriteLine($"cache refresh (once per epoch), normalisers mode: {refresh.Elapsed.TotalMilliseconds:F0} ms");
-        var objectiveOptions = HcscObjectiveOptions.Reference();
+        var objectiveOptions = ObjectiveOptions.Reference();
         objectiveOptions.InstanceSelection = !o.NoInstance;
         objectiveOptions.PrototypeSelection = !o.NoPrototype;
         using var objective = new HcscObjective(objectiveOptions);

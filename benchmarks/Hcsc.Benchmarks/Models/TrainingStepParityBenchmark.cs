@@ -94,7 +94,7 @@ public sealed class TrainingStepParityBenchmark : IBenchmark
         var training = config.Training;
         Console.WriteLine(
             Invariant($"small-stem ResNet-18 width {config.Width}, {config.ImageSize}px, B = {config.Batch}, d = {config.Model.Dim} (MLP head), Q = {config.Model.QueueLength}, ") +
-            Invariant($"tau = {config.Model.Temperature}, m = {config.Model.EncoderMomentum}, key BN splits {config.Model.BatchNormSplits}, hierarchy {string.Join(" -> ", config.Clusters)}; ") +
+            Invariant($"tau = {config.Objective.Temperature}, m = {config.Model.EncoderMomentum}, key BN splits {config.Model.BatchNormSplits}, hierarchy {string.Join(" -> ", config.Clusters)}; ") +
             Invariant($"SGD lr {training.ScaledLearningRate} (cosine over {training.Epochs} epochs of {config.StepsPerEpoch} steps), momentum {training.SgdMomentum}, wd {training.WeightDecay}; ") +
             Invariant($"{config.Steps} steps per run, CPU, {threads} threads"));
 
@@ -115,7 +115,7 @@ public sealed class TrainingStepParityBenchmark : IBenchmark
             ["momentum"] = training.SgdMomentum,
             ["weight_decay"] = training.WeightDecay,
             ["encoder_momentum"] = config.Model.EncoderMomentum,
-            ["temperature"] = config.Model.Temperature,
+            ["temperature"] = config.Objective.Temperature,
             ["dim"] = config.Model.Dim,
             ["width"] = config.Width,
             ["bn_splits"] = config.Model.BatchNormSplits,

@@ -43,9 +43,11 @@ public sealed record TrainingStepParityConfig(int Steps, int StepsPerEpoch, doub
         Mlp = true,
         EncoderMomentum = EncoderMomentum,
         QueueLength = 256,
-        Temperature = 0.2,
         BatchNormSplits = 8,
     };
+
+    /// <summary>The objective: τ = 0.2 and the library's default switches.</summary>
+    public ObjectiveOptions Objective => new() { Temperature = 0.2 };
 
     /// <summary>The optimiser and schedule (SGD momentum 0.9, weight decay 1e-4, cosine per epoch).</summary>
     public TrainingOptions Training => new()
@@ -147,7 +149,7 @@ public sealed class TrainingStepParityRun : IDisposable
                 Restarts = 2,
                 MinPointsPerCentroid = 0,
             };
-            _clustering = new HierarchicalKMeans(clustering, config.Model.Temperature).Fit(embeddings);
+            _clustering = new HierarchicalKMeans(clustering, config.Objective.Temperature).Fit(embeddings);
         }
     }
 
@@ -194,8 +196,7 @@ public sealed class TrainingStepParityRun : IDisposable
             queue.Restore(InitialQueue, noIndices, 0);   // the initial random keys, exported to the PyTorch side
         }
 
-        var options = new HcscOptions { Model = modelOptions, Training = training };
-        using var objective = new HcscObjective(HcscObjectiveOptions.From(options));
+        using var objective = new HcscObjective(c.Objective);
         using var cache = new QueueSelectionCache();
         // The generators of PretrainRun; the shuffle generator has a twin so that its permutations can be exported.
         using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1);

@@ -68,7 +68,7 @@ public sealed class TrainingThroughputBenchmark : IBenchmark
         using var model = new HcscModel(options.Model, () => ResNet.Create(new ResNetOptions { Arch = options.Model.Arch, SmallImageStem = true, BaseWidth = 16 }));
         using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), 0.01, 0.9, weightDecay: 1e-4);
         using var queue = new KeyQueue(options.Model.QueueLength, dim);
-        using var objective = new HcscObjective(HcscObjectiveOptions.From(options));
+        using var objective = new HcscObjective(options.Objective);
         using var cache = new QueueSelectionCache();
         using var generator = new Generator(1);
         using var hierarchy = RandomHierarchy(options.Clustering.NumClusters, n, dim);

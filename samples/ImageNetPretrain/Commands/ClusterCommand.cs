@@ -22,14 +22,15 @@ public static class ClusterCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
+        var defaults = new ClusteringOptions();
         var features = new Option<FileInfo>("--features") { Description = "Embeddings [N, d] as .npy (float16/32/64, C order).", Required = true };
-        var numCluster = new Option<string>("--num-cluster") { Description = "Clusters per level, finest first, strictly decreasing.", DefaultValueFactory = _ => "3000,2000,1000" };
-        var niter = new Option<int>("--niter") { Description = "Lloyd iterations per restart.", DefaultValueFactory = _ => 20 };
-        var nredo = new Option<int>("--nredo") { Description = "Restarts per level; the lowest objective wins.", DefaultValueFactory = _ => 5 };
-        var seed = new Option<long>("--seed") { Description = "Level l uses seed SEED + l.", DefaultValueFactory = _ => 0 };
+        var numCluster = new Option<string>("--num-cluster") { Description = "Clusters per level, finest first, strictly decreasing.", DefaultValueFactory = _ => string.Join(',', defaults.NumClusters) };
+        var niter = new Option<int>("--niter") { Description = "Lloyd iterations per restart.", DefaultValueFactory = _ => defaults.Iterations };
+        var nredo = new Option<int>("--nredo") { Description = "Restarts per level; the lowest objective wins.", DefaultValueFactory = _ => defaults.Restarts };
+        var seed = new Option<long>("--seed") { Description = "Level l uses seed SEED + l.", DefaultValueFactory = _ => defaults.Seed };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda:N.", DefaultValueFactory = _ => "auto" };
         var normalize = new Option<bool>("--normalize") { Description = "L2-normalise every row before clustering (HCSC clusters normalised embeddings)." };
-        var temperature = new Option<double>("--temperature") { Description = "τ: mean of each level's concentrations.", DefaultValueFactory = _ => 0.2 };
+        var temperature = new Option<double>("--temperature") { Description = "τ: mean of each level's concentrations.", DefaultValueFactory = _ => new ObjectiveOptions().Temperature };
         var init = new Option<string>("--init") { Description = "Initialisation: random (distinct random points, as faiss) or kmeans++.", DefaultValueFactory = _ => "random" };
         var output = new Option<DirectoryInfo>("--output")
         {
@@ -55,8 +56,11 @@ public static class ClusterCommand
                     "kmeans++" => KMeansInitialization.KMeansPlusPlus,
                     var other => throw new ArgumentException($"--init '{other}' is not known; use random or kmeans++."),
                 };
-                var options = new ClusteringOptions { NumClusters = counts, Iterations = parse.GetValue(niter), Restarts = parse.GetValue(nredo) };
-                var clusterer = new HierarchicalKMeans(options, parse.GetValue(temperature)) { SeedOffset = parse.GetValue(seed), Initialization = initialization };
+                var options = new ClusteringOptions
+                {
+                    NumClusters = counts, Iterations = parse.GetValue(niter), Restarts = parse.GetValue(nredo), Seed = parse.GetValue(seed), Initialization = initialization,
+                };
+                var clusterer = new HierarchicalKMeans(options, parse.GetValue(temperature));
                 string outputDirectory = parse.GetValue(output)!.FullName;
                 HierarchyWriter.RequireWritable(outputDirectory);
                 var target = TorchDevices.Resolve(parse.GetValue(device)!);

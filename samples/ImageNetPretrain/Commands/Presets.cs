@@ -62,7 +62,7 @@ public static class Presets
     {
         var settings = new Dictionary<string, string?>
         {
-            ["Model:Arch"] = "resnet50", ["Model:Dim"] = "128", ["Model:Mlp"] = "true", ["Model:QueueLength"] = "16384", ["Model:Temperature"] = "0.2", ["Model:EncoderMomentum"] = "0.999",
+            ["Model:Arch"] = "resnet50", ["Model:Dim"] = "128", ["Model:Mlp"] = "true", ["Model:QueueLength"] = "16384", ["Objective:Temperature"] = "0.2", ["Model:EncoderMomentum"] = "0.999",
             ["Training:Epochs"] = epochs.ToString(System.Globalization.CultureInfo.InvariantCulture), ["Training:WarmupEpochs"] = "20", ["Training:BatchSize"] = "256",
             ["Training:LearningRate"] = "0.03", ["Training:Cosine"] = "true", ["Augmentation:AugPlus"] = "true", ["Augmentation:ImageSize"] = "224",
             ["Clustering:NumClusters:0"] = "3000", ["Clustering:NumClusters:1"] = "2000", ["Clustering:NumClusters:2"] = "1000",

@@ -26,7 +26,7 @@ public static class PretrainCommand
         map.Scalar<int>(command, "--dim", "Model:Dim", "Embedding size d");
         map.Scalar<int>(command, "--queue-length", "Model:QueueLength", "Queue length Q (a multiple of the batch size)");
         map.Scalar<double>(command, "--m", "Model:EncoderMomentum", "EMA momentum of the key encoder");
-        map.Scalar<double>(command, "--T", "Model:Temperature", "Softmax temperature τ");
+        map.Scalar<double>(command, "--T", "Objective:Temperature", "Softmax temperature τ");
         map.Scalar<bool>(command, "--mlp", "Model:Mlp", "MLP projection head");
         map.Scalar<bool>(command, "--aug-plus", "Augmentation:AugPlus", "MoCo v2 augmentation (false: MoCo v1's)");
         map.Scalar<bool>(command, "--cos", "Training:Cosine", "Cosine learning-rate schedule");
@@ -36,12 +36,12 @@ public static class PretrainCommand
         map.List(command, "--local-crop-sizes", "Augmentation:LocalCropSizes", "Local view sizes, e.g. 192,160,128,96");
         map.List(command, "--local-crop-min-scales", "Augmentation:LocalCropMinScales", "Lower crop scale of each local view");
         map.List(command, "--local-crop-max-scales", "Augmentation:LocalCropMaxScales", "Upper crop scale of each local view");
-        map.Scalar<bool>(command, "--instance-selection", "Selection:InstanceSelection", "ICSC: instance-wise selection of queue negatives");
-        map.Scalar<bool>(command, "--proto-selection", "Selection:PrototypeSelection", "PCSC: selection of negative prototypes");
-        map.Scalar<bool>(command, "--selection-on-local", "Selection:SelectionOnLocalViews", "Instance selection on the local views too");
-        map.Scalar<string>(command, "--unselected", "Selection:UnselectedNegatives", "How unselected negatives count: ZeroLogit (reference) or Exclude (paper)");
-        map.Scalar<string>(command, "--level-reduction", "Selection:InstanceLevelReduction", "ICSC over levels: Sum (reference) or Mean");
-        map.Scalar<bool>(command, "--reference-off-by-one", "Selection:ReproduceReferenceOffByOne", "Reproduce the reference's candidate-prototype off-by-one (docs/method.md R3)");
+        map.Scalar<bool>(command, "--instance-selection", "Objective:InstanceSelection", "ICSC: instance-wise selection of queue negatives");
+        map.Scalar<bool>(command, "--proto-selection", "Objective:PrototypeSelection", "PCSC: selection of negative prototypes");
+        map.Scalar<bool>(command, "--selection-on-local", "Objective:SelectionOnLocalViews", "Instance selection on the local views too");
+        map.Scalar<string>(command, "--unselected", "Objective:UnselectedNegatives", "How unselected negatives count: ZeroLogit (reference) or Exclude (paper)");
+        map.Scalar<string>(command, "--level-reduction", "Objective:InstanceLevelReduction", "ICSC over levels: Sum (reference) or Mean");
+        map.Scalar<bool>(command, "--reference-off-by-one", "Objective:ReproduceReferenceOffByOne", "Reproduce the reference's candidate-prototype off-by-one (docs/method.md R3)");
         map.Scalar<double>(command, "--crop-min-scale", "Augmentation:GlobalCropMinScale", "Lower RandomResizedCrop scale of the global crops");
         map.Scalar<int>(command, "--image-size", "Augmentation:ImageSize", "Side of the global crops");
         map.Scalar<long>(command, "--seed", "Training:Seed", "Seed of every random source");

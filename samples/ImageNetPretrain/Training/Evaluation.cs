@@ -97,7 +97,7 @@ public static class ModelEvaluation
     {
         model.eval();
         using var embeddings = FeatureExtractor.Extract(train, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var sources, skipped);
-        var result = new HierarchicalKMeans(options.Clustering, options.Model.Temperature).Fit(embeddings);
+        var result = new HierarchicalKMeans(options.Clustering, options.Objective.Temperature).Fit(embeddings);
         return new ClusteredEmbeddings(result.Hierarchy, sources, result);
     }
 }

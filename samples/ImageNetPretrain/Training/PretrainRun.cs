@@ -107,7 +107,7 @@ public sealed class PretrainRun
             $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
         using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
         using var queue = new KeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
-        using var objective = new HcscObjective(HcscObjectiveOptions.From(_options));
+        using var objective = new HcscObjective(_options.Objective);
         using var cache = new QueueSelectionCache();
         // Masks are drawn on the device; HcscModel shuffles the key batch with a CPU permutation.
         using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1, device);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using Hcsc.Core.Options;
 using Hcsc.Samples.ImageNetPretrain.Commands;
@@ -35,11 +36,62 @@ public sealed record RunManifest(HcscOptions Options, PretrainSettings Settings)
 
         try
         {
-            return JsonSerializer.Deserialize<RunManifest>(File.ReadAllText(path), Json);
+            var root = JsonNode.Parse(File.ReadAllText(path));
+            if (root is JsonObject { } manifest && manifest[nameof(Options)] is JsonObject options)
+            {
+                MigrateOptions(options);
+            }
+
+            return root.Deserialize<RunManifest>(Json);
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"'{path}' is not a valid run manifest: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Moves what earlier versions wrote elsewhere to where <see cref="HcscOptions"/> has it now: τ from
+    /// <c>Model.Temperature</c> and the switches of <c>Selection</c> to <c>Objective</c>, so the run.json of an older
+    /// run still gives its own settings (unknown properties would otherwise be dropped silently, leaving the defaults).
+    /// </summary>
+    /// <param name="options">The <c>Options</c> object of a run.json, changed in place.</param>
+    internal static void MigrateOptions(JsonObject options)
+    {
+        var moved = new List<(string Name, JsonNode? Value)>();
+        if (options[nameof(HcscOptions.Model)] is JsonObject model && model.TryGetPropertyValue(nameof(ObjectiveOptions.Temperature), out var temperature))
+        {
+            model.Remove(nameof(ObjectiveOptions.Temperature));
+            moved.Add((nameof(ObjectiveOptions.Temperature), temperature));
+        }
+
+        if (options["Selection"] is JsonObject selection)
+        {
+            options.Remove("Selection");
+            foreach (var (name, value) in selection.ToList())
+            {
+                selection.Remove(name);
+                moved.Add((name, value));
+            }
+        }
+
+        if (moved.Count == 0)
+        {
+            return;
+        }
+
+        if (options[nameof(HcscOptions.Objective)] is not JsonObject objective)
+        {
+            objective = [];
+            options[nameof(HcscOptions.Objective)] = objective;
+        }
+
+        foreach (var (name, value) in moved)
+        {
+            if (!objective.ContainsKey(name))
+            {
+                objective[name] = value;
+            }
         }
     }
 }

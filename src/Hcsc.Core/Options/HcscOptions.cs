@@ -4,6 +4,7 @@ namespace Hcsc.Core.Options;
 /// Every hyper-parameter of HCSC (docs/method.md: Notation, §1–§8), with the reference
 /// implementation's defaults: ResNet-50, d = 128, Q = 16384, τ = 0.2, m = 0.999,
 /// prototypes 3000 → 2000 → 1000, 20 warm-up epochs of 200, batch 256, lr 0.03.
+/// One type per concern, each the configuration section of the same name (<c>Hcsc:Model</c>, <c>Hcsc:Objective</c>, …).
 /// Bind it from configuration with <see cref="HcscServiceCollectionExtensions.AddHcscOptions"/>
 /// and check it with <see cref="HcscOptionsValidator"/>.
 /// </summary>
@@ -21,8 +22,8 @@ public sealed class HcscOptions
     /// <summary>Hierarchical k-means (docs/method.md §2).</summary>
     public ClusteringOptions Clustering { get; set; } = new();
 
-    /// <summary>Instance and prototype selection (docs/method.md §3, §4 and §11).</summary>
-    public SelectionOptions Selection { get; set; } = new();
+    /// <summary>The objective: τ and the instance and prototype selection switches (docs/method.md §3–§5 and §11).</summary>
+    public ObjectiveOptions Objective { get; set; } = new();
 
     /// <summary>Augmentation and multi-crop (docs/method.md §7, §8).</summary>
     public AugmentationOptions Augmentation { get; set; } = new();
@@ -31,7 +32,7 @@ public sealed class HcscOptions
 /// <summary>The encoder, the momentum encoder and the queue.</summary>
 public sealed class ModelOptions
 {
-    /// <summary>Backbone: resnet18, resnet34, resnet50, resnet101 or resnet152. Default resnet50.</summary>
+    /// <summary>Backbone, one of <see cref="HcscOptionsValidator.KnownArchitectures"/>: resnet18, resnet34, resnet50, resnet101 or resnet152. Default resnet50.</summary>
     public string Arch { get; set; } = "resnet50";
 
     /// <summary>d: embedding size; every embedding is L2-normalised. Default 128.</summary>
@@ -45,9 +46,6 @@ public sealed class ModelOptions
 
     /// <summary>Q: number of past keys kept as negatives; a multiple of the batch size. Default 16384.</summary>
     public int QueueLength { get; set; } = 16384;
-
-    /// <summary>τ: softmax temperature. Default 0.2.</summary>
-    public double Temperature { get; set; } = 0.2;
 
     /// <summary>Sub-batches of split-batch BN for the key encoder on one device (docs/method.md R5); divides the batch size. Default 8.</summary>
     public int BatchNormSplits { get; set; } = 8;
@@ -91,56 +89,6 @@ public sealed class TrainingOptions
 
     /// <summary>The learning rate actually used at epoch 0: <see cref="LearningRate"/> · <see cref="BatchSize"/> / 256.</summary>
     public double ScaledLearningRate => LearningRate * BatchSize / 256.0;
-}
-
-/// <summary>Hierarchical k-means settings (docs/method.md §2).</summary>
-public sealed class ClusteringOptions
-{
-    /// <summary>k_l: prototypes per level, finest first, strictly decreasing. Default 3000, 2000, 1000.</summary>
-    public int[] NumClusters { get; set; } = [3000, 2000, 1000];
-
-    /// <summary>Lloyd iterations per restart. Default 20.</summary>
-    public int Iterations { get; set; } = 20;
-
-    /// <summary>Restarts per level; the lowest objective wins. Default 5.</summary>
-    public int Restarts { get; set; } = 5;
-
-    /// <summary>The training subsample has at most this many points per centroid. Default 1000.</summary>
-    public int MaxPointsPerCentroid { get; set; } = 1000;
-
-    /// <summary>Fewer points per centroid than this draws a warning. Default 10.</summary>
-    public int MinPointsPerCentroid { get; set; } = 10;
-
-    /// <summary>Lower percentile of the concentration clip. Default 10.</summary>
-    public double ConcentrationLowPercentile { get; set; } = 10;
-
-    /// <summary>Upper percentile of the concentration clip. Default 90.</summary>
-    public double ConcentrationHighPercentile { get; set; } = 90;
-}
-
-/// <summary>Which selections are on and how they treat negatives (docs/method.md §3, §4 and §11).</summary>
-public sealed class SelectionOptions
-{
-    /// <summary>ICSC: drop queue negatives that probably share the query's cluster. Default true.</summary>
-    public bool InstanceSelection { get; set; } = true;
-
-    /// <summary>PCSC: drop negative prototypes that probably share the positive's parent. Default true.</summary>
-    public bool PrototypeSelection { get; set; } = true;
-
-    /// <summary>Apply instance selection to the local views of multi-crop too. Default true.</summary>
-    public bool SelectionOnLocalViews { get; set; } = true;
-
-    /// <summary>docs/method.md R1: how an unselected negative enters the softmax. Default <see cref="UnselectedNegativeHandling.ZeroLogit"/>, as the reference.</summary>
-    public UnselectedNegativeHandling UnselectedNegatives { get; set; } = UnselectedNegativeHandling.ZeroLogit;
-
-    /// <summary>docs/method.md R2: how ICSC terms are combined over levels. Default <see cref="LevelReduction.Sum"/>, as the reference.</summary>
-    public LevelReduction InstanceLevelReduction { get; set; } = LevelReduction.Sum;
-
-    /// <summary>
-    /// docs/method.md R3 compatibility switch: reproduce the reference's off-by-one, where the prototype with the
-    /// largest id is never a candidate negative. Default false (the bug is fixed).
-    /// </summary>
-    public bool ReproduceReferenceOffByOne { get; set; }
 }
 
 /// <summary>Augmentation and multi-crop (docs/method.md §7, §8).</summary>

@@ -1,3 +1,5 @@
+using Hcsc.Core.Options;
+
 namespace Hcsc.Models.Backbones;
 
 /// <summary>The kind of residual block a ResNet is made of.</summary>
@@ -32,8 +34,8 @@ public static class ResNetArchitectures
         ["resnet152"] = new("resnet152", ResidualBlockKind.Bottleneck, [3, 8, 36, 3]),
     };
 
-    /// <summary>The known names, in order of depth.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"];
+    /// <summary>The known names, in order of depth: <see cref="HcscOptionsValidator.KnownArchitectures"/>, what <c>Model:Arch</c> may name (a test checks that this table has exactly these).</summary>
+    public static IReadOnlyList<string> Names => HcscOptionsValidator.KnownArchitectures;
 
     /// <summary>Looks an architecture up by name (case-insensitive).</summary>
     public static bool TryGet(string? name, out ResNetArchitecture architecture)

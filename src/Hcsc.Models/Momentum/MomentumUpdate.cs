@@ -1,3 +1,4 @@
+using Hcsc.Core.Options;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -12,15 +13,15 @@ public static class MomentumUpdate
     /// <summary>Applies one EMA step in place on <paramref name="target"/>'s parameters, without gradient.</summary>
     /// <param name="source">The query encoder (θ_q).</param>
     /// <param name="target">The key encoder (θ_k); must have the same parameter names and shapes.</param>
-    /// <param name="momentum">m in [0, 1]; 0 copies θ_q, 1 leaves θ_k unchanged.</param>
+    /// <param name="momentum">m in [0, 1) (<see cref="HcscOptionsValidator.EncoderMomentumProblem"/>); 0 copies θ_q.</param>
     /// <exception cref="ArgumentException">The parameter sets differ; every difference is listed.</exception>
     public static void Apply(nn.Module source, nn.Module target, double momentum)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(target);
-        if (double.IsNaN(momentum) || momentum < 0 || momentum > 1)
+        if (HcscOptionsValidator.EncoderMomentumProblem(momentum) is { } problem)
         {
-            throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "The EMA momentum must lie in [0, 1].");
+            throw new ArgumentOutOfRangeException(nameof(momentum), momentum, problem);
         }
 
         var sourceParameters = source.named_parameters().ToDictionary(p => p.name, p => p.parameter);

@@ -103,7 +103,7 @@ public class HierarchicalKMeansTests
     public void Bad_settings_and_input_are_rejected_before_any_work()
     {
         FluentActions.Invoking(() => new HierarchicalKMeans(new ClusteringOptions { NumClusters = [10, 10] }, 0.2)).Should().Throw<ArgumentException>().WithMessage("*strictly decreasing*");
-        FluentActions.Invoking(() => new HierarchicalKMeans(new ClusteringOptions(), double.NaN)).Should().Throw<ArgumentException>().WithMessage("*temperature*");
+        FluentActions.Invoking(() => new HierarchicalKMeans(new ClusteringOptions(), double.NaN)).Should().Throw<ArgumentException>().WithMessage("*Temperature (τ) must be a finite number > 0, got NaN*");
         using var few = randn(10, 4);
         FluentActions.Invoking(() => new HierarchicalKMeans(Options, 0.2).Fit(few)).Should().Throw<ArgumentException>().WithMessage("*at least 16 points*");
     }

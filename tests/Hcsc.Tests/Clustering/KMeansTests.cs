@@ -1,4 +1,5 @@
 using Hcsc.Clustering;
+using Hcsc.Core.Options;
 using Microsoft.Extensions.Logging;
 using static Hcsc.Tests.Clustering.ClusteringTestData;
 using static TorchSharp.torch;
@@ -39,7 +40,7 @@ public class KMeansTests
     {
         var (points, _) = Blobs(300, 4, 5, 5.0, 1.0, seed: 8);
         using var x = ToTensor(points);
-        using var result = new KMeans(new KMeansOptions { Iterations = 30, Seed = 1, Initialization = KMeansInitialization.KMeansPlusPlus }).Fit(x, 5);
+        using var result = new KMeans(new KMeansOptions { Iterations = 30, Seed = 1, Initialization = KMeansInitialization.KMeansPlusPlus, Restarts = 1 }).Fit(x, 5);
 
         // Converged well-separated blobs: the final assignment equals the last training assignment,
         // so each centroid is the double-precision mean of its members.
@@ -64,7 +65,7 @@ public class KMeansTests
     {
         var (points, _) = Blobs(800, 8, 20, 2.0, 1.0, seed: 11);
         using var x = ToTensor(points);
-        using var result = new KMeans(new KMeansOptions { Iterations = 15, Seed = 2, UseBounds = useBounds }).Fit(x, 12);
+        using var result = new KMeans(new KMeansOptions { Iterations = 15, Seed = 2, UseBounds = useBounds, Restarts = 1 }).Fit(x, 12);
 
         result.EmptyClustersSplit.Should().Be(0, "the premise of monotonicity is plain Lloyd steps");
         result.Objectives.Should().HaveCount(15);
@@ -79,8 +80,8 @@ public class KMeansTests
     {
         var (points, _) = Blobs(1000, 8, 10, 2.0, 1.0, seed: 12);
         using var x = ToTensor(points);
-        using var plain = new KMeans(new KMeansOptions { Iterations = 12, Seed = 4, UseBounds = false }).Fit(x, 10);
-        using var bounded = new KMeans(new KMeansOptions { Iterations = 12, Seed = 4, UseBounds = true }).Fit(x, 10);
+        using var plain = new KMeans(new KMeansOptions { Iterations = 12, Seed = 4, UseBounds = false, Restarts = 1 }).Fit(x, 10);
+        using var bounded = new KMeans(new KMeansOptions { Iterations = 12, Seed = 4, UseBounds = true, Restarts = 1 }).Fit(x, 10);
 
         ToLongs(bounded.Assignments).Should().Equal(ToLongs(plain.Assignments));
         bounded.Objectives.Zip(plain.Objectives).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-5 * p.Second);
@@ -93,8 +94,8 @@ public class KMeansTests
         // k = 101 puts the centres in a group of 51 and a smaller last group of 50.
         var (points, _) = Blobs(1500, 6, 60, 2.0, 1.0, seed: 14);
         using var x = ToTensor(points);
-        using var plain = new KMeans(new KMeansOptions { Iterations = 10, Seed = 6, UseBounds = false }).Fit(x, 101);
-        using var bounded = new KMeans(new KMeansOptions { Iterations = 10, Seed = 6, UseBounds = true }).Fit(x, 101);
+        using var plain = new KMeans(new KMeansOptions { Iterations = 10, Seed = 6, UseBounds = false, Restarts = 1 }).Fit(x, 101);
+        using var bounded = new KMeans(new KMeansOptions { Iterations = 10, Seed = 6, UseBounds = true, Restarts = 1 }).Fit(x, 101);
 
         ToLongs(bounded.Assignments).Should().Equal(ToLongs(plain.Assignments));
         bounded.Objectives.Zip(plain.Objectives).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-5 * p.Second);
@@ -120,7 +121,7 @@ public class KMeansTests
         }
 
         using var initial = tensor(start);
-        using var result = new KMeans(new KMeansOptions { Iterations = 10, Seed = 0 }).Fit(x, 6, initial);
+        using var result = new KMeans(new KMeansOptions { Iterations = 10, Seed = 0, Restarts = 1 }).Fit(x, 6, initial);
 
         result.EmptyClustersSplit.Should().BeGreaterThanOrEqualTo(3);
         using var sizes = bincount(result.Assignments, minlength: 6);
@@ -149,7 +150,7 @@ public class KMeansTests
     {
         var (points, _) = Blobs(500, 4, 5, 4.0, 1.0, seed: 31);
         using var x = ToTensor(points);
-        using var result = new KMeans(new KMeansOptions { Iterations = 5, MaxPointsPerCentroid = 20, Seed = 1 }).Fit(x, 5);
+        using var result = new KMeans(new KMeansOptions { Iterations = 5, MaxPointsPerCentroid = 20, Seed = 1, Restarts = 1 }).Fit(x, 5);
 
         result.TrainingPoints.Should().Be(100);
         result.Assignments.shape.Should().Equal(500);
@@ -163,7 +164,7 @@ public class KMeansTests
     {
         var (points, labels) = Blobs(300, 4, 6, 20.0, 0.5, seed: 41);
         using var x = ToTensor(points);
-        using var result = new KMeans(new KMeansOptions { Iterations = 10, Seed = 5, Initialization = KMeansInitialization.KMeansPlusPlus }).Fit(x, 6);
+        using var result = new KMeans(new KMeansOptions { Iterations = 10, Seed = 5, Initialization = KMeansInitialization.KMeansPlusPlus, Restarts = 1 }).Fit(x, 6);
         ClusteringMetrics.AdjustedRandIndex(ToLongs(result.Assignments), labels).Should().BeApproximately(1.0, 1e-12);
     }
 
@@ -185,7 +186,7 @@ public class KMeansTests
         var (points, _) = Blobs(30, 2, 3, 3.0, 1.0, seed: 2);
         using var x = ToTensor(points);
         var logger = new ListLogger();
-        using var result = new KMeans(new KMeansOptions { Iterations = 2, MinPointsPerCentroid = 10 }, logger).Fit(x, 5);
+        using var result = new KMeans(new KMeansOptions { Iterations = 2, MinPointsPerCentroid = 10, Restarts = 1 }, logger).Fit(x, 5);
         logger.Entries.Should().Contain(e => e.Level == LogLevel.Warning && e.Message.Contains("fewer than 10 per centroid"));
     }
 
@@ -214,7 +215,7 @@ public class KMeansTests
     [Fact]
     public void Initial_centroids_of_the_wrong_shape_or_device_are_rejected()
     {
-        var kmeans = new KMeans(new KMeansOptions());
+        var kmeans = new KMeans(new KMeansOptions { Restarts = 1 });
         using var x = randn(20, 3);
         using var wrongShape = zeros(4, 2);
         using var onMeta = empty(2, 3, device: new Device(TorchSharp.DeviceType.META));

@@ -51,7 +51,7 @@ public class HcscOptionsTests
         options.Model.Arch.Should().Be("resnet50");
         options.Model.Dim.Should().Be(128);
         options.Model.QueueLength.Should().Be(16384);
-        options.Model.Temperature.Should().Be(0.2);
+        options.Objective.Temperature.Should().Be(0.2);
         options.Model.EncoderMomentum.Should().Be(0.999);
         options.Clustering.NumClusters.Should().Equal(3000, 2000, 1000);
         options.Clustering.Iterations.Should().Be(20);
@@ -61,9 +61,10 @@ public class HcscOptionsTests
         options.Training.BatchSize.Should().Be(256);
         options.Training.LearningRate.Should().Be(0.03);
         options.Training.WeightDecay.Should().Be(1e-4);
-        options.Selection.UnselectedNegatives.Should().Be(UnselectedNegativeHandling.ZeroLogit);
-        options.Selection.InstanceLevelReduction.Should().Be(LevelReduction.Sum);
-        options.Selection.ReproduceReferenceOffByOne.Should().BeFalse();
+        options.Clustering.Seed.Should().Be(0);
+        options.Objective.UnselectedNegatives.Should().Be(UnselectedNegativeHandling.ZeroLogit);
+        options.Objective.InstanceLevelReduction.Should().Be(LevelReduction.Sum);
+        options.Objective.ReproduceReferenceOffByOne.Should().BeFalse();
     }
 
     [Fact]
@@ -76,11 +77,11 @@ public class HcscOptionsTests
     public void Configuration_binds_and_lists_replace_the_defaults()
     {
         var options = Bind(
-            "--Hcsc:Model:QueueLength=4096", "--Hcsc:Training:BatchSize=64", "--Hcsc:Selection:UnselectedNegatives=Exclude",
+            "--Hcsc:Model:QueueLength=4096", "--Hcsc:Training:BatchSize=64", "--Hcsc:Objective:UnselectedNegatives=Exclude",
             "--Hcsc:Clustering:NumClusters:0=30", "--Hcsc:Clustering:NumClusters:1=20");
         options.Model.QueueLength.Should().Be(4096);
         options.Training.BatchSize.Should().Be(64);
-        options.Selection.UnselectedNegatives.Should().Be(UnselectedNegativeHandling.Exclude);
+        options.Objective.UnselectedNegatives.Should().Be(UnselectedNegativeHandling.Exclude);
         options.Clustering.NumClusters.Should().Equal(30, 20);
     }
 
@@ -117,8 +118,11 @@ public class HcscOptionsTests
         { "decreasing", o => o.Clustering.NumClusters = [1000, 2000], "Clustering:NumClusters must be strictly decreasing*got 1000, 2000*" },
         { "equal counts", o => o.Clustering.NumClusters = [100, 100], "Clustering:NumClusters must be strictly decreasing*" },
         { "no counts", o => o.Clustering.NumClusters = [], "Clustering:NumClusters must list at least one prototype count*" },
-        { "temperature zero", o => o.Model.Temperature = 0, "Model:Temperature (τ) must be a finite number > 0, got 0*" },
-        { "temperature NaN", o => o.Model.Temperature = double.NaN, "Model:Temperature (τ) must be a finite number > 0, got NaN*" },
+        { "one prototype", o => o.Clustering.NumClusters = [10, 1], "Clustering:NumClusters must all be >= 2, got 10, 1*" },
+        { "temperature zero", o => o.Objective.Temperature = 0, "Objective:Temperature (τ) must be a finite number > 0, got 0*" },
+        { "temperature NaN", o => o.Objective.Temperature = double.NaN, "Objective:Temperature (τ) must be a finite number > 0, got NaN*" },
+        { "reduction", o => o.Objective.InstanceLevelReduction = (LevelReduction)5, "Objective:InstanceLevelReduction must be Sum or Mean, got 5*" },
+        { "chunk", o => o.Clustering.ChunkBytes = 0, "Clustering:ChunkBytes must be > 0, got 0*" },
         { "warm-up", o => o.Training.WarmupEpochs = 201, "Training:WarmupEpochs (201) is longer than the run (Training:Epochs = 200)*" },
         { "momentum", o => o.Model.EncoderMomentum = 1, "Model:EncoderMomentum (m) must be in [0, 1), got 1*" },
         { "arch", o => o.Model.Arch = "vit", "Model:Arch is 'vit'; use one of resnet18, resnet34, resnet50, resnet101, resnet152*" },
@@ -143,9 +147,58 @@ public class HcscOptionsTests
     [Fact]
     public void Every_problem_is_reported_at_once_through_the_options_pattern()
     {
-        var act = () => Bind("--Hcsc:Model:Temperature=0", "--Hcsc:Model:QueueLength=1000", "--Hcsc:Training:WarmupEpochs=300");
+        var act = () => Bind("--Hcsc:Objective:Temperature=0", "--Hcsc:Model:QueueLength=1000", "--Hcsc:Training:WarmupEpochs=300");
         var failures = act.Should().Throw<OptionsValidationException>().Which.Failures.ToList();
         failures.Should().HaveCount(3);
-        failures.Should().ContainMatch("Model:Temperature*").And.ContainMatch("Model:QueueLength*").And.ContainMatch("Training:WarmupEpochs*");
+        failures.Should().ContainMatch("Objective:Temperature*").And.ContainMatch("Model:QueueLength*").And.ContainMatch("Training:WarmupEpochs*");
+    }
+
+    [Fact]
+    public void Keys_of_earlier_versions_are_an_error_that_names_the_new_key()
+    {
+        var act = () => Bind("--Hcsc:Model:Temperature=0.1", "--Hcsc:Selection:InstanceSelection=false", "--Hcsc:Selection:UnselectedNegatives=Exclude");
+        act.Should().Throw<InvalidOperationException>().WithMessage(
+            "*'Hcsc:Model:Temperature' is now 'Hcsc:Objective:Temperature'*'Hcsc:Selection:InstanceSelection' is now 'Hcsc:Objective:InstanceSelection'*" +
+            "'Hcsc:Selection:UnselectedNegatives' is now 'Hcsc:Objective:UnselectedNegatives'*");
+
+        var options = new HcscOptions();
+        var inMemory = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Model:Temperature"] = "0.1" }).Build();
+        FluentActions.Invoking(() => HcscOptionsBinder.Bind(inMemory, options)).Should().Throw<InvalidOperationException>()
+            .WithMessage("*'Model:Temperature' is now 'Objective:Temperature'*");
+    }
+
+    [Fact]
+    public void Each_section_has_one_set_of_rules_used_by_the_whole_and_by_the_options_pattern()
+    {
+        var options = new HcscOptions();
+        options.Objective.Temperature = -1;
+        options.Clustering.Restarts = 0;
+        options.Clustering.NumClusters = [5, 5];
+        options.Model.EncoderMomentum = 1;
+        var all = HcscOptionsValidator.Problems(options);
+        var sections = HcscOptionsValidator.Problems(options.Objective)
+            .Concat(HcscOptionsValidator.Problems(options.Clustering))
+            .Concat(HcscOptionsValidator.Problems(options.Model))
+            .ToList();
+        sections.Should().HaveCount(4);
+        all.Should().BeEquivalentTo(sections);
+
+        var validator = new HcscOptionsValidator();
+        ((IValidateOptions<ObjectiveOptions>)validator).Validate(null, options.Objective).Failures.Should().Equal(HcscOptionsValidator.Problems(options.Objective));
+        ((IValidateOptions<ClusteringOptions>)validator).Validate(null, options.Clustering).Failures.Should().Equal(HcscOptionsValidator.Problems(options.Clustering));
+        ((IValidateOptions<KMeansOptions>)validator).Validate(null, options.Clustering).Failures.Should().ContainSingle().Which.Should().StartWith("Clustering:Restarts");
+        ((IValidateOptions<ModelOptions>)validator).Validate(null, options.Model).Failures.Should().ContainSingle().Which.Should().StartWith("Model:EncoderMomentum");
+    }
+
+    [Fact]
+    public void A_section_can_be_bound_and_validated_at_start_up_on_its_own()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Objective:Temperature"] = "0" }).Build();
+        var services = new ServiceCollection();
+        services.AddOptions<ObjectiveOptions>().Bind(configuration.GetSection("Objective")).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ObjectiveOptions>, HcscOptionsValidator>();
+        using var provider = services.BuildServiceProvider();
+        var act = () => provider.GetRequiredService<IStartupValidator>().Validate();
+        act.Should().Throw<OptionsValidationException>().Which.Failures.Should().ContainSingle().Which.Should().StartWith("Objective:Temperature (τ)");
     }
 }

@@ -1,3 +1,4 @@
+using Hcsc.Core.Options;
 using Hcsc.Losses;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -19,7 +20,7 @@ public class BackwardFailureTests
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float32);
         var query = f.Query.clone().requires_grad_(true);
-        using var objective = new HcscObjective(new HcscObjectiveOptions());
+        using var objective = new HcscObjective(new ObjectiveOptions());
         var result = objective.Compute(query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
 
         BackwardFailures.FaultForTesting = name =>
@@ -59,7 +60,7 @@ public class BackwardFailureTests
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float64);
         var query = f.Query.clone().requires_grad_(true);
-        using var objective = new HcscObjective(new HcscObjectiveOptions());
+        using var objective = new HcscObjective(new ObjectiveOptions());
         var result = objective.Compute(query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
         BackwardFailures.FaultForTesting = _ => throw new ArgumentException("bad layout");
         try

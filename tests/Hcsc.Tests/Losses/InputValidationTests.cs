@@ -30,7 +30,7 @@ public class InputValidationTests
         Throws(() => Run(idx: tensor(new long[] { 0, 1, 2, 10 })), "*batchIndices*[0, 10)*10*");
         Throws(() => Run(idx: tensor(new long[] { 0, -1, 2, 3 })), "*batchIndices*[0, 10)*-1*");
         Throws(() => Run(locals: [randn(4, 2)]), "*localQueries[0]*shape [4, 2]*");
-        Throws(() => new HcscObjective(new HcscObjectiveOptions { Temperature = 0 }), "*Temperature*");
+        Throws(() => new HcscObjective(new ObjectiveOptions { Temperature = 0 }), "*Temperature*");
 
         var wide = nn.functional.normalize(randn(4, 5), dim: 1);
         Throws(() => objective.Compute(wide, wide, randn(7, 5), f.BatchIndices, f.Hierarchy, g), "*query*embedding size 5*3*");

@@ -26,7 +26,7 @@ public class ObjectiveTests
     {
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float64);
-        var options = new HcscObjectiveOptions { Temperature = Tau, UnselectedNegatives = handling, InstanceLevelReduction = reduction, ReproduceReferenceOffByOne = offByOne };
+        var options = new ObjectiveOptions { Temperature = Tau, UnselectedNegatives = handling, InstanceLevelReduction = reduction, ReproduceReferenceOffByOne = offByOne };
         using var objective = new HcscObjective(options);
         var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
 
@@ -45,7 +45,7 @@ public class ObjectiveTests
     {
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float64);
-        var options = new HcscObjectiveOptions { Temperature = tau, UnselectedNegatives = UnselectedNegativeHandling.Exclude };
+        var options = new ObjectiveOptions { Temperature = tau, UnselectedNegatives = UnselectedNegativeHandling.Exclude };
         using var objective = new HcscObjective(options);
         var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
         CheckAgainstNaive(f, options, r, []);
@@ -58,7 +58,7 @@ public class ObjectiveTests
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float32);
         var query = f.Query.mul(40);   // logits up to 200 / τ = 1000: exp would overflow without the shift
-        using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
+        using var objective = new HcscObjective(ObjectiveOptions.Reference());
         var r = objective.Compute(query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
         var (q, k, z) = (LossFixture.Rows(query), LossFixture.Rows(f.Key), LossFixture.Rows(f.Queue));
         r.InfoNce.item<float>().Should().BeApproximately((float)NaiveHcsc.Icsc(q, k, z, null, 0.2, UnselectedNegativeHandling.ZeroLogit), 1e-2f);
@@ -79,7 +79,7 @@ public class ObjectiveTests
         var local = new[] { nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1), nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(9)), dim: 1) };
         foreach (bool onLocal in new[] { true, false })
         {
-            var options = new HcscObjectiveOptions { Temperature = Tau, SelectionOnLocalViews = onLocal };
+            var options = new ObjectiveOptions { Temperature = Tau, SelectionOnLocalViews = onLocal };
             using var objective = new HcscObjective(options);
             var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5), local);
             r.LocalInstance.Should().HaveCount(2);
@@ -96,7 +96,7 @@ public class ObjectiveTests
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float64, batch: 2);
         var local = nn.functional.normalize(randn(2, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1);
-        using var objective = new HcscObjective(new HcscObjectiveOptions { Temperature = Tau });
+        using var objective = new HcscObjective(new ObjectiveOptions { Temperature = Tau });
         var level = f.Hierarchy.Levels[0];
         var labels = level.Assignments.index_select(0, f.BatchIndices);
         var accept = PrototypeSelector.AcceptanceProbabilities(labels, level, f.Hierarchy.Levels[1], Tau);
@@ -124,7 +124,7 @@ public class ObjectiveTests
     {
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float64);
-        var options = new HcscObjectiveOptions { Temperature = Tau, InstanceSelection = false, PrototypeSelection = false };
+        var options = new ObjectiveOptions { Temperature = Tau, InstanceSelection = false, PrototypeSelection = false };
         using var objective = new HcscObjective(options);
         var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5));
         r.Instance.Should().BeEmpty();
@@ -144,7 +144,7 @@ public class ObjectiveTests
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float64);
         var local = nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1);
-        using var objective = new HcscObjective(new HcscObjectiveOptions { Temperature = Tau });
+        using var objective = new HcscObjective(new ObjectiveOptions { Temperature = Tau });
         var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, null, new Generator(5), [local]);
         var (q, k, z) = (LossFixture.Rows(f.Query), LossFixture.Rows(f.Key), LossFixture.Rows(f.Queue));
         double global = NaiveHcsc.Icsc(q, k, z, null, Tau, UnselectedNegativeHandling.ZeroLogit);
@@ -160,7 +160,7 @@ public class ObjectiveTests
     {
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float64, batch: 6, queueLength: 40);
-        using var objective = new HcscObjective(new HcscObjectiveOptions { Temperature = Tau });
+        using var objective = new HcscObjective(new ObjectiveOptions { Temperature = Tau });
         var r = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(77));
 
         // Same generator state → the first draw of the objective is the level-0 instance mask.
@@ -183,7 +183,7 @@ public class ObjectiveTests
         using var f = new LossFixture(ScalarType.Float32, batch: 6, queueLength: 64, dim: 8);
         using var cache = new QueueSelectionCache(mode);
         cache.Refresh(f.Hierarchy, f.Queue);
-        using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
+        using var objective = new HcscObjective(ObjectiveOptions.Reference());
         var direct = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(21));
         var cached = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(21), cache: cache);
         var again = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(21), cache: cache);
@@ -224,8 +224,8 @@ public class ObjectiveTests
         var results = new List<(HcscLossResult Result, Tensor QueryGrad, Tensor LocalGrad)>();
         foreach (bool host in new[] { true, false })
         {
-            var options = new HcscObjectiveOptions { Temperature = Tau, UnselectedNegatives = handling, HostKernels = host };
-            using var objective = new HcscObjective(options);
+            var options = new ObjectiveOptions { Temperature = Tau, UnselectedNegatives = handling };
+            using var objective = new HcscObjective(options) { HostKernels = host };
             var query = f.Query.clone().requires_grad_(true);
             var view = local.clone().requires_grad_(true);
             var r = objective.Compute(query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(13), [view]);
@@ -257,7 +257,7 @@ public class ObjectiveTests
     {
         using var scope = NewDisposeScope();
         using var f = new LossFixture(ScalarType.Float32, batch: 6, queueLength: 29, dim: 5);
-        using var objective = new HcscObjective(HcscObjectiveOptions.Reference());
+        using var objective = new HcscObjective(ObjectiveOptions.Reference());
         var gradients = new List<Tensor>();
         foreach (bool tamper in new[] { false, true })
         {
@@ -287,7 +287,7 @@ public class ObjectiveTests
         var local = nn.functional.normalize(randn(4, 3, dtype: ScalarType.Float64, generator: new Generator(8)), dim: 1).requires_grad_(true);
         var key = f.Key.clone().requires_grad_(true);
         var queue = f.Queue.clone().requires_grad_(true);
-        foreach (var options in new[] { HcscObjectiveOptions.Reference(), HcscObjectiveOptions.Paper() })
+        foreach (var options in new[] { ObjectiveOptions.Reference(), ObjectiveOptions.Paper() })
         {
             options.Temperature = Tau;
             using var objective = new HcscObjective(options);
@@ -322,7 +322,7 @@ public class ObjectiveTests
         }
     }
 
-    private static void CheckAgainstNaive(LossFixture f, HcscObjectiveOptions o, HcscLossResult r, Tensor[] locals)
+    private static void CheckAgainstNaive(LossFixture f, ObjectiveOptions o, HcscLossResult r, Tensor[] locals)
     {
         var k = LossFixture.Rows(f.Key);
         var z = LossFixture.Rows(f.Queue);

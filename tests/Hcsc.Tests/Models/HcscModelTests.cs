@@ -71,7 +71,7 @@ public class HcscModelTests
     {
         using var scope = NewDisposeScope();
         manual_seed(5);
-        using var model = Create(splits: 2, momentum: 1.0);   // m = 1: the key encoder is not changed by the update
+        using var model = Create(splits: 2, momentum: 0.5);   // the keys come from the key encoder after its EMA update, the state copied below
         model.ShuffledKeyBatchNorm.Should().BeTrue();
         model.train();
         var view2 = randn(6, 3, 8, 8);

@@ -38,6 +38,18 @@ public class MomentumUpdateTests
         var act = () => MomentumUpdate.Apply(query, key, 0.99);
         act.Should().Throw<ArgumentException>().WithMessage("*'0.weight' has shape [3, 2]*'1.weight' is missing from the source*");
     }
+
+    [Theory]
+    [InlineData(1.0)]
+    [InlineData(-0.1)]
+    [InlineData(double.NaN)]
+    public void The_momentum_follows_the_one_rule_of_Model_EncoderMomentum(double momentum)
+    {
+        var query = nn.Sequential(("0", nn.Linear(2, 2)));
+        var key = nn.Sequential(("0", nn.Linear(2, 2)));
+        var act = () => MomentumUpdate.Apply(query, key, momentum);
+        act.Should().Throw<ArgumentOutOfRangeException>().WithMessage($"{Hcsc.Core.Options.HcscOptionsValidator.EncoderMomentumProblem(momentum)}*");
+    }
 }
 
 public class KeyQueueTests

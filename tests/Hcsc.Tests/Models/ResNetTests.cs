@@ -88,4 +88,18 @@ public class ResNetTests
             .WithMessage("*resnet19*")
             .And.Message.Should().Contain("BaseWidth").And.Contain("InputChannels");
     }
+
+    [Fact]
+    public void The_architecture_table_has_exactly_the_names_the_options_allow()
+    {
+        // Core owns the list (Model:Arch is validated without this package); the table of block kinds must match it.
+        ResNetArchitectures.Names.Should().Equal(Hcsc.Core.Options.HcscOptionsValidator.KnownArchitectures);
+        var table = (IReadOnlyDictionary<string, ResNetArchitecture>)typeof(ResNetArchitectures)
+            .GetField("All", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!.GetValue(null)!;
+        table.Keys.Should().BeEquivalentTo(ResNetArchitectures.Names);
+        foreach (string name in ResNetArchitectures.Names)
+        {
+            ResNetArchitectures.Get(name).Name.Should().Be(name);
+        }
+    }
 }

@@ -9,13 +9,3 @@ public enum UnselectedNegativeHandling
     /// <summary>The paper's formula: the negative is left out of the softmax (its logit is −∞).</summary>
     Exclude,
 }
-
-/// <summary>How per-level loss terms are combined (docs/method.md R2).</summary>
-public enum LevelReduction
-{
-    /// <summary>Sum over levels, as the reference implementation does for ICSC.</summary>
-    Sum,
-
-    /// <summary>Mean over levels.</summary>
-    Mean,
-}

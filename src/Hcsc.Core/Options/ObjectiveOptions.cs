@@ -1,12 +1,11 @@
-using Hcsc.Core.Options;
-
-namespace Hcsc.Losses;
+namespace Hcsc.Core.Options;
 
 /// <summary>
-/// The switches of <see cref="HcscObjective"/> (docs/method.md §3–§5 and §11). The defaults are the library's:
-/// the reference implementation's mathematics (docs/method.md R1 zero logits, R2 sum over levels) with the R3
-/// off-by-one fixed. Presets: <see cref="Reference"/> reproduces the public reference code exactly;
-/// <see cref="Paper"/> follows the paper's formula.
+/// The HCSC objective (docs/method.md §3–§5 and §11): the temperature τ and the selection switches. The configuration
+/// section <c>Hcsc:Objective</c> (<see cref="HcscOptions.Objective"/>); <c>HcscObjective</c> (package <c>Hcsc.Losses</c>)
+/// takes it as is. The defaults are the library's: the reference implementation's mathematics (docs/method.md R1 zero
+/// logits, R2 sum over levels) with the R3 off-by-one fixed. Presets: <see cref="Reference"/> reproduces the public
+/// reference code exactly; <see cref="Paper"/> follows the paper's formula. Validated by <see cref="HcscOptionsValidator"/>.
 /// </summary>
 /// <remarks>
 /// <list type="table">
@@ -18,27 +17,33 @@ namespace Hcsc.Losses;
 /// <item><term><see cref="ReproduceReferenceOffByOne"/></term><description>docs/method.md R3 compatibility switch: the candidate prototypes are range(max assigned id) minus the batch's positives, so the largest id is never a negative. Default off (fixed).</description></item>
 /// </list>
 /// </remarks>
-public sealed class HcscObjectiveOptions
+public sealed class ObjectiveOptions
 {
-    /// <summary>τ: temperature of every instance logit and of the parents' rescaled concentrations φ'. Default 0.2.</summary>
+    /// <summary>
+    /// τ: temperature of every instance logit, of the parents' rescaled concentrations φ', and the mean of each level's
+    /// concentrations after rescaling in hierarchical k-means. Default 0.2.
+    /// </summary>
     public double Temperature { get; set; } = 0.2;
 
-    /// <summary>ICSC: select queue negatives per level. Default true.</summary>
+    /// <summary>ICSC: drop queue negatives that probably share the query's cluster, per level. Default true.</summary>
     public bool InstanceSelection { get; set; } = true;
 
-    /// <summary>PCSC: select candidate prototypes below the top level. Default true.</summary>
+    /// <summary>PCSC: drop negative prototypes that probably share the positive's parent, below the top level. Default true.</summary>
     public bool PrototypeSelection { get; set; } = true;
 
-    /// <summary>Local views use the ICSC masks of the global query, per level. Default true.</summary>
+    /// <summary>Apply instance selection to the local views of multi-crop too (with the global query's masks, per level). Default true.</summary>
     public bool SelectionOnLocalViews { get; set; } = true;
 
-    /// <summary>docs/method.md R1: how unselected negatives enter the softmax. Default <see cref="UnselectedNegativeHandling.ZeroLogit"/>.</summary>
+    /// <summary>docs/method.md R1: how an unselected negative enters the softmax. Default <see cref="UnselectedNegativeHandling.ZeroLogit"/>, as the reference.</summary>
     public UnselectedNegativeHandling UnselectedNegatives { get; set; } = UnselectedNegativeHandling.ZeroLogit;
 
-    /// <summary>docs/method.md R2: how ICSC terms are combined over levels. Default <see cref="LevelReduction.Sum"/>.</summary>
+    /// <summary>docs/method.md R2: how ICSC terms are combined over levels. Default <see cref="LevelReduction.Sum"/>, as the reference.</summary>
     public LevelReduction InstanceLevelReduction { get; set; } = LevelReduction.Sum;
 
-    /// <summary>docs/method.md R3 compatibility switch (see the remarks). Default false.</summary>
+    /// <summary>
+    /// docs/method.md R3 compatibility switch: reproduce the reference's off-by-one, where the prototype with the
+    /// largest id is never a candidate negative. Default false (the bug is fixed).
+    /// </summary>
     public bool ReproduceReferenceOffByOne { get; set; }
 
     /// <summary>
@@ -48,7 +53,7 @@ public sealed class HcscObjectiveOptions
     public bool CheckIndexRangesOnDevice { get; set; }
 
     /// <summary>The public reference implementation, exactly (docs/method.md §11): zero logits (R1), sum over levels (R2), the off-by-one (R3), τ = 0.2.</summary>
-    public static HcscObjectiveOptions Reference() => new()
+    public static ObjectiveOptions Reference() => new()
     {
         UnselectedNegatives = UnselectedNegativeHandling.ZeroLogit,
         InstanceLevelReduction = LevelReduction.Sum,
@@ -56,37 +61,13 @@ public sealed class HcscObjectiveOptions
     };
 
     /// <summary>The paper's formula (docs/method.md §11): unselected negatives excluded (R1), sum over levels (R2), no off-by-one (R3), τ = 0.2.</summary>
-    public static HcscObjectiveOptions Paper() => new()
+    public static ObjectiveOptions Paper() => new()
     {
         UnselectedNegatives = UnselectedNegativeHandling.Exclude,
         InstanceLevelReduction = LevelReduction.Sum,
         ReproduceReferenceOffByOne = false,
     };
 
-    /// <summary>Builds the options from the library-wide <see cref="HcscOptions"/> (τ from <c>Model</c>, switches from <c>Selection</c>).</summary>
-    /// <param name="options">Validated HCSC options.</param>
-    public static HcscObjectiveOptions From(HcscOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var s = options.Selection;
-        return new HcscObjectiveOptions
-        {
-            Temperature = options.Model.Temperature,
-            InstanceSelection = s.InstanceSelection,
-            PrototypeSelection = s.PrototypeSelection,
-            SelectionOnLocalViews = s.SelectionOnLocalViews,
-            UnselectedNegatives = s.UnselectedNegatives,
-            InstanceLevelReduction = s.InstanceLevelReduction,
-            ReproduceReferenceOffByOne = s.ReproduceReferenceOffByOne,
-        };
-    }
-
-    /// <summary>
-    /// Use the C# kernels for the instance and PCSC cross-entropies when the tensors are on the CPU
-    /// (default). False takes the tensor-operation path everywhere; tests use it to compare the two.
-    /// </summary>
-    internal bool HostKernels { get; set; } = true;
-
     /// <summary>A copy of these options.</summary>
-    public HcscObjectiveOptions Clone() => (HcscObjectiveOptions)MemberwiseClone();
+    public ObjectiveOptions Clone() => (ObjectiveOptions)MemberwiseClone();
 }

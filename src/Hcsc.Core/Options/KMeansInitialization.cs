@@ -1,6 +1,6 @@
-namespace Hcsc.Clustering;
+namespace Hcsc.Core.Options;
 
-/// <summary>How <see cref="KMeans"/> chooses the starting centroids of each restart.</summary>
+/// <summary>How k-means (<see cref="KMeansOptions.Initialization"/>) chooses the starting centroids of each restart.</summary>
 public enum KMeansInitialization
 {
     /// <summary>k distinct training points drawn uniformly at random (what faiss does).</summary>

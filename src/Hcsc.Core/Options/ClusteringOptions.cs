@@ -1,0 +1,34 @@
+namespace Hcsc.Core.Options;
+
+/// <summary>
+/// Hierarchical k-means (docs/method.md §2): the levels and the concentration clip, plus the settings of every
+/// level's k-means, inherited from <see cref="KMeansOptions"/> (one declaration and one default each). The
+/// configuration section <c>Hcsc:Clustering</c> (<see cref="HcscOptions.Clustering"/>), e.g. <c>Clustering:Restarts</c>;
+/// <c>HierarchicalKMeans</c> (package <c>Hcsc.Clustering</c>) takes it as is. The rules are
+/// <see cref="HcscOptionsValidator.Problems(ClusteringOptions)"/>.
+/// </summary>
+public sealed class ClusteringOptions : KMeansOptions
+{
+    /// <summary>k_l: prototypes per level, finest first, strictly decreasing, each at least 2. Default 3000, 2000, 1000.</summary>
+    public int[] NumClusters { get; set; } = [3000, 2000, 1000];
+
+    /// <summary>The default of <see cref="ConcentrationLowPercentile"/>: 10.</summary>
+    public const double DefaultConcentrationLowPercentile = 10;
+
+    /// <summary>The default of <see cref="ConcentrationHighPercentile"/>: 90.</summary>
+    public const double DefaultConcentrationHighPercentile = 90;
+
+    /// <summary>Lower percentile of the concentration clip. Default <see cref="DefaultConcentrationLowPercentile"/> (10).</summary>
+    public double ConcentrationLowPercentile { get; set; } = DefaultConcentrationLowPercentile;
+
+    /// <summary>Upper percentile of the concentration clip. Default <see cref="DefaultConcentrationHighPercentile"/> (90).</summary>
+    public double ConcentrationHighPercentile { get; set; } = DefaultConcentrationHighPercentile;
+
+    /// <summary>A copy of these options, with its own <see cref="NumClusters"/> array.</summary>
+    public override ClusteringOptions Clone()
+    {
+        var copy = (ClusteringOptions)base.Clone();
+        copy.NumClusters = [.. NumClusters ?? []];
+        return copy;
+    }
+}
