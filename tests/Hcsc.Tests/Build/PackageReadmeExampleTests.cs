@@ -16,8 +16,8 @@ namespace Hcsc.Tests.Build;
 /// </summary>
 public partial class PackageReadmeExampleTests(ITestOutputHelper output)
 {
-    /// <summary>The four packages under src/.</summary>
-    public static TheoryData<string> Packages => new() { "Hcsc.Core", "Hcsc.Clustering", "Hcsc.Losses", "Hcsc.Models" };
+    /// <summary>The packages under src/.</summary>
+    public static TheoryData<string> Packages => new() { "Hcsc.Core", "Hcsc.Clustering", "Hcsc.Losses", "Hcsc.Models", "Hcsc.Distributed.Mpi" };
 
     [Theory]
     [MemberData(nameof(Packages))]
