@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Hcsc.Losses;
 
 /// <summary>
-/// Everything <see cref="HcscObjective.Compute"/> computed in one step. All values are tensors on the
+/// Everything <see cref="HcscObjective"/>.Compute computed in one step. All values are tensors on the
 /// queries' device (reading them is the caller's choice of when to sync); the tensors belong to the
 /// caller's dispose scope. Lists indexed by level are empty during warm-up (no hierarchy); lists indexed
 /// by local view are empty without local views.

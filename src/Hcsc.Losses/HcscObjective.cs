@@ -22,7 +22,10 @@ namespace Hcsc.Losses;
 /// <remarks>
 /// <para>Shapes: queries q and keys k <c>[B, d]</c> L2-normalised, queue <c>[Q, d]</c>, batch indices <c>[B]</c>
 /// int64 dataset indices, local views <c>[B, d]</c> each. Gradients flow into the queries only.</para>
-/// <para>Cost per step: with a <see cref="QueueSelectionCache"/> the instance selection reads B cached threshold rows per
+/// <para>The formula of each term is on the private step that computes it, in the order of a step: <see cref="Labels"/>,
+/// <see cref="SampleInstanceMasks"/> (§3), <see cref="SelectPrototypes"/> (§4), <see cref="PrototypeTerms"/> (§4),
+/// <see cref="InstanceTerms"/> (§1, §3, §7) and <see cref="Assemble"/> (§5); <see cref="InfoNceOnly"/> is the warm-up (§6).</para>
+/// <para>Cost per step: with a <see cref="SelectiveKeyQueue"/> (its selection cache) the instance selection reads B cached threshold rows per
 /// level in place (<see cref="QueueSelectionCacheMode.Thresholds"/>) or costs one <c>[B, d] × [d, Q]</c> product per level
 /// (<see cref="QueueSelectionCacheMode.Normalisers"/>) (docs/method.md R4), and the prototype selection's normalisers are computed
 /// once per hierarchy; without a cache every step recomputes the Q × k_l softmax and the k_l × k_{l+1} softmax, as the
@@ -39,8 +42,11 @@ namespace Hcsc.Losses;
 /// <example>
 /// <code>
 /// using var objective = new HcscObjective(ObjectiveOptions.Reference());
-/// var r = objective.Compute(q, k, queue.Keys, idx, hierarchy, generator, cache: cache);
-/// r.Total.backward();
+/// using var queue = new SelectiveKeyQueue(length: 4096, dim: 128);
+/// queue.UseHierarchy(hierarchy);                         // after each clustering
+/// var r = objective.Compute(q, k, queue, idx, generator);
+/// r.Backward();
+/// queue.Enqueue(k, idx);
 /// </code>
 /// </example>
 public sealed class HcscObjective : IDisposable
@@ -66,7 +72,39 @@ public sealed class HcscObjective : IDisposable
     /// </summary>
     internal bool HostKernels { get; init; } = true;
 
-    /// <summary>Computes the objective and all its parts for one step.</summary>
+    /// <summary>
+    /// Computes the objective and all its parts for one step against a <see cref="SelectiveKeyQueue"/>: its keys are the
+    /// negatives, its hierarchy (<see cref="SelectiveKeyQueue.UseHierarchy"/>; null: InfoNCE) selects them, and its
+    /// cache, kept in step with the keys by the queue, spares the Q × k_l softmax of every step (docs/method.md R4).
+    /// </summary>
+    /// <param name="query">Global queries q <c>[B, d]</c>, L2-normalised, with gradient.</param>
+    /// <param name="key">Keys k <c>[B, d]</c>, L2-normalised (detached here).</param>
+    /// <param name="queue">The queue of keys z <c>[Q, d]</c> and the hierarchy; read only (enqueue k after the step).</param>
+    /// <param name="batchIndices">Dataset index of each sample <c>[B]</c>, int64 in [0, N).</param>
+    /// <param name="generator">Random source of the masks, on the queries' device.</param>
+    /// <returns>The total and every component, as tensors.</returns>
+    public HcscLossResult Compute(Tensor query, Tensor key, SelectiveKeyQueue queue, Tensor batchIndices, Generator generator) =>
+        Compute(query, key, queue, batchIndices, generator, null);
+
+    /// <summary>As <see cref="Compute(Tensor, Tensor, SelectiveKeyQueue, Tensor, Generator)"/>, with the local views of multi-crop.</summary>
+    /// <param name="query">Global queries q <c>[B, d]</c>, L2-normalised, with gradient.</param>
+    /// <param name="key">Keys k <c>[B, d]</c>, L2-normalised (detached here).</param>
+    /// <param name="queue">The queue of keys z <c>[Q, d]</c> and the hierarchy; read only (enqueue k after the step).</param>
+    /// <param name="batchIndices">Dataset index of each sample <c>[B]</c>, int64 in [0, N).</param>
+    /// <param name="generator">Random source of the masks, on the queries' device.</param>
+    /// <param name="localQueries">Local views of multi-crop, each <c>[B, d]</c>, with gradient; null or empty: none.</param>
+    /// <returns>The total and every component, as tensors.</returns>
+    public HcscLossResult Compute(Tensor query, Tensor key, SelectiveKeyQueue queue, Tensor batchIndices, Generator generator, IReadOnlyList<Tensor>? localQueries)
+    {
+        ArgumentNullException.ThrowIfNull(queue);
+        return Compute(query, key, queue.Keys, batchIndices, queue.Hierarchy, generator, queue.Cache, localQueries);
+    }
+
+    /// <summary>
+    /// Computes the objective and all its parts for one step against queue keys held elsewhere. Every step computes the
+    /// Q × k_l membership softmax of instance selection, as the reference code does; a <see cref="SelectiveKeyQueue"/>
+    /// keeps it per slot instead (the same values).
+    /// </summary>
     /// <param name="query">Global queries q <c>[B, d]</c>, L2-normalised, with gradient.</param>
     /// <param name="key">Keys k <c>[B, d]</c>, L2-normalised (detached here).</param>
     /// <param name="queue">Queue keys z <c>[Q, d]</c> (detached here).</param>
@@ -74,7 +112,6 @@ public sealed class HcscObjective : IDisposable
     /// <param name="hierarchy">The cluster hierarchy; null during warm-up (plain InfoNCE).</param>
     /// <param name="generator">Random source of the masks, on the queries' device.</param>
     /// <param name="localQueries">Optional local views of multi-crop, each <c>[B, d]</c>, with gradient.</param>
-    /// <param name="cache">Optional R4 cache (docs/method.md R4), refreshed for <paramref name="hierarchy"/> and <paramref name="queue"/>; null computes everything directly.</param>
     /// <returns>The total and every component, as tensors.</returns>
     public HcscLossResult Compute(
         Tensor query,
@@ -83,45 +120,31 @@ public sealed class HcscObjective : IDisposable
         Tensor batchIndices,
         ClusterHierarchy? hierarchy,
         Generator generator,
-        IReadOnlyList<Tensor>? localQueries = null,
-        QueueSelectionCache? cache = null)
+        IReadOnlyList<Tensor>? localQueries = null) =>
+        Compute(query, key, queue, batchIndices, hierarchy, generator, cache: null, localQueries);
+
+    /// <summary>
+    /// Both public overloads end here; tests and benchmarks call it with a cache they maintain themselves, which must be
+    /// refreshed for <paramref name="hierarchy"/> and in step with <paramref name="queue"/>.
+    /// </summary>
+    internal HcscLossResult Compute(
+        Tensor query,
+        Tensor key,
+        Tensor queue,
+        Tensor batchIndices,
+        ClusterHierarchy? hierarchy,
+        Generator generator,
+        QueueSelectionCache? cache,
+        IReadOnlyList<Tensor>? localQueries = null)
     {
         var locals = localQueries ?? [];
         Validate(query, key, queue, batchIndices, hierarchy, generator, locals, cache);
         using var scope = NewDisposeScope();
         var views = new List<Tensor> { query };
         views.AddRange(locals);
-        var queueD = queue.detach();
-        var keyD = key.detach();
-
-        HcscLossResult result;
-        if (hierarchy is null)
-        {
-            var terms = views.Select(v => InstanceContrast.Compute(v, keyD, queueD.t(), _options.Temperature, null, _options.UnselectedNegatives, HostKernels)).ToArray();
-            var infoNce = terms.Select(t => t.InfoNce.mean()).ToArray();
-            result = new HcscLossResult
-            {
-                Total = Sum(infoNce),
-                InfoNce = infoNce[0],
-                Instance = [],
-                Prototype = [],
-                LocalInfoNce = infoNce.Skip(1).ToArray(),
-                LocalInstance = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
-                LocalPrototype = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
-                AcceptanceRatio = [],
-                InstanceAccuracy = terms[0].Top1.to(query.dtype).mean(),
-                PrototypeAccuracy = [],
-                InstanceMasks = [],
-                PrototypeMasks = [],
-                LocalPrototypeMasks = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
-                PrototypeCandidates = [],
-            };
-        }
-        else
-        {
-            result = Selective(views, keyD, queueD, batchIndices, hierarchy, generator, cache);
-        }
-
+        var result = hierarchy is null
+            ? InfoNceOnly(views, key.detach(), queue.detach())
+            : Selective(views, key.detach(), queue.detach(), batchIndices, hierarchy, generator, cache);
         foreach (var tensor in result.Tensors())
         {
             tensor.MoveToOuterDisposeScope();
@@ -137,6 +160,41 @@ public sealed class HcscObjective : IDisposable
         _memo = null;
     }
 
+    /// <summary>
+    /// The warm-up objective (docs/method.md §6): InfoNCE of every view v against k and the whole queue,
+    /// <c>Total = Σ_v InfoNCE(v)</c>, with x_p = q·k/τ and X_j = q·z_j/τ per query (§1):
+    /// <code>
+    ///   InfoNCE = (1/B) Σ_n [ log( e^{x_p} + Σ_j e^{X_j} ) − x_p ]
+    /// </code>
+    /// </summary>
+    private HcscLossResult InfoNceOnly(List<Tensor> views, Tensor key, Tensor queue)
+    {
+        var terms = views.Select(v => InstanceContrast.Compute(v, key, queue.t(), _options.Temperature, null, _options.UnselectedNegatives, HostKernels)).ToArray();
+        var infoNce = terms.Select(t => t.InfoNce.mean()).ToArray();
+        var locals = views.Skip(1).ToArray();
+        return new HcscLossResult
+        {
+            Total = Sum(infoNce),
+            InfoNce = infoNce[0],
+            Instance = [],
+            Prototype = [],
+            LocalInfoNce = infoNce.Skip(1).ToArray(),
+            LocalInstance = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
+            LocalPrototype = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
+            AcceptanceRatio = [],
+            InstanceAccuracy = terms[0].Top1.to(views[0].dtype).mean(),
+            PrototypeAccuracy = [],
+            InstanceMasks = [],
+            PrototypeMasks = [],
+            LocalPrototypeMasks = locals.Select(_ => (IReadOnlyList<Tensor>)[]).ToArray(),
+            PrototypeCandidates = [],
+        };
+    }
+
+    /// <summary>
+    /// The objective after the warm-up (docs/method.md §5), one named step per part; the random draws in the order of §5
+    /// (all instance masks, then the prototype masks level by level and view by view).
+    /// </summary>
     private HcscLossResult Selective(
         List<Tensor> views,
         Tensor key,
@@ -146,180 +204,230 @@ public sealed class HcscObjective : IDisposable
         Generator generator,
         QueueSelectionCache? cache)
     {
-        double tau = _options.Temperature;
-        var handling = _options.UnselectedNegatives;
-        var dtype = views[0].dtype;
-        long batch = views[0].shape[0];
-        long queueLength = queue.shape[0];
-        int levels = hierarchy.LevelCount;
-        bool instanceSelection = _options.InstanceSelection;
-        bool localSelection = instanceSelection && _options.SelectionOnLocalViews;
-
+        // With a cache the prototype normalisers live as long as the hierarchy; without, for this step only.
         PrototypeSelectionMemo? stepMemo = null;
-        var memo = cache is null ? stepMemo = PrototypeSelectionMemo.Create(hierarchy, tau, withThresholdTables: false) : Memo(hierarchy);
+        var memo = cache is null ? stepMemo = PrototypeSelectionMemo.Create(hierarchy, _options.Temperature, withThresholdTables: false) : Memo(hierarchy);
         try
         {
-            var instance = views.Select(_ => new List<Tensor>()).ToArray();
-            var prototype = views.Select(_ => new List<Tensor>()).ToArray();
-            var acceptance = new List<Tensor>();
-            var prototypeAccuracy = new List<Tensor>();
-            var instanceMasks = new List<Tensor>();
-            var prototypeMasks = views.Select(_ => new List<Tensor>()).ToArray();
-            var candidatesPerLevel = new List<Tensor>();
-            var instanceVectors = new Tensor?[views.Count];
-            var labels = new Tensor[levels];
-            for (int l = 0; l < levels; l++)
-            {
-                labels[l] = hierarchy.Levels[l].Assignments.index_select(0, batchIndices);           // [B]
-            }
-
-            // ICSC: kept ⇔ u > max(p_l(y | z), 1e-3) = 1 − clamp(accept, 0, 0.999). The masks of all levels are drawn
-            // at once into one [L, B, Q] bool tensor; each view's terms of all levels then take one pass over its logits.
-            Tensor? masks = null, keptCount = null;                                                    // keptCount: [L, B]
-            if (instanceSelection)
-            {
-                using (no_grad())
-                {
-                    var tables = new ThresholdTable[levels];
-                    for (int l = 0; l < levels; l++)
-                    {
-                        tables[l] = InstanceThresholds(queue, labels[l], hierarchy.Levels[l], l, cache, dtype);
-                    }
-
-                    (masks, keptCount) = BernoulliRows.Sample(tables, batch, generator);              // [L, B, Q] bool, [L, B]
-                    for (int l = 0; l < levels; l++)
-                    {
-                        instanceMasks.Add(masks[l]);
-                    }
-                }
-            }
-
-            // PCSC: per level the candidates, then (below the top, when on) each view's own Bernoulli selection, drawn
-            // level by level and view by view in this order, as the reference does.
-            var selections = views.Select(_ => new Tensor[levels]).ToArray();                          // bool [B, k_l]
-            var candidateCounts = Array.Empty<long>();
-            for (int l = 0; l < levels; l++)
-            {
-                var level = hierarchy.Levels[l];
-                var candidates = PrototypeSelector.CandidatesCore(labels[l], level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
-                candidatesPerLevel.Add(candidates);
-                using (no_grad())
-                {
-                    var rejectThresholds = _options.PrototypeSelection && l < levels - 1 ? memo.RejectThresholds(l, labels[l], tau) : null;
-                    for (int v = 0; v < views.Count; v++)
-                    {
-                        selections[v][l] = rejectThresholds is not null
-                            ? PrototypeSelector.SampleCore(rejectThresholds, batch, candidates, generator)
-                            : candidates.unsqueeze(0).expand(batch, level.ClusterCount).contiguous();
-                        prototypeMasks[v].Add(selections[v][l]);
-                    }
-                }
-            }
-
-            bool hostPcsc = HostKernels && PrototypeContrast.OnHost(views[0]);
-            if (hostPcsc)
-            {
-                candidateCounts = stack(candidatesPerLevel.Select(c => c.sum()).ToList()).data<long>().ToArray();   // one read
-            }
-
-            var stackedLabels = hostPcsc ? stack(labels) : null;                                        // [L, B]
-            for (int v = 0; v < views.Count; v++)
-            {
-                if (hostPcsc)
-                {
-                    // All levels' logits in one product, and their cross-entropies in one pass.
-                    var logits = views[v].mm(memo.PrototypeLogitWeights(dtype));                        // [B, Σ k_l]
-                    var (loss, top1) = PrototypeContrast.Compute(logits, stackedLabels!, cat(selections[v], 1), memo.ClusterCounts, candidateCounts, handling);
-                    for (int l = 0; l < levels; l++)
-                    {
-                        prototype[v].Add(loss.select(1, l).mean());
-                        if (v == 0)
-                        {
-                            prototypeAccuracy.Add(top1.select(1, l).to(dtype).mean());
-                        }
-                    }
-
-                    continue;
-                }
-
-                for (int l = 0; l < levels; l++)
-                {
-                    var (loss, top1) = PcscLoss.PerSample(views[v], labels[l], hierarchy.Levels[l], selections[v][l], candidatesPerLevel[l], handling);
-                    prototype[v].Add(loss.mean());
-                    if (v == 0)
-                    {
-                        prototypeAccuracy.Add(top1.to(dtype).mean());
-                    }
-                }
-            }
-
-            // Instance terms of every view: InfoNCE, and ICSC per level under the global query's masks.
-            var infoNce = new Tensor[views.Count];
-            Tensor? instanceAccuracy = null;
-            for (int v = 0; v < views.Count; v++)
-            {
-                bool selectedView = masks is not null && (v == 0 || localSelection);
-                var terms = InstanceContrast.Compute(views[v], key, queue.t(), tau, selectedView ? masks : null, handling, HostKernels);
-                infoNce[v] = terms.InfoNce.mean();
-                instanceAccuracy ??= terms.Top1.to(dtype).mean();
-                if (terms.Selected is { } selected)
-                {
-                    var perLevel = selected.mean(new long[] { 0 });                                     // [L]
-                    instanceVectors[v] = perLevel;
-                    for (int l = 0; l < levels; l++)
-                    {
-                        instance[v].Add(perLevel[l]);
-                    }
-                }
-            }
-
-            if (masks is not null)
-            {
-                using var slots = queueLength.ToScalar();
-                var ratio = keptCount!.to(dtype).mean(new long[] { 1 }).div(slots);                  // [L]
-                for (int l = 0; l < levels; l++)
-                {
-                    acceptance.Add(ratio[l]);
-                }
-            }
-            else
-            {
-                for (int l = 0; l < levels; l++)
-                {
-                    acceptance.Add(ones(Array.Empty<long>(), dtype: dtype, device: views[0].device));
-                }
-            }
-
-            var parts = new List<Tensor>();
-            for (int v = 0; v < views.Count; v++)
-            {
-                bool selected = v == 0 ? instanceSelection : localSelection;
-                parts.Add(selected ? ReduceInstance(instanceVectors[v]!) : infoNce[v]);
-                parts.Add(stack(prototype[v]).mean());
-            }
-
-            return new HcscLossResult
-            {
-                Total = Sum(parts),
-                InfoNce = infoNce[0],
-                Instance = instance[0],
-                Prototype = prototype[0],
-                LocalInfoNce = infoNce.Skip(1).ToArray(),
-                LocalInstance = instance.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
-                LocalPrototype = prototype.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
-                AcceptanceRatio = acceptance,
-                InstanceAccuracy = instanceAccuracy!,
-                PrototypeAccuracy = prototypeAccuracy,
-                InstanceMasks = instanceMasks,
-                PrototypeMasks = prototypeMasks[0],
-                LocalPrototypeMasks = prototypeMasks.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
-                PrototypeCandidates = candidatesPerLevel,
-            };
+            var labels = Labels(hierarchy, batchIndices);
+            var instanceMasks = _options.InstanceSelection ? SampleInstanceMasks(queue, labels, hierarchy, cache, views[0], generator) : null;
+            var prototypeSelection = SelectPrototypes(views.Count, labels, hierarchy, memo, generator);
+            var prototype = PrototypeTerms(views, labels, hierarchy, memo, prototypeSelection);
+            var instance = InstanceTerms(views, key, queue, instanceMasks?.Masks);
+            return Assemble(views, instance, prototype, instanceMasks, prototypeSelection, queue.shape[0], hierarchy.LevelCount);
         }
         finally
         {
             stepMemo?.Dispose();
         }
+    }
+
+    /// <summary>The positive's cluster at every level, y_l[n] = a_l(idx_n) <c>[B]</c> (docs/method.md §3, §4).</summary>
+    private static Tensor[] Labels(ClusterHierarchy hierarchy, Tensor batchIndices)
+    {
+        var labels = new Tensor[hierarchy.LevelCount];
+        for (int l = 0; l < labels.Length; l++)
+        {
+            labels[l] = hierarchy.Levels[l].Assignments.index_select(0, batchIndices);
+        }
+
+        return labels;
+    }
+
+    /// <summary>
+    /// The ICSC masks of all levels (docs/method.md §3), drawn at once into one bool <c>[L, B, Q]</c> tensor, with the
+    /// number kept per query <c>[L, B]</c>. Queue key z_j stays a negative of query n at level l with probability
+    /// <code>
+    ///   accept_l[n, j] = clamp( 1 − p_l(y_n | z_j), 0, 0.999 ),   p_l(c | z) = softmax_c( z · C_l[c] / max(φ_l(c), 1e-3) )
+    /// </code>
+    /// i.e. kept ⇔ u &gt; max(p_l(y_n | z_j), 1e-3) (<see cref="InstanceThresholds"/>).
+    /// </summary>
+    private static InstanceMasks SampleInstanceMasks(Tensor queue, Tensor[] labels, ClusterHierarchy hierarchy, QueueSelectionCache? cache, Tensor query, Generator generator)
+    {
+        using var noGrad = no_grad();
+        var tables = new ThresholdTable[labels.Length];
+        for (int l = 0; l < labels.Length; l++)
+        {
+            tables[l] = InstanceThresholds(queue, labels[l], hierarchy.Levels[l], l, cache, query.dtype);
+        }
+
+        var (masks, keptCount) = BernoulliRows.Sample(tables, query.shape[0], generator);
+        return new InstanceMasks(masks, keptCount);
+    }
+
+    /// <summary>
+    /// The PCSC candidates of every level and each view's own selection among them (docs/method.md §4, R3). Candidates
+    /// are the prototypes that are no query's positive c⁺_n; below the top level (when prototype selection is on)
+    /// candidate c stays a negative of query n with probability
+    /// <code>
+    ///   accept_l[n, c] = clamp( 1 − softmax_p( S_l[c, p] / φ'_{l+1}(p) ) at p = parent_l(c⁺_n), 1e-4, 0.999 )
+    /// </code>
+    /// drawn level by level and view by view in this order, as the reference does; at the top level every candidate is kept.
+    /// </summary>
+    private PrototypeSelection SelectPrototypes(int viewCount, Tensor[] labels, ClusterHierarchy hierarchy, PrototypeSelectionMemo memo, Generator generator)
+    {
+        int levels = labels.Length;
+        long batch = labels[0].shape[0];
+        var candidates = new Tensor[levels];
+        var masks = Enumerable.Range(0, viewCount).Select(_ => new Tensor[levels]).ToArray();
+        for (int l = 0; l < levels; l++)
+        {
+            var level = hierarchy.Levels[l];
+            candidates[l] = PrototypeSelector.CandidatesCore(labels[l], level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
+            using var noGrad = no_grad();
+            var rejectThresholds = _options.PrototypeSelection && l < levels - 1 ? memo.RejectThresholds(l, labels[l], _options.Temperature) : null;
+            for (int v = 0; v < viewCount; v++)
+            {
+                masks[v][l] = rejectThresholds is not null
+                    ? PrototypeSelector.SampleCore(rejectThresholds, batch, candidates[l], generator)
+                    : candidates[l].unsqueeze(0).expand(batch, level.ClusterCount).contiguous();
+            }
+        }
+
+        return new PrototypeSelection(candidates, masks);
+    }
+
+    /// <summary>
+    /// PCSC_l of every view v and level l (docs/method.md §4, R1): the prototype logits use the concentrations as
+    /// temperatures,
+    /// <code>
+    ///   logits_l[n] = [ q_n · C_l[c⁺_n] / φ_l(c⁺_n),  q_n · C_l[c] / φ_l(c) for the selected candidates c ]
+    ///   PCSC_l      = (1/B) Σ_n CE( logits_l[n], target 0 )
+    /// </code>
+    /// an unselected candidate left out or given logit 0 (<see cref="ObjectiveOptions.UnselectedNegatives"/>); and the
+    /// global query's top-1 accuracy per level. On the CPU one product and one kernel pass cover all levels of a view.
+    /// </summary>
+    private PrototypeTermSet PrototypeTerms(List<Tensor> views, Tensor[] labels, ClusterHierarchy hierarchy, PrototypeSelectionMemo memo, PrototypeSelection selection)
+    {
+        var dtype = views[0].dtype;
+        var handling = _options.UnselectedNegatives;
+        var loss = views.Select(_ => new List<Tensor>()).ToArray();
+        var accuracy = new List<Tensor>();
+        bool host = HostKernels && PrototypeContrast.OnHost(views[0]);
+        var candidateCounts = host ? stack(selection.Candidates.Select(c => c.sum()).ToList()).data<long>().ToArray() : [];   // one read
+        var stackedLabels = host ? stack(labels) : null;                                                                           // [L, B]
+        for (int v = 0; v < views.Count; v++)
+        {
+            if (host)
+            {
+                var logits = views[v].mm(memo.PrototypeLogitWeights(dtype));                                                        // [B, Σ k_l]
+                var (perSample, top1) = PrototypeContrast.Compute(logits, stackedLabels!, cat(selection.Masks[v], 1), memo.ClusterCounts, candidateCounts, handling);
+                for (int l = 0; l < labels.Length; l++)
+                {
+                    loss[v].Add(perSample.select(1, l).mean());
+                    if (v == 0)
+                    {
+                        accuracy.Add(top1.select(1, l).to(dtype).mean());
+                    }
+                }
+
+                continue;
+            }
+
+            for (int l = 0; l < labels.Length; l++)
+            {
+                var (perSample, top1) = PcscLoss.PerSample(views[v], labels[l], hierarchy.Levels[l], selection.Masks[v][l], selection.Candidates[l], handling);
+                loss[v].Add(perSample.mean());
+                if (v == 0)
+                {
+                    accuracy.Add(top1.to(dtype).mean());
+                }
+            }
+        }
+
+        return new PrototypeTermSet(loss, accuracy);
+    }
+
+    /// <summary>
+    /// The instance terms of every view v (docs/method.md §1, §3, §7): with x_p = q_n·k_n/τ and X_j = q_n·z_j/τ,
+    /// <code>
+    ///   InfoNCE = (1/B) Σ_n [ log( e^{x_p} + Σ_j e^{X_j} ) − x_p ]
+    ///   ICSC_l  = (1/B) Σ_n [ log( e^{x_p} + Σ_j m_l[n, j] e^{X_j} + ρ Σ_j (1 − m_l[n, j]) ) − x_p ]
+    /// </code>
+    /// with ρ = 1 for the reference's zero logits, 0 for exclusion (R1). Every level's ICSC under the global query's masks
+    /// m_l, for the global query and, with <see cref="ObjectiveOptions.SelectionOnLocalViews"/>, the local views; one pass
+    /// over each view's logits. The accuracy is the global query's instance top-1.
+    /// </summary>
+    private InstanceTermSet InstanceTerms(List<Tensor> views, Tensor key, Tensor queue, Tensor? masks)
+    {
+        bool localSelection = _options.InstanceSelection && _options.SelectionOnLocalViews;
+        var infoNce = new Tensor[views.Count];
+        var perLevel = new Tensor?[views.Count];
+        var levels = views.Select(_ => new List<Tensor>()).ToArray();
+        Tensor? accuracy = null;
+        for (int v = 0; v < views.Count; v++)
+        {
+            bool selectedView = masks is not null && (v == 0 || localSelection);
+            var terms = InstanceContrast.Compute(views[v], key, queue.t(), _options.Temperature, selectedView ? masks : null, _options.UnselectedNegatives, HostKernels);
+            infoNce[v] = terms.InfoNce.mean();
+            accuracy ??= terms.Top1.to(views[0].dtype).mean();
+            if (terms.Selected is { } selected)
+            {
+                perLevel[v] = selected.mean(new long[] { 0 });                                                                      // [L]
+                for (int l = 0; l < perLevel[v]!.shape[0]; l++)
+                {
+                    levels[v].Add(perLevel[v]![l]);
+                }
+            }
+        }
+
+        return new InstanceTermSet(infoNce, perLevel, levels, accuracy!);
+    }
+
+    /// <summary>
+    /// The total and the result (docs/method.md §5, R2):
+    /// <code>
+    ///   Total = Σ_views [ R2_l( ICSC_l(v) ) + (1/L) Σ_l PCSC_l(v) ]      (InfoNCE(v) for R2_l(ICSC_l(v)) where v selects nothing)
+    ///   acceptance_l = mean_{n, j} m_l[n, j]                           (1 with instance selection off)
+    /// </code>
+    /// </summary>
+    private HcscLossResult Assemble(
+        List<Tensor> views,
+        InstanceTermSet instance,
+        PrototypeTermSet prototype,
+        InstanceMasks? instanceMasks,
+        PrototypeSelection selection,
+        long queueLength,
+        int levels)
+    {
+        var dtype = views[0].dtype;
+        var parts = new List<Tensor>();
+        for (int v = 0; v < views.Count; v++)
+        {
+            parts.Add(instance.PerLevel[v] is { } perLevel ? ReduceInstance(perLevel) : instance.InfoNce[v]);
+            parts.Add(stack(prototype.Loss[v]).mean());
+        }
+
+        return new HcscLossResult
+        {
+            Total = Sum(parts),
+            InfoNce = instance.InfoNce[0],
+            Instance = instance.Levels[0],
+            Prototype = prototype.Loss[0],
+            LocalInfoNce = instance.InfoNce.Skip(1).ToArray(),
+            LocalInstance = instance.Levels.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
+            LocalPrototype = prototype.Loss.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
+            AcceptanceRatio = AcceptanceRatios(instanceMasks, queueLength, levels, views[0]),
+            InstanceAccuracy = instance.Accuracy,
+            PrototypeAccuracy = prototype.Accuracy,
+            InstanceMasks = instanceMasks is null ? [] : Enumerable.Range(0, levels).Select(l => instanceMasks.Masks[l]).ToArray(),
+            PrototypeMasks = selection.Masks[0],
+            LocalPrototypeMasks = selection.Masks.Skip(1).Select(t => (IReadOnlyList<Tensor>)t).ToArray(),
+            PrototypeCandidates = selection.Candidates,
+        };
+    }
+
+    /// <summary>The share of queue negatives kept per level, mean_{n, j} m_l[n, j]; 1 at every level without instance selection.</summary>
+    private static Tensor[] AcceptanceRatios(InstanceMasks? instanceMasks, long queueLength, int levels, Tensor query)
+    {
+        if (instanceMasks is null)
+        {
+            return Enumerable.Range(0, levels).Select(_ => ones(Array.Empty<long>(), dtype: query.dtype, device: query.device)).ToArray();
+        }
+
+        using var slots = queueLength.ToScalar();
+        var ratio = instanceMasks.KeptCount.to(query.dtype).mean(new long[] { 1 }).div(slots);                                     // [L]
+        return Enumerable.Range(0, levels).Select(l => ratio[l]).ToArray();
     }
 
     /// <summary>
@@ -409,4 +517,16 @@ public sealed class HcscObjective : IDisposable
             Guard.SameDevice(cache.LogNormalisers[0], "the queue selection cache", queue, nameof(queue));
         }
     }
+
+    /// <summary>The ICSC masks of all levels, bool <c>[L, B, Q]</c> (true: kept), and the number kept per query <c>[L, B]</c>.</summary>
+    private sealed record InstanceMasks(Tensor Masks, Tensor KeptCount);
+
+    /// <summary>Per level the PCSC candidates, bool <c>[k_l]</c>; per view and level the selected ones, bool <c>[B, k_l]</c>.</summary>
+    private sealed record PrototypeSelection(Tensor[] Candidates, Tensor[][] Masks);
+
+    /// <summary>Per view the PCSC term of each level; the global query's prototype top-1 per level.</summary>
+    private sealed record PrototypeTermSet(List<Tensor>[] Loss, List<Tensor> Accuracy);
+
+    /// <summary>Per view InfoNCE, the ICSC terms as one <c>[L]</c> vector (null: the view selects nothing) and as a list; the global query's instance top-1.</summary>
+    private sealed record InstanceTermSet(Tensor[] InfoNce, Tensor?[] PerLevel, List<Tensor>[] Levels, Tensor Accuracy);
 }

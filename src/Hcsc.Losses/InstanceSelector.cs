@@ -14,7 +14,7 @@ namespace Hcsc.Losses;
 ///   mask[n, j]    ~ Bernoulli( clamp(accept[n, j], 0, 0.999) )
 /// </code>
 /// The denominator of p_l(· | z_j) depends only on z_j and the level's prototypes, so it can be
-/// computed once per key (<see cref="LogNormalisers"/>, kept up to date by <see cref="QueueSelectionCache"/>)
+/// computed once per key (<see cref="LogNormalisers"/>, kept up to date by the cache of a <see cref="SelectiveKeyQueue"/>)
 /// instead of once per step (docs/method.md R4); pass it to <see cref="AcceptanceProbabilities"/> to get the same
 /// values in O(B·Q·d). Everything here runs without gradient.
 /// </summary>

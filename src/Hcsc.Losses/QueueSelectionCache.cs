@@ -14,20 +14,15 @@ namespace Hcsc.Losses;
 /// and, in <see cref="QueueSelectionCacheMode.Thresholds"/> mode (the default), the rejection threshold of
 /// every prototype, t_l[c, j] = max(p_l(c | z_j), 1e-3) <c>[k_l, Q]</c>. With normalisers only, a training step
 /// needs the Q × B numerators per level (O(Q·B·d)); with thresholds it reads B rows per level (O(Q·B)).
-/// Either way the Q × k_l softmax is computed once per key instead of once per step. Keep it in step with the queue: <see cref="Refresh"/> whenever the prototypes change
-/// (once per epoch) and <see cref="Update"/> whenever keys are written into the queue. The cache
-/// does not own the queue or the hierarchy; it keeps a reference to the hierarchy, which must stay
-/// undisposed while the cache is used. Not thread-safe.
+/// Either way the Q × k_l softmax is computed once per key instead of once per step.
 /// </summary>
-/// <example>
-/// <code>
-/// using var cache = new QueueSelectionCache();
-/// cache.Refresh(hierarchy, queue.Keys);                 // after each clustering
-/// ... objective.Compute(q, k, queue.Keys, idx, hierarchy, generator, cache: cache);
-/// cache.Update(writePointer, k);                        // right after enqueuing k at writePointer
-/// </code>
-/// </example>
-public sealed class QueueSelectionCache : IDisposable
+/// <remarks>
+/// Internal: <see cref="SelectiveKeyQueue"/> owns one and keeps it in step with its keys (<see cref="Refresh"/> when the
+/// hierarchy changes or the queue is restored, <see cref="Update"/> on every enqueue), so no caller can forget to.
+/// Tests and benchmarks use it directly. It keeps a reference to the hierarchy, which must stay undisposed while the
+/// cache is used. Not thread-safe.
+/// </remarks>
+internal sealed class QueueSelectionCache : IDisposable
 {
     private Tensor[] _logNormalisers = [];
     private Tensor[] _thresholds = [];
@@ -155,6 +150,15 @@ public sealed class QueueSelectionCache : IDisposable
                 written += run;
             }
         }
+    }
+
+    /// <summary>Drops the tensors and the hierarchy (e.g. for the warm-up); <see cref="Refresh"/> fills the cache again.</summary>
+    public void Clear()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ReleaseTensors();
+        Hierarchy = null;
+        QueueLength = 0;
     }
 
     /// <inheritdoc />

@@ -1,6 +1,6 @@
 namespace Hcsc.Losses;
 
-/// <summary>What <see cref="QueueSelectionCache"/> keeps per queue slot (docs/method.md R4); both give the same masks and losses.</summary>
+/// <summary>What the selection cache of a <see cref="SelectiveKeyQueue"/> keeps per queue slot (docs/method.md R4); both give the same masks and losses.</summary>
 public enum QueueSelectionCacheMode
 {
     /// <summary>

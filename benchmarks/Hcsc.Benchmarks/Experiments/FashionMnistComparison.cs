@@ -5,6 +5,7 @@ using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Commands;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Evaluation;
+using Hcsc.Samples.ImageNetPretrain.Loading;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using static TorchSharp.torch;
 

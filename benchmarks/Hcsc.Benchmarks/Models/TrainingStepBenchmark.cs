@@ -5,7 +5,7 @@ using Hcsc.Core.Options;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Optimization;
-using Hcsc.Models.Queue;
+using Hcsc.Core.Queue;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,12 +1,12 @@
 using Hcsc.Clustering;
 using Hcsc.Core.Hierarchy;
 using Hcsc.Core.Options;
+using Hcsc.Core.Queue;
 using Hcsc.Core.Randomness;
 using Hcsc.Losses;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Optimization;
-using Hcsc.Models.Queue;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -189,7 +189,7 @@ public sealed class TrainingStepParityRun : IDisposable
         using var model = BuildModel();
         Load(model, _initialModel);
         using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
-        using var queue = new KeyQueue(modelOptions.QueueLength, modelOptions.Dim, CPU);
+        using var queue = new SelectiveKeyQueue(modelOptions.QueueLength, modelOptions.Dim, CPU);
         using (var unfilled = (-1L).ToScalar())
         using (var noIndices = full(new long[] { modelOptions.QueueLength }, unfilled, dtype: ScalarType.Int64))
         {
@@ -197,7 +197,6 @@ public sealed class TrainingStepParityRun : IDisposable
         }
 
         using var objective = new HcscObjective(c.Objective);
-        using var cache = new QueueSelectionCache();
         // The generators of PretrainRun; the shuffle generator has a twin so that its permutations can be exported.
         using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1);
         using var shuffleGenerator = new Generator(unchecked((ulong)training.Seed) + 2);
@@ -213,7 +212,7 @@ public sealed class TrainingStepParityRun : IDisposable
         {
             if (step % c.StepsPerEpoch == 0)
             {
-                // PretrainRun.TrainEpoch: the learning rate is set once per epoch, the cache refreshed after each clustering.
+                // PretrainRun.TrainEpoch: the learning rate is set once per epoch, the queue given the hierarchy after each clustering.
                 int epoch = step / c.StepsPerEpoch;
                 double lr = LearningRateSchedule.At(epoch, training.Epochs, training.ScaledLearningRate, training.Cosine);
                 foreach (var group in optimizer.ParamGroups)
@@ -221,10 +220,7 @@ public sealed class TrainingStepParityRun : IDisposable
                     group.LearningRate = lr;
                 }
 
-                if (hierarchy is not null)
-                {
-                    cache.Refresh(hierarchy, queue.Keys);
-                }
+                queue.UseHierarchy(hierarchy);
             }
 
             using var scope = NewDisposeScope();
@@ -233,18 +229,14 @@ public sealed class TrainingStepParityRun : IDisposable
             var view2 = Views2[step];
             var indices = BatchIndices[step];
 
-            // The step loop of PretrainRun.TrainEpoch.
+            // PretrainRun.TrainStep.
             var (q, k) = model.Forward(view1, view2, shuffleGenerator);
-            var loss = objective.Compute(q, k, queue.Keys, indices, hierarchy, maskGenerator, null, hierarchy is null ? null : cache);
+            var loss = objective.Compute(q, k, queue, indices, maskGenerator);
             optimizer.zero_grad();
             loss.Total.backward();
             losses[step] = loss.Total.ToDouble();
             optimizer.step();
-            long slot = queue.Enqueue(k.detach(), indices);
-            if (hierarchy is not null)
-            {
-                cache.Update(slot, k.detach());
-            }
+            queue.Enqueue(k.detach(), indices);
 
             for (int l = 0; hcsc && l < levels; l++)
             {
@@ -293,7 +285,7 @@ public sealed class TrainingStepParityRun : IDisposable
     }));
 
     // Detached copies of the model's state and the queue's keys, outside any dispose scope.
-    private static Dictionary<string, Tensor> Snapshot(HcscModel model, KeyQueue queue)
+    private static Dictionary<string, Tensor> Snapshot(HcscModel model, SelectiveKeyQueue queue)
     {
         var state = model.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().clone().DetachFromDisposeScope());
         state["queue"] = queue.Keys.clone().DetachFromDisposeScope();

@@ -6,7 +6,6 @@ using Hcsc.Losses;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Optimization;
-using Hcsc.Models.Queue;
 using Hcsc.Samples.ImageNetPretrain.Commands;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using static TorchSharp.torch;
@@ -67,12 +66,11 @@ public sealed class TrainingThroughputBenchmark : IBenchmark
         int batch = options.Training.BatchSize, size = options.Augmentation.ImageSize, dim = options.Model.Dim, n = 1200;
         using var model = new HcscModel(options.Model, () => ResNet.Create(new ResNetOptions { Arch = options.Model.Arch, SmallImageStem = true, BaseWidth = 16 }));
         using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), 0.01, 0.9, weightDecay: 1e-4);
-        using var queue = new KeyQueue(options.Model.QueueLength, dim);
+        using var queue = new SelectiveKeyQueue(options.Model.QueueLength, dim);
         using var objective = new HcscObjective(options.Objective);
-        using var cache = new QueueSelectionCache();
         using var generator = new Generator(1);
         using var hierarchy = RandomHierarchy(options.Clustering.NumClusters, n, dim);
-        cache.Refresh(hierarchy, queue.Keys);
+        queue.UseHierarchy(hierarchy);
         model.train();
         var clock = new Stopwatch();
         for (int step = 0; step < steps + 2; step++)
@@ -87,12 +85,11 @@ public sealed class TrainingThroughputBenchmark : IBenchmark
             var v2 = randn(batch, 3, size, size);
             var indices = randint(0, n, batch);
             var (q, k) = model.Forward(v1, v2, generator);
-            var loss = objective.Compute(q, k, queue.Keys, indices, hierarchy, generator, null, cache);
+            var loss = objective.Compute(q, k, queue, indices, generator);
             optimizer.zero_grad();
             loss.Total.backward();
             optimizer.step();
-            long slot = queue.Enqueue(k.detach(), indices);
-            cache.Update(slot, k.detach());
+            queue.Enqueue(k.detach(), indices);
         }
 
         return steps * batch / clock.Elapsed.TotalSeconds;

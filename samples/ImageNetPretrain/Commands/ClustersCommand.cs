@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using Hcsc.Core.Options;
+using Hcsc.Samples.ImageNetPretrain.Clustering;
+using Hcsc.Samples.ImageNetPretrain.Evaluation;
 using Hcsc.Samples.ImageNetPretrain.Training;
 
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
@@ -32,8 +34,8 @@ public static class ClustersCommand
             }
 
             options.Augmentation.ImageSize = loaded.ImageSize;
-            using var clustering = ModelEvaluation.Cluster(loaded.Model, loaded.Data.Train, options, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device);
-            var (fine, coarse) = ModelEvaluation.Quality(clustering, loaded.Data.Train);
+            using var clustering = EmbeddingClustering.Run(loaded.Model, loaded.Data.Train, options, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device);
+            var (fine, coarse) = ClusteringQuality.Measure(clustering, loaded.Data.Train);
             Console.WriteLine($"clusters of {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}), {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes:");
             Print("labels", fine);
             Print("coarse labels", coarse);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Hcsc.Samples.ImageNetPretrain.Evaluation;
 using Hcsc.Samples.ImageNetPretrain.Training;
 
 namespace Hcsc.Samples.ImageNetPretrain.Commands;
@@ -22,7 +23,7 @@ public static class KnnCommand
         {
             using var loaded = source.Load(parse);
             int[] kValues = parse.GetValue(ks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(k => int.Parse(k, CultureInfo.InvariantCulture)).ToArray();
-            var accuracies = ModelEvaluation.Knn(loaded.Model, loaded.Data, loaded.ImageSize, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device, kValues);
+            var accuracies = BackboneKnn.Evaluate(loaded.Model, loaded.Data, loaded.ImageSize, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device, kValues);
             Console.WriteLine($"kNN on {loaded.Data.Validation.Description} against {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}):");
             foreach (var a in accuracies)
             {

@@ -4,6 +4,7 @@ using System.Globalization;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Evaluation;
+using Hcsc.Samples.ImageNetPretrain.Loading;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using static TorchSharp.torch;
 

@@ -6,6 +6,7 @@ using Hcsc.Losses;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Evaluation;
+using Hcsc.Samples.ImageNetPretrain.Loading;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using static TorchSharp.torch;
 

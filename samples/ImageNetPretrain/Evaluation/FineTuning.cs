@@ -2,7 +2,7 @@ using Hcsc.Models.Backbones;
 using Hcsc.Models.Optimization;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
-using Hcsc.Samples.ImageNetPretrain.Training;
+using Hcsc.Samples.ImageNetPretrain.Loading;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

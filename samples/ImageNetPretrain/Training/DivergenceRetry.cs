@@ -1,6 +1,5 @@
 using System.Globalization;
 using Hcsc.Core.Options;
-using Hcsc.Samples.ImageNetPretrain.Commands;
 
 namespace Hcsc.Samples.ImageNetPretrain.Training;
 

@@ -1,4 +1,5 @@
 using Hcsc.Core.Hierarchy;
+using Hcsc.Samples.ImageNetPretrain.Clustering;
 using static TorchSharp.torch;
 
 namespace Hcsc.Samples.ImageNetPretrain.Training;

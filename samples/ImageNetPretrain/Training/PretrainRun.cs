@@ -10,10 +10,11 @@ using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Checkpoints;
 using Hcsc.Models.Optimization;
-using Hcsc.Models.Queue;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
-using Hcsc.Samples.ImageNetPretrain.Commands;
+using Hcsc.Samples.ImageNetPretrain.Clustering;
 using Hcsc.Samples.ImageNetPretrain.Data;
+using Hcsc.Samples.ImageNetPretrain.Evaluation;
+using Hcsc.Samples.ImageNetPretrain.Loading;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -106,9 +107,8 @@ public sealed class PretrainRun
             model.named_parameters(),
             $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
         using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
-        using var queue = new KeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
+        using var queue = new SelectiveKeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
         using var objective = new HcscObjective(_options.Objective);
-        using var cache = new QueueSelectionCache();
         // Masks are drawn on the device; HcscModel shuffles the key batch with a CPU permutation.
         using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1, device);
         using var shuffleGenerator = new Generator(unchecked((ulong)training.Seed) + 2);
@@ -136,11 +136,11 @@ public sealed class PretrainRun
             Skipped = ReportSkipped,
         };
 
+        var run = new RunState(model, optimizer, queue, objective, generators, guard, board, loader, data, device);
         for (int epoch = startEpoch; epoch < training.Epochs; epoch++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var state = new RunState(model, optimizer, queue, objective, cache, generators);
-            var record = TrainEpoch(epoch, state, loader, data, device, new StepWatch(guard, board), position?.Epoch == epoch ? position : null, cancellation);
+            var record = TrainEpoch(run, epoch, position?.Epoch == epoch ? position : null, cancellation);
             int completed = epoch + 1;
             if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs)
             {
@@ -183,125 +183,194 @@ public sealed class PretrainRun
         }
     }
 
-    private Dictionary<string, object?> TrainEpoch(
-        int epoch, RunState state, BatchLoader loader, DatasetPair data, Device device, StepWatch watch, EpochPosition? resumeAt, CancellationToken cancellation)
+    /// <summary>
+    /// One epoch (docs/method.md §6): after the warm-up the epoch's clustering, then the training steps, then the epoch's
+    /// record for metrics.jsonl. A mid-epoch checkpoint's position resumes the epoch at its step with its clustering.
+    /// </summary>
+    private Dictionary<string, object?> TrainEpoch(RunState run, int epoch, EpochPosition? resumeAt, CancellationToken cancellation)
     {
-        var (model, optimizer, queue, objective, cache, generators) = state;
-        var training = _options.Training;
         var clock = Stopwatch.StartNew();
+        var record = new Dictionary<string, object?> { ["epoch"] = epoch, ["lr"] = SetLearningRate(run.Optimizer, epoch) };
+        using var clustering = epoch >= _options.Training.WarmupEpochs ? ClusterForEpoch(run, epoch, resumeAt, record) : null;
+        try
+        {
+            var trainClock = Stopwatch.StartNew();
+            using var sums = new EpochAccumulator();
+            var stepLosses = TrainSteps(run, epoch, resumeAt, clustering, sums, cancellation);
+            AddEpochRecord(record, sums, stepLosses, clock, trainClock);
+            return record;
+        }
+        finally
+        {
+            run.Queue.UseHierarchy(null); // the clustering is disposed with the epoch
+        }
+    }
+
+    private double SetLearningRate(TorchSharp.Modules.OptimizerHelper optimizer, int epoch)
+    {
+        var training = _options.Training;
         double lr = LearningRateSchedule.At(epoch, training.Epochs, training.ScaledLearningRate, training.Cosine);
         foreach (var group in optimizer.ParamGroups)
         {
             group.LearningRate = lr;
         }
 
-        ClusteredEmbeddings? clustering = null;
-        var record = new Dictionary<string, object?> { ["epoch"] = epoch, ["lr"] = lr };
+        return lr;
+    }
+
+    /// <summary>
+    /// The epoch's hierarchy (docs/method.md §2, §6): the key encoder's embeddings of the training set clustered
+    /// (or the clustering a mid-epoch checkpoint kept), handed to the queue, which refreshes its selection cache; its
+    /// NMI / AMI / ARI against the labels and its time recorded; prototypes without members reported.
+    /// </summary>
+    private ClusteredEmbeddings ClusterForEpoch(RunState run, int epoch, EpochPosition? resumeAt, Dictionary<string, object?> record)
+    {
+        var clock = Stopwatch.StartNew();
+        FaultInjection.PauseAt($"epoch{epoch + 1}-clustering", _output, _stop);
+        var clustering = resumeAt?.Clustering ?? EmbeddingClustering.Run(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, run.Device, ReportSkipped);
         try
         {
-            if (epoch >= training.WarmupEpochs)
-            {
-                var clusterClock = Stopwatch.StartNew();
-                FaultInjection.PauseAt($"epoch{epoch + 1}-clustering", _output, _stop);
-                clustering = resumeAt?.Clustering ?? ModelEvaluation.Cluster(model, data.Train, _options, training.BatchSize, training.Workers, device, ReportSkipped);
-                cache.Refresh(clustering.Hierarchy, queue.Keys);
-                var (fine, coarse) = ModelEvaluation.Quality(clustering, data.Train);
-                fine.WriteTo(record);
-                coarse.WriteTo(record, "_coarse");
-                record["clustering_seconds"] = clusterClock.Elapsed.TotalSeconds;
-                var withoutMembers = clustering.EmptyPrototypes();
-                record["empty_prototypes"] = withoutMembers;
-                if (withoutMembers.Any(e => e > 0))
-                {
-                    _output.WriteLine($"warning: epoch {epoch + 1}: prototypes without members per level {string.Join(" / ", withoutMembers)} (of {string.Join(" / ", clustering.Hierarchy.ClusterCounts)}): the embeddings have fewer distinct values than prototypes. If the loss is not falling, lower --set Training:LearningRate or the cluster counts.");
-                }
-
-                _output.WriteLine($"epoch {epoch + 1}: clustered {data.Train.Count} embeddings into {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes in {clusterClock.Elapsed.TotalSeconds:F1}s; NMI {Join(fine.Nmi)}");
-            }
-
-            model.train();
-            var trainClock = Stopwatch.StartNew();
-            using var sums = new EpochAccumulator();
-            var progress = new ProgressReporter(_output, $"epoch {epoch + 1}/{training.Epochs}", loader.TrainingBatches);
-            int step = resumeAt?.Step ?? 0;
-            var stepLosses = new List<double>(resumeAt?.StepLosses ?? []);
-            foreach (var batch in loader.TrainingEpoch(epoch, firstBatch: step, cancellation: cancellation))
-            {
-                using var scope = NewDisposeScope();
-                var tensors = batch.Views.Select((v, i) => tensor(v, [batch.Count, 3, batch.ViewSizes[i], batch.ViewSizes[i]]).to(device)).ToArray();
-                var indices = tensor(batch.Indices).to(device);
-                var (q, k) = model.Forward(tensors[0], tensors[1], generators.Shuffle);
-                var locals = tensors.Length > 2 ? model.ForwardLocal(tensors[2..]) : null;
-                var loss = objective.Compute(q, k, queue.Keys, indices, clustering?.Hierarchy, generators.Masks, locals, clustering is null ? null : cache);
-                optimizer.zero_grad();
-                try
-                {
-                    loss.Backward();
-                }
-                catch (BackwardPassException e)
-                {
-                    throw new InvalidOperationException($"Epoch {epoch + 1}, step {step + 1}: {e.Message}", e);
-                }
-
-                FaultInjection.CorruptGradientAt(epoch + 1, step + 1, model);
-                stepLosses.Add(watch.Guard.Check(loss.Total, epoch + 1, step + 1));
-                watch.Board.Step((epoch * loader.TrainingBatches) + step, stepLosses[^1]);
-                optimizer.step();
-                long slot = queue.Enqueue(k.detach(), indices);
-                if (clustering is not null)
-                {
-                    cache.Update(slot, k.detach());
-                }
-
-                sums.Add(loss);
-                step++;
-                progress.Report(step, sums.Summary);
-                FaultInjection.PauseAt($"epoch{epoch + 1}-step{step}", _output, _stop);
-                bool periodic = _settings.CheckpointEverySteps > 0 && step % _settings.CheckpointEverySteps == 0 && step < loader.TrainingBatches;
-                if (_stop.Requested || periodic)
-                {
-                    SaveCheckpoint(epoch, model, optimizer, queue, generators, new EpochPosition(epoch, step, stepLosses, clustering));
-                    if (_stop.Requested)
-                    {
-                        throw new RunStoppedException(_stop.ExitCode,
-                            $"Stopped in epoch {epoch + 1} after step {step} with a checkpoint; continue with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
-                    }
-                }
-            }
-
-            var summary = sums.Means();
-            foreach (var (name, value) in summary)
-            {
-                record[name] = value;
-            }
-
-            record["skipped_images"] = _skippedThisEpoch.Count;
-            _skippedThisEpoch.Clear();
-            record["step_losses"] = stepLosses;
-            using (var self = Process.GetCurrentProcess())
-            {
-                record["rss_mib"] = self.WorkingSet64 / 1048576.0;
-            }
-
-            record["managed_mib"] = GC.GetTotalMemory(forceFullCollection: false) / 1048576.0;
-            record["live_tensors"] = DisposeScopeManager.Statistics.ThreadTotalLiveCount; // created minus disposed on this thread
-            record["seconds"] = clock.Elapsed.TotalSeconds;
-            record["images_per_second"] = step * training.BatchSize / trainClock.Elapsed.TotalSeconds; // training steps only, clustering excluded
-            return record;
+            run.Queue.UseHierarchy(clustering.Hierarchy);
+            var (fine, coarse) = ClusteringQuality.Measure(clustering, run.Data.Train);
+            fine.WriteTo(record);
+            coarse.WriteTo(record, "_coarse");
+            record["clustering_seconds"] = clock.Elapsed.TotalSeconds;
+            record["empty_prototypes"] = WarnAboutEmptyPrototypes(clustering, epoch);
+            _output.WriteLine($"epoch {epoch + 1}: clustered {run.Data.Train.Count} embeddings into {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes in {clock.Elapsed.TotalSeconds:F1}s; NMI {Join(fine.Nmi)}");
+            return clustering;
         }
-        finally
+        catch
         {
-            clustering?.Dispose();
+            run.Queue.UseHierarchy(null);
+            clustering.Dispose();
+            throw;
         }
+    }
+
+    private int[] WarnAboutEmptyPrototypes(ClusteredEmbeddings clustering, int epoch)
+    {
+        var withoutMembers = clustering.EmptyPrototypes();
+        if (withoutMembers.Any(e => e > 0))
+        {
+            _output.WriteLine($"warning: epoch {epoch + 1}: prototypes without members per level {string.Join(" / ", withoutMembers)} (of {string.Join(" / ", clustering.Hierarchy.ClusterCounts)}): the embeddings have fewer distinct values than prototypes. If the loss is not falling, lower --set Training:LearningRate or the cluster counts.");
+        }
+
+        return withoutMembers;
+    }
+
+    /// <summary>The epoch's steps from <paramref name="resumeAt"/>'s step on; returns every step's loss of the epoch.</summary>
+    private List<double> TrainSteps(RunState run, int epoch, EpochPosition? resumeAt, ClusteredEmbeddings? clustering, EpochAccumulator sums, CancellationToken cancellation)
+    {
+        run.Model.train();
+        var progress = new ProgressReporter(_output, $"epoch {epoch + 1}/{_options.Training.Epochs}", run.Loader.TrainingBatches);
+        int step = resumeAt?.Step ?? 0;
+        var stepLosses = new List<double>(resumeAt?.StepLosses ?? []);
+        foreach (var batch in run.Loader.TrainingEpoch(epoch, firstBatch: step, cancellation: cancellation))
+        {
+            using var scope = NewDisposeScope();
+            var (loss, value) = TrainStep(run, batch, epoch, step);
+            stepLosses.Add(value);
+            run.Board.Step((epoch * run.Loader.TrainingBatches) + step, stepLosses[^1]);
+            sums.Add(loss);
+            step++;
+            progress.Report(step, sums.Summary);
+            CheckpointInsideEpoch(run, new EpochPosition(epoch, step, stepLosses, clustering));
+        }
+
+        return stepLosses;
+    }
+
+    /// <summary>
+    /// One step, MoCo's <c>train()</c> loop body with the HCSC objective (docs/method.md §1, §5); returns the loss parts
+    /// and the loss's value, checked finite with the gradients (<see cref="NonFiniteGuard"/>) before the optimiser used them.
+    /// </summary>
+    private (HcscLossResult Loss, double Value) TrainStep(RunState run, ImageBatch batch, int epoch, int step)
+    {
+        // The views and dataset indices of the batch, on the device.
+        var images = batch.Views.Select((v, i) => tensor(v, [batch.Count, 3, batch.ViewSizes[i], batch.ViewSizes[i]]).to(run.Device)).ToArray();
+        var indices = tensor(batch.Indices).to(run.Device);
+
+        // Query and key features (the key encoder's EMA update and shuffled batch norm inside); local views of multi-crop.
+        var (q, k) = run.Model.Forward(images[0], images[1], run.Generators.Shuffle);
+        var locals = images.Length > 2 ? run.Model.ForwardLocal(images[2..]) : null;
+
+        // The objective against the queue, selecting under the queue's hierarchy (InfoNCE in the warm-up).
+        var loss = run.Objective.Compute(q, k, run.Queue, indices, run.Generators.Masks, locals);
+
+        // Gradients, checked for NaN before the optimiser step (the guard reads the loss and every gradient norm at once).
+        run.Optimizer.zero_grad();
+        Backward(loss, epoch, step);
+        FaultInjection.CorruptGradientAt(epoch + 1, step + 1, run.Model);
+        double value = run.Guard.Check(loss.Total, epoch + 1, step + 1);
+
+        // SGD step.
+        run.Optimizer.step();
+
+        // Dequeue and enqueue: the keys and their indices replace the oldest; the queue updates its selection cache.
+        run.Queue.Enqueue(k.detach(), indices);
+        return (loss, value);
+    }
+
+    private static void Backward(HcscLossResult loss, int epoch, int step)
+    {
+        try
+        {
+            loss.Backward();
+        }
+        catch (BackwardPassException e)
+        {
+            throw new InvalidOperationException($"Epoch {epoch + 1}, step {step + 1}: {e.Message}", e);
+        }
+    }
+
+    // After a step: the fault-injection pause point, then a checkpoint with the position when a stop was requested (and
+    // the run stops) or every CheckpointEverySteps steps.
+    private void CheckpointInsideEpoch(RunState run, EpochPosition position)
+    {
+        FaultInjection.PauseAt($"epoch{position.Epoch + 1}-step{position.Step}", _output, _stop);
+        bool periodic = _settings.CheckpointEverySteps > 0 && position.Step % _settings.CheckpointEverySteps == 0 && position.Step < run.Loader.TrainingBatches;
+        if (!_stop.Requested && !periodic)
+        {
+            return;
+        }
+
+        SaveCheckpoint(position.Epoch, run.Model, run.Optimizer, run.Queue, run.Generators, position);
+        if (_stop.Requested)
+        {
+            throw new RunStoppedException(_stop.ExitCode,
+                $"Stopped in epoch {position.Epoch + 1} after step {position.Step} with a checkpoint; continue with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
+        }
+    }
+
+    /// <summary>The epoch's means of every loss part, its step losses, skipped images, memory and time (metrics.jsonl).</summary>
+    private void AddEpochRecord(Dictionary<string, object?> record, EpochAccumulator sums, List<double> stepLosses, Stopwatch epochClock, Stopwatch trainClock)
+    {
+        foreach (var (name, value) in sums.Means())
+        {
+            record[name] = value;
+        }
+
+        record["skipped_images"] = _skippedThisEpoch.Count;
+        _skippedThisEpoch.Clear();
+        record["step_losses"] = stepLosses;
+        using (var self = Process.GetCurrentProcess())
+        {
+            record["rss_mib"] = self.WorkingSet64 / 1048576.0;
+        }
+
+        record["managed_mib"] = GC.GetTotalMemory(forceFullCollection: false) / 1048576.0;
+        record["live_tensors"] = DisposeScopeManager.Statistics.ThreadTotalLiveCount; // created minus disposed on this thread
+        record["seconds"] = epochClock.Elapsed.TotalSeconds;
+        record["images_per_second"] = stepLosses.Count * _options.Training.BatchSize / trainClock.Elapsed.TotalSeconds; // training steps only, clustering excluded
     }
 
     private EvaluationReport Evaluate(HcscModel model, DatasetPair data, Device device, string label)
     {
         var clock = Stopwatch.StartNew();
         FaultInjection.PauseAt($"{label.Replace(" ", string.Empty, StringComparison.Ordinal)}-evaluation", _output, _stop);
-        var knn = ModelEvaluation.Knn(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device);
-        using var clustering = ModelEvaluation.Cluster(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped);
-        var (fine, coarse) = ModelEvaluation.Quality(clustering, data.Train);
+        var knn = BackboneKnn.Evaluate(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device);
+        using var clustering = EmbeddingClustering.Run(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped);
+        var (fine, coarse) = ClusteringQuality.Measure(clustering, data.Train);
         var report = new EvaluationReport(knn, fine, coarse);
         string knnText = string.Join(", ", knn.Select(a => string.Create(CultureInfo.InvariantCulture, $"k={a.K}: {a.Top1:F2} %")));
         string coarseText = coarse.Nmi.Count > 0 ? $"; vs coarse labels {Join(coarse.Nmi)}" : string.Empty;
@@ -342,7 +411,7 @@ public sealed class PretrainRun
 
     // At the end of an epoch (position null): checkpoint_latest.hcsc and a numbered copy. Inside an epoch: only
     // checkpoint_latest.hcsc, with the position in the epoch.
-    private void SaveCheckpoint(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators, EpochPosition? position = null)
+    private void SaveCheckpoint(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, SelectiveKeyQueue queue, RunGenerators generators, EpochPosition? position = null)
     {
         string path = Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint);
         using var scope = NewDisposeScope();
@@ -401,7 +470,7 @@ public sealed class PretrainRun
     private IEnumerable<string> NumberedCheckpoints() =>
         Directory.GetFiles(_settings.ExperimentDirectory, "checkpoint_????.hcsc").Where(f => int.TryParse(Path.GetFileName(f)[11..15], out _)).OrderByDescending(f => f, StringComparer.Ordinal);
 
-    private (int StartEpoch, EpochPosition? Position) Resume(string path, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, KeyQueue queue, RunGenerators generators, Device device)
+    private (int StartEpoch, EpochPosition? Position) Resume(string path, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, SelectiveKeyQueue queue, RunGenerators generators, Device device)
     {
         if (!File.Exists(path))
         {
@@ -507,15 +576,3 @@ public sealed class PretrainRun
 
     private static string Join(IReadOnlyList<double> values) => string.Join(" / ", values.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));
 }
-
-/// <summary>What a training step changes: the model, the optimiser, the queue and its selection cache, the random sources; and the objective.</summary>
-internal sealed record RunState(HcscModel Model, TorchSharp.Modules.OptimizerHelper Optimizer, KeyQueue Queue, HcscObjective Objective, QueueSelectionCache Cache, RunGenerators Generators);
-
-/// <summary>What watches every training step: the non-finite check and the TensorBoard log.</summary>
-internal sealed record StepWatch(NonFiniteGuard Guard, TensorBoardLog Board);
-
-/// <summary>The run's explicit random sources: selection masks on the training device, the key-batch shuffle on the CPU.</summary>
-internal sealed record RunGenerators(Generator Masks, Generator Shuffle);
-
-/// <summary>What a run produced: the evaluations before (null when resumed) and after training, and its files.</summary>
-public sealed record PretrainOutcome(EvaluationReport? Before, EvaluationReport After, string Checkpoint, string Metrics);

@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using Hcsc.Core.Options;
-using Hcsc.Samples.ImageNetPretrain.Commands;
 
 namespace Hcsc.Samples.ImageNetPretrain.Training;
 

@@ -1,5 +1,5 @@
 using System.Text;
-using Hcsc.Models.Queue;
+using Hcsc.Core.Queue;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -44,6 +44,7 @@ public class ScalarTemporaryGuardTests
                 "samples/ImageNetPretrain/Augmentation/",
                 "samples/ImageNetPretrain/Evaluation/",
                 "samples/ImageNetPretrain/Data/",
+                "samples/ImageNetPretrain/Loading/",
                 "samples/ImageNetPretrain/Clustering/",
                 "samples/ImageNetPretrain/Training/",
             ],

@@ -173,7 +173,7 @@ public class HcscModelTests
     {
         using var model = Create(splits: 2);
         model.train();
-        using var queue = new Hcsc.Models.Queue.KeyQueue(8, 8);
+        using var queue = new Hcsc.Core.Queue.KeyQueue(8, 8);
         using var optimizer = optim.SGD(model.TrainableParameters(), 0.1, momentum: 0.9);
         using var x1 = randn(4, 3, 8, 8);
         using var x2 = randn(4, 3, 8, 8);

@@ -1,5 +1,5 @@
 using Hcsc.Models.Momentum;
-using Hcsc.Models.Queue;
+using Hcsc.Core.Queue;
 using TorchSharp;
 using static TorchSharp.torch;
 

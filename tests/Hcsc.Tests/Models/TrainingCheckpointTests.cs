@@ -2,7 +2,7 @@ using Hcsc.Core.Options;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Checkpoints;
-using Hcsc.Models.Queue;
+using Hcsc.Core.Queue;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
+using Hcsc.Samples.ImageNetPretrain.Loading;
 using SkiaSharp;
 
 namespace Hcsc.Tests.Sample;

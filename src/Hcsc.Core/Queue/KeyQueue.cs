@@ -2,7 +2,7 @@ using Hcsc.Core.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Hcsc.Models.Queue;
+namespace Hcsc.Core.Queue;
 
 /// <summary>
 /// The MoCo key queue: Q L2-normalised keys [Q, d] and the dataset index of each [Q], kept as a ring.
@@ -10,7 +10,13 @@ namespace Hcsc.Models.Queue;
 /// the end, so B need not divide Q) and advances the pointer by B modulo Q.
 /// Slots never written hold random unit keys (as MoCo initialises them) and index −1.
 /// </summary>
-public sealed class KeyQueue : IDisposable
+/// <remarks>
+/// <see cref="Enqueue"/> and <see cref="Restore"/> are the only writers; a derived type that keeps something per slot
+/// (Hcsc.Losses' <c>SelectiveKeyQueue</c> keeps the selection cache) follows them through <see cref="OnKeysWritten"/>
+/// and <see cref="OnRestored"/>, so that it cannot fall out of step with the keys. Lives in Hcsc.Core so that both the
+/// losses (the selection cache) and the models (checkpoints) can use it. Not thread-safe.
+/// </remarks>
+public class KeyQueue : IDisposable
 {
     private Tensor keys;
     private Tensor indices;
@@ -94,7 +100,23 @@ public sealed class KeyQueue : IDisposable
         }
 
         Pointer = (start + batch) % Length;
+        OnKeysWritten(start, k);
         return start;
+    }
+
+    /// <summary>
+    /// Called by <see cref="Enqueue"/> right after <paramref name="keys"/> [B, d] were written over the slots
+    /// <c>[startSlot, startSlot + B)</c> (modulo Q); the base does nothing.
+    /// </summary>
+    /// <param name="startSlot">The first slot written (the pointer before the write).</param>
+    /// <param name="keys">The keys as stored (detached, the queue's dtype and device); valid during the call only.</param>
+    protected virtual void OnKeysWritten(long startSlot, Tensor keys)
+    {
+    }
+
+    /// <summary>Called by <see cref="Restore"/> after the whole queue was replaced; the base does nothing.</summary>
+    protected virtual void OnRestored()
+    {
     }
 
     /// <summary>Replaces the queue's state (e.g. from a checkpoint): keys [Q, d], indices [Q], pointer in [0, Q).</summary>
@@ -128,12 +150,24 @@ public sealed class KeyQueue : IDisposable
         keys.copy_(savedKeys);
         indices.copy_(savedIndices);
         Pointer = pointer;
+        OnRestored();
     }
 
     /// <inheritdoc />
     public void Dispose()
     {
-        keys.Dispose();
-        indices.Dispose();
+        Dispose(disposing: true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases the keys and indices; a derived type releases what it keeps, then calls the base.</summary>
+    /// <param name="disposing">True from <see cref="Dispose()"/>.</param>
+    protected virtual void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            keys.Dispose();
+            indices.Dispose();
+        }
     }
 }

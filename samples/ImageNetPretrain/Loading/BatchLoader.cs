@@ -1,7 +1,8 @@
 using System.Threading.Channels;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
+using Hcsc.Samples.ImageNetPretrain.Data;
 
-namespace Hcsc.Samples.ImageNetPretrain.Data;
+namespace Hcsc.Samples.ImageNetPretrain.Loading;
 
 /// <summary>
 /// Decodes and augments batches on <c>workers</c> threads, <c>prefetch</c> batches ahead of the

@@ -1,4 +1,4 @@
-namespace Hcsc.Samples.ImageNetPretrain.Data;
+namespace Hcsc.Samples.ImageNetPretrain.Loading;
 
 /// <summary>
 /// One batch of B images: per view v, <c>Views[v]</c> holds <c>[B, 3, S_v, S_v]</c> floats

@@ -3,7 +3,7 @@ using Hcsc.Samples.ImageNetPretrain.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Hcsc.Samples.ImageNetPretrain.Training;
+namespace Hcsc.Samples.ImageNetPretrain.Loading;
 
 /// <summary>Runs a network over a whole dataset under the evaluation transform (docs/method.md §2, §9), batch by batch, without gradients.</summary>
 public static class FeatureExtractor

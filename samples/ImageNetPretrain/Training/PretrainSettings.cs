@@ -1,6 +1,6 @@
 using Hcsc.Samples.ImageNetPretrain.Data;
 
-namespace Hcsc.Samples.ImageNetPretrain.Commands;
+namespace Hcsc.Samples.ImageNetPretrain.Training;
 
 /// <summary>Settings of the sample's pretraining run that are not HCSC hyper-parameters.</summary>
 public sealed record PretrainSettings

@@ -1,0 +1,6 @@
+using Hcsc.Samples.ImageNetPretrain.Evaluation;
+
+namespace Hcsc.Samples.ImageNetPretrain.Training;
+
+/// <summary>What a run produced: the evaluations before (null when resumed) and after training, and its files.</summary>
+public sealed record PretrainOutcome(EvaluationReport? Before, EvaluationReport After, string Checkpoint, string Metrics);

@@ -1,0 +1,106 @@
+using Hcsc.Core.Hierarchy;
+using Hcsc.Core.Queue;
+using Hcsc.Core.Tensors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Losses;
+
+/// <summary>
+/// The MoCo key queue (<see cref="KeyQueue"/>: keys [Q, d], their dataset indices [Q], the write pointer) together with
+/// the per-slot selection cache of instance selection (docs/method.md §3 and R4), kept in step by the queue itself:
+/// <see cref="UseHierarchy"/> computes the cache for the whole queue, every <see cref="KeyQueue.Enqueue"/> recomputes the
+/// slots it wrote, and <see cref="KeyQueue.Restore"/> (a checkpoint) recomputes it all. Pass the queue to
+/// <see cref="HcscObjective.Compute(Tensor, Tensor, SelectiveKeyQueue, Tensor, Generator)"/>: it
+/// takes the hierarchy from here, so the objective, the cache and the keys always agree.
+/// </summary>
+/// <remarks>
+/// <para>With no hierarchy (the warm-up, or after <see cref="UseHierarchy"/>(null)) the queue keeps no cache and the
+/// objective is InfoNCE. The cache costs Q · Σ_l k_l values in <see cref="QueueSelectionCacheMode.Thresholds"/> mode and
+/// Q · L in <see cref="QueueSelectionCacheMode.Normalisers"/> mode; an enqueue of B keys costs O(B · Σ_l k_l · d).</para>
+/// <para>The queue keeps a reference to the hierarchy: dispose the hierarchy only after <see cref="UseHierarchy"/> with
+/// another one or null. It is a checkpointable <see cref="KeyQueue"/> (Hcsc.Models' <c>TrainingCheckpoint</c>). Not
+/// thread-safe.</para>
+/// </remarks>
+/// <example>
+/// <code>
+/// using var queue = new SelectiveKeyQueue(length: 4096, dim: 128);
+/// queue.UseHierarchy(hierarchy);                               // after each clustering (null during the warm-up)
+/// var r = objective.Compute(q, k, queue, idx, generator);      // every step
+/// r.Backward();
+/// queue.Enqueue(k, idx);                                       // keys, indices and cache together
+/// </code>
+/// </example>
+public sealed class SelectiveKeyQueue : KeyQueue
+{
+    private readonly QueueSelectionCache _cache;
+
+    /// <summary>Creates a queue of random unit keys with indices −1 and no hierarchy.</summary>
+    /// <param name="length">Q, the number of keys.</param>
+    /// <param name="dim">d, the embedding size.</param>
+    /// <param name="device">Where the queue and its cache live (CPU when <c>null</c>); the hierarchy's device.</param>
+    /// <param name="generator">Random source for the initial keys (CPU generator), or <c>null</c> for the global one.</param>
+    /// <param name="cacheMode">What the cache keeps per slot; <see cref="QueueSelectionCacheMode.Thresholds"/> by default.</param>
+    public SelectiveKeyQueue(int length, int dim, Device? device = null, Generator? generator = null, QueueSelectionCacheMode cacheMode = QueueSelectionCacheMode.Thresholds)
+        : base(length, dim, device, generator)
+    {
+        _cache = new QueueSelectionCache(cacheMode);
+    }
+
+    /// <summary>What the selection cache keeps per slot.</summary>
+    public QueueSelectionCacheMode CacheMode => _cache.Mode;
+
+    /// <summary>The hierarchy the queue selects under (the last <see cref="UseHierarchy"/>); null: none, plain InfoNCE.</summary>
+    public ClusterHierarchy? Hierarchy => _cache.Hierarchy;
+
+    /// <summary>The cache, in step with the keys for <see cref="Hierarchy"/>; null without a hierarchy.</summary>
+    internal QueueSelectionCache? Cache => Hierarchy is null ? null : _cache;
+
+    /// <summary>
+    /// Selects under <paramref name="hierarchy"/> from now on: computes the cache for every slot (Q × Σ_l k_l, once per
+    /// clustering). Null drops the cache and the hierarchy (the objective is then InfoNCE).
+    /// </summary>
+    /// <param name="hierarchy">The new clustering, on the queue's device with embedding size d; or null.</param>
+    /// <exception cref="ArgumentException">The hierarchy's device or embedding size does not fit the queue.</exception>
+    public void UseHierarchy(ClusterHierarchy? hierarchy)
+    {
+        if (hierarchy is null)
+        {
+            _cache.Clear();
+            return;
+        }
+
+        Guard.SameDevice(hierarchy.Levels[0].Prototypes, nameof(hierarchy) + " prototypes", Keys, "the queue");
+        Guard.EmbeddingSize(Keys, "the queue", hierarchy.EmbeddingSize, "the hierarchy's prototypes");
+        _cache.Refresh(hierarchy, Keys);
+    }
+
+    /// <inheritdoc />
+    protected override void OnKeysWritten(long startSlot, Tensor keys)
+    {
+        if (Hierarchy is not null)
+        {
+            _cache.Update(startSlot, keys);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void OnRestored()
+    {
+        if (Hierarchy is not null)
+        {
+            _cache.Refresh(Hierarchy, Keys);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _cache.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}

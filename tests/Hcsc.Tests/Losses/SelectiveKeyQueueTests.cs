@@ -1,0 +1,147 @@
+using Hcsc.Core.Options;
+using Hcsc.Core.Queue;
+using Hcsc.Losses;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Hcsc.Tests.Losses;
+
+public class SelectiveKeyQueueTests
+{
+    private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+
+    private static Tensor UnitKeys(long rows, long dim, Generator g) =>
+        nn.functional.normalize(randn(new[] { rows, dim }, generator: g), dim: 1);
+
+    [Theory]
+    [InlineData(QueueSelectionCacheMode.Thresholds, 3)]
+    [InlineData(QueueSelectionCacheMode.Thresholds, 5)]
+    [InlineData(QueueSelectionCacheMode.Normalisers, 3)]
+    public void Enqueueing_keeps_the_cache_equal_to_a_fresh_refresh_through_several_wraps(QueueSelectionCacheMode mode, int batch)
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var queue = new SelectiveKeyQueue(7, 3, cacheMode: mode);
+        queue.UseHierarchy(f.Hierarchy);
+        var g = new Generator(4);
+        for (int step = 0; step < 12; step++)                        // 36 or 60 keys through 7 slots: five wraps or more
+        {
+            queue.Enqueue(UnitKeys(batch, 3, g), randint(10, new long[] { batch }, generator: g));
+            using var fresh = new QueueSelectionCache(mode);
+            fresh.Refresh(f.Hierarchy, queue.Keys);
+            var cache = queue.Cache!;
+            for (int l = 0; l < 3; l++)
+            {
+                cache.LogNormalisers[l].allclose(fresh.LogNormalisers[l], rtol: 1e-6, atol: 1e-5).Should().BeTrue($"step {step}, level {l} normalisers");
+                if (mode == QueueSelectionCacheMode.Thresholds)
+                {
+                    cache.Thresholds[l].allclose(fresh.Thresholds[l], rtol: 1e-5, atol: 1e-7).Should().BeTrue($"step {step}, level {l} thresholds");
+                }
+            }
+        }
+
+        queue.Cache!.Thresholds.Should().HaveCount(mode == QueueSelectionCacheMode.Thresholds ? 3 : 0);
+    }
+
+    [Fact]
+    public void Restore_and_a_new_hierarchy_recompute_the_whole_cache()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var other = new LossFixture(ScalarType.Float32, seed: 99);
+        using var queue = new SelectiveKeyQueue(7, 3);
+        queue.UseHierarchy(f.Hierarchy);
+        queue.Restore(f.Queue, arange(7L), 5);
+        AssertFresh(queue);
+        queue.UseHierarchy(other.Hierarchy);
+        queue.Hierarchy.Should().BeSameAs(other.Hierarchy);
+        AssertFresh(queue);
+
+        static void AssertFresh(SelectiveKeyQueue queue)
+        {
+            using var fresh = new QueueSelectionCache();
+            fresh.Refresh(queue.Hierarchy!, queue.Keys);
+            for (int l = 0; l < 3; l++)
+            {
+                Same(queue.Cache!.Thresholds[l], fresh.Thresholds[l]).Should().BeTrue($"level {l}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Without_a_hierarchy_the_objective_is_InfoNCE_and_enqueueing_needs_no_cache()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var queue = new SelectiveKeyQueue(7, 3);
+        queue.Restore(f.Queue, arange(7L), 0);
+        queue.UseHierarchy(f.Hierarchy);
+        queue.UseHierarchy(null);
+        queue.Hierarchy.Should().BeNull();
+        queue.Cache.Should().BeNull();
+
+        using var objective = new HcscObjective(ObjectiveOptions.Reference());
+        var viaQueue = objective.Compute(f.Query, f.Key, queue, f.BatchIndices, new Generator(3));
+        var raw = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, null, new Generator(3));
+        viaQueue.Instance.Should().BeEmpty();
+        viaQueue.Prototype.Should().BeEmpty();
+        viaQueue.Total.item<float>().Should().Be(raw.Total.item<float>());
+
+        queue.Enqueue(f.Key, f.BatchIndices).Should().Be(0);          // no cache to keep
+        queue.UseHierarchy(f.Hierarchy);
+        using var fresh = new QueueSelectionCache();
+        fresh.Refresh(f.Hierarchy, queue.Keys);
+        Same(queue.Cache!.Thresholds[0], fresh.Thresholds[0]).Should().BeTrue();
+    }
+
+    [Theory]
+    [InlineData(QueueSelectionCacheMode.Thresholds)]
+    [InlineData(QueueSelectionCacheMode.Normalisers)]
+    public void The_objective_through_the_queue_equals_the_raw_path_with_a_cache_kept_by_hand(QueueSelectionCacheMode mode)
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32, batch: 4, queueLength: 7);
+        using var selective = new SelectiveKeyQueue(7, 3, cacheMode: mode);
+        using var plain = new KeyQueue(7, 3);
+        using var cache = new QueueSelectionCache(mode);
+        selective.Restore(f.Queue, arange(7L), 0);
+        plain.Restore(f.Queue, arange(7L), 0);
+        selective.UseHierarchy(f.Hierarchy);
+        cache.Refresh(f.Hierarchy, plain.Keys);
+        using var objective = new HcscObjective(ObjectiveOptions.Reference());
+        using var objectiveByHand = new HcscObjective(ObjectiveOptions.Reference());
+        var g = new Generator(8);
+        for (int step = 0; step < 5; step++)                         // 20 keys through 7 slots
+        {
+            var keys = UnitKeys(4, 3, g);
+            var viaQueue = objective.Compute(f.Query, keys, selective, f.BatchIndices, new Generator((ulong)step));
+            var byHand = objectiveByHand.Compute(f.Query, keys, plain.Keys, f.BatchIndices, f.Hierarchy, new Generator((ulong)step), cache);
+            var uncached = objective.Compute(f.Query, keys, plain.Keys, f.BatchIndices, f.Hierarchy, new Generator((ulong)step));
+            viaQueue.Total.item<float>().Should().Be(byHand.Total.item<float>(), $"step {step}");
+            viaQueue.Total.item<float>().Should().BeApproximately(uncached.Total.item<float>(), 1e-5f, $"step {step}");
+            for (int l = 0; l < 3; l++)
+            {
+                Same(viaQueue.InstanceMasks[l], byHand.InstanceMasks[l]).Should().BeTrue($"step {step}, level {l}");
+                Same(viaQueue.PrototypeMasks[l], byHand.PrototypeMasks[l]).Should().BeTrue($"step {step}, level {l}");
+            }
+
+            long slot = plain.Enqueue(keys, f.BatchIndices);
+            cache.Update(slot, keys);
+            selective.Enqueue(keys, f.BatchIndices).Should().Be(slot);
+            Same(selective.Keys, plain.Keys).Should().BeTrue();
+            Same(selective.Indices, plain.Indices).Should().BeTrue();
+        }
+    }
+
+    [Fact]
+    public void A_hierarchy_that_does_not_fit_is_refused_and_the_old_one_kept()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var wide = new LossFixture(ScalarType.Float32, dim: 4);
+        using var queue = new SelectiveKeyQueue(7, 3);
+        queue.UseHierarchy(f.Hierarchy);
+        queue.Invoking(q => q.UseHierarchy(wide.Hierarchy)).Should().Throw<ArgumentException>().WithMessage("*the hierarchy's prototypes*");
+        queue.Hierarchy.Should().BeSameAs(f.Hierarchy);
+    }
+}
