@@ -1,5 +1,5 @@
 """PyTorch peer of `hcsc-bench training-step-parity`: the same 20 MoCo steps and 20 HCSC steps as the .NET run, from the
-same initial weights, queue and input views, written independently from the spec (../shared/docs/hcsc-spec.md) in the
+same initial weights, queue and input views, written independently from docs/method.md in the
 style of the reference code (MoCo's builder: momentum update of the key encoder, single-device batch shuffle around a
 split-BN key encoder, `_dequeue_and_enqueue`; HCSC's per-level instance and prototype selection; torch.optim.SGD with a
 cosine learning rate set per epoch).
@@ -104,7 +104,7 @@ def state(prefix):
 
 
 class HCSC(nn.Module):
-    """MoCo v2 with the HCSC objective when a hierarchy is given (spec §2), else plain InfoNCE."""
+    """MoCo v2 with the HCSC objective when a hierarchy is given (docs/method.md §1, §5), else plain InfoNCE."""
 
     def __init__(self, hierarchy=None):
         super().__init__()
