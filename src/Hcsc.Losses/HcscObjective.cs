@@ -273,13 +273,13 @@ public sealed class HcscObjective : IDisposable
         for (int l = 0; l < levels; l++)
         {
             var level = hierarchy.Levels[l];
-            candidates[l] = PrototypeSelector.CandidatesCore(labels[l], level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
+            candidates[l] = PrototypeSelector.CandidateMask(labels[l], level, _options.ReproduceReferenceOffByOne ? memo.OffByOneBound(l) : null);
             using var noGrad = no_grad();
             var rejectThresholds = _options.PrototypeSelection && l < levels - 1 ? memo.RejectThresholds(l, labels[l], _options.Temperature) : null;
             for (int v = 0; v < viewCount; v++)
             {
                 masks[v][l] = rejectThresholds is not null
-                    ? PrototypeSelector.SampleCore(rejectThresholds, batch, candidates[l], generator)
+                    ? PrototypeSelector.SampleFromThresholds(rejectThresholds, batch, candidates[l], generator)
                     : candidates[l].unsqueeze(0).expand(batch, level.ClusterCount).contiguous();
             }
         }

@@ -42,7 +42,7 @@ public static class PrototypeSelector
         ArgumentNullException.ThrowIfNull(level);
         Guard.SameDevice(labels, nameof(labels), level.Prototypes, $"level {level.Index} prototypes");
         Guard.Range(labels, nameof(labels), level.ClusterCount, $"level {level.Index} has {level.ClusterCount} prototypes", force: false);
-        return CandidatesCore(labels, level, reproduceReferenceOffByOne ? level.Assignments.max() : null);
+        return CandidateMask(labels, level, reproduceReferenceOffByOne ? level.Assignments.max() : null);
     }
 
     /// <summary>
@@ -85,7 +85,7 @@ public static class PrototypeSelector
         using var outer = NewDisposeScope();
         using var noGrad = no_grad();
         var logZ = parentLogNormalisers ?? ParentLogNormalisers(level, parentLevel, temperature);
-        return AcceptanceCore(labels, level, parentLevel, temperature, logZ).MoveToOuterDisposeScope();
+        return AcceptanceForLabels(labels, level, parentLevel, temperature, logZ).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -111,10 +111,14 @@ public static class PrototypeSelector
 
         using var outer = NewDisposeScope();
         var thresholds = new ThresholdTable(RejectThresholds(acceptance.detach()).contiguous(), null);
-        return SampleCore(thresholds, acceptance.shape[0], candidates, generator).to(acceptance.dtype).MoveToOuterDisposeScope();
+        return SampleFromThresholds(thresholds, acceptance.shape[0], candidates, generator).to(acceptance.dtype).MoveToOuterDisposeScope();
     }
 
-    internal static Tensor CandidatesCore(Tensor labels, ClusterLevel level, Tensor? offByOneBound)
+    /// <summary>
+    /// The candidate prototypes, bool <c>[k_l]</c>: every prototype but the batch's positives <paramref name="labels"/>, and
+    /// only ids below <paramref name="offByOneBound"/> when given (docs/method.md R3). <see cref="Candidates"/> without its checks.
+    /// </summary>
+    internal static Tensor CandidateMask(Tensor labels, ClusterLevel level, Tensor? offByOneBound)
     {
         // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
         using var no = false.ToScalar();
@@ -132,7 +136,8 @@ public static class PrototypeSelector
         return candidates;
     }
 
-    internal static Tensor AcceptanceCore(Tensor labels, ClusterLevel level, ClusterLevel parentLevel, double temperature, Tensor parentLogNormalisers) =>
+    /// <summary>The acceptance probabilities <c>[B, k_l]</c> for positives <paramref name="labels"/>, through their parents (<see cref="AcceptanceGivenParents"/>).</summary>
+    internal static Tensor AcceptanceForLabels(Tensor labels, ClusterLevel level, ClusterLevel parentLevel, double temperature, Tensor parentLogNormalisers) =>
         AcceptanceGivenParents(level.Parents!.index_select(0, labels), level, parentLevel, temperature, parentLogNormalisers);
 
     /// <summary>accept[n, c] = 1 − softmax_p(S_l[c, p] / φ'_{l+1}(p)) at p = parents[n], <c>[B, k_l]</c> for parents <c>[B]</c>.</summary>
@@ -158,7 +163,7 @@ public static class PrototypeSelector
     }
 
     /// <summary>The mask drawn against <paramref name="thresholds"/>, restricted to the candidates, bool <c>[B, k]</c>.</summary>
-    internal static Tensor SampleCore(ThresholdTable thresholds, long rows, Tensor candidates, Generator generator)
+    internal static Tensor SampleFromThresholds(ThresholdTable thresholds, long rows, Tensor candidates, Generator generator)
     {
         using var noGrad = no_grad();
         var (masks, _) = BernoulliRows.Sample([thresholds], rows, generator);

@@ -29,7 +29,7 @@ internal static class SelectionLossParts
         using var memo = PrototypeSelectionMemo.Create(hierarchy, tau, withThresholdTables: true);
         var weights = memo.PrototypeLogitWeights(query.dtype);
         var stackedLabels = stack(labels);
-        var candidates = Enumerable.Range(0, levels).Select(l => PrototypeSelector.CandidatesCore(labels[l], hierarchy.Levels[l], null)).ToArray();
+        var candidates = Enumerable.Range(0, levels).Select(l => PrototypeSelector.CandidateMask(labels[l], hierarchy.Levels[l], null)).ToArray();
         var candidateCounts = candidates.Select(c => c.sum().item<long>()).ToArray();
         var selection = cat(Enumerable.Range(0, levels).Select(l => candidates[l].unsqueeze(0).expand(batch, hierarchy.Levels[l].ClusterCount)).ToList(), 1);
         var prototypeLogits = query.detach().mm(weights).requires_grad_(true);
@@ -55,7 +55,7 @@ internal static class SelectionLossParts
         {
             for (int l = 0; l < levels - 1; l++)
             {
-                PrototypeSelector.SampleCore(memo.RejectThresholds(l, labels[l], tau), batch, candidates[l], new Generator(5));
+                PrototypeSelector.SampleFromThresholds(memo.RejectThresholds(l, labels[l], tau), batch, candidates[l], new Generator(5));
             }
         });
         Time("cache update of B keys, all levels", repeats, () =>
