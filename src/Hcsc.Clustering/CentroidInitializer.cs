@@ -19,8 +19,15 @@ internal static class CentroidInitializer
     private static Tensor RandomPoints(Tensor points, long k, Generator generator)
     {
         using var scope = NewDisposeScope();
-        var chosen = randperm(points.shape[0], generator: generator).narrow(0, 0, k).to(points.device);
+        var chosen = RandomIndices(points.shape[0], k, generator).to(points.device);
         return points.index_select(0, chosen).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The indices (in [0, n), [k] int64 on the CPU) of the points <see cref="KMeansInitialization.RandomPoints"/> chooses: the first k of a random permutation.</summary>
+    public static Tensor RandomIndices(long n, long k, Generator generator)
+    {
+        using var scope = NewDisposeScope();
+        return randperm(n, generator: generator).narrow(0, 0, k).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -31,7 +31,15 @@ public static class ConcentrationEstimator
     /// <param name="highPercentile">Upper clip percentile in [low, 100] (<see cref="ClusteringOptions.ConcentrationHighPercentile"/>). Default 90.</param>
     /// <returns>φ, <c>[k]</c> float32 on the inputs' device.</returns>
     /// <exception cref="ArgumentException">Shapes, dtypes, devices or settings are invalid.</exception>
-    public static Tensor Estimate(Tensor squaredDistances, Tensor assignments, long clusterCount, double temperature, double lowPercentile = ClusteringOptions.DefaultConcentrationLowPercentile, double highPercentile = ClusteringOptions.DefaultConcentrationHighPercentile)
+    public static Tensor Estimate(Tensor squaredDistances, Tensor assignments, long clusterCount, double temperature, double lowPercentile = ClusteringOptions.DefaultConcentrationLowPercentile, double highPercentile = ClusteringOptions.DefaultConcentrationHighPercentile) =>
+        Estimate(squaredDistances, assignments, clusterCount, temperature, lowPercentile, highPercentile, null);
+
+    /// <summary>
+    /// <see cref="Estimate(Tensor, Tensor, long, double, double, double)"/> over the members of every rank of
+    /// <paramref name="shard"/> (each rank passing its own members): the per-cluster sums of √D and the sizes are summed over
+    /// the ranks, so the rest runs on the same k-vectors everywhere. Collective when the shard is distributed.
+    /// </summary>
+    internal static Tensor Estimate(Tensor squaredDistances, Tensor assignments, long clusterCount, double temperature, double lowPercentile, double highPercentile, PointShard? shard)
     {
         ArgumentNullException.ThrowIfNull(squaredDistances);
         ArgumentNullException.ThrowIfNull(assignments);
@@ -72,6 +80,8 @@ public static class ConcentrationEstimator
         var root = squaredDistances.detach().to(ScalarType.Float64).clamp_min(zero).sqrt();                     // [n]
         var sums = zeros(clusterCount, ScalarType.Float64, device).index_add_(0, assignments, root, unit);      // [k]
         var counts = bincount(assignments, minlength: clusterCount).to(ScalarType.Float64);                      // [k]
+        shard?.SumInPlace(sums);
+        shard?.SumInPlace(counts);
         var several = counts.gt(one);                                                                             // [k]
         Tensor phi;
         if (!several.any().item<bool>())

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Hcsc.Core.Distributed;
 using Hcsc.Core.Hierarchy;
 using Hcsc.Core.Options;
 using Microsoft.Extensions.Logging;
@@ -59,8 +60,49 @@ public sealed class HierarchicalKMeans
     /// <exception cref="ArgumentException">Invalid embeddings (not 2-D, d = 0, N &lt; k_0, NaN/Inf rows); nothing is computed.</exception>
     public HierarchicalKMeansResult Fit(Tensor embeddings, IProgress<ClusteringProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        EmbeddingChecks.RequirePoints(embeddings, _options.NumClusters[0], nameof(embeddings));
+        return FitCore(embeddings, null, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// Distributed hierarchical k-means: every rank of <paramref name="collectives"/> calls this with the embeddings of its
+    /// own contiguous block of the data set (rank r holds rows [o_r, o_r + n_r) of the global order,
+    /// o_r = n_0 + … + n_{r−1}; the blocks may differ in size), and gets the hierarchy <see cref="Fit"/> would build from all
+    /// the embeddings with the same options, with the assignments of its own rows.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Collective: every rank calls it with the same options and temperature. The finest level runs
+    /// <see cref="KMeans.FitDistributed"/> (the same random draws as one process, over global row indices; per iteration
+    /// the per-centre sums, sizes and objective summed over the ranks), and its concentrations sum each rank's per-cluster
+    /// sums of distances and sizes. The levels above cluster the prototypes of the level below, which are the same on every
+    /// rank, so they run locally without communication, as do the parents; each rank's assignments compose through them.
+    /// </para>
+    /// <para>
+    /// Equal to <see cref="Fit"/> on the concatenated embeddings up to floating-point summation order: prototypes and
+    /// concentrations in the last bits, assignments and parents identical unless a point is equally near two centres. The
+    /// hierarchy's prototypes, concentrations and parents, <see cref="HierarchicalKMeansResult.RawCentroids"/> and the
+    /// reports' objectives, sizes and empty counts are the same on every rank; the hierarchy's assignments are
+    /// <c>[n_r]</c>, this rank's rows. With <see cref="SingleProcessCollectives.Instance"/> it is <see cref="Fit"/>, bit
+    /// for bit.
+    /// </para>
+    /// </remarks>
+    /// <param name="localEmbeddings">This rank's rows of X, <c>[n_r, d]</c>, floating point, finite, n_r ≥ 1, the same d on every rank; Σ n_r ≥ k_0.</param>
+    /// <param name="collectives">The group of ranks (e.g. <c>MpiCollectives</c> from Hcsc.Distributed.Mpi, or your own implementation).</param>
+    /// <param name="progress">Receives one report per iteration of every level and restart.</param>
+    /// <param name="cancellationToken">Checked between iterations; cancel on every rank, or the others wait.</param>
+    /// <returns>The hierarchy on the embeddings' device, its assignments for this rank's rows, and per-level reports.</returns>
+    /// <exception cref="ArgumentException">Invalid embeddings on any rank (thrown on every rank): not 2-D, d = 0 or differing between ranks, an empty block, N &lt; k_0, NaN/Inf rows; nothing is computed.</exception>
+    public HierarchicalKMeansResult FitDistributed(Tensor localEmbeddings, ICollectives collectives, IProgress<ClusteringProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(collectives);
+        var shard = PointShard.Create(collectives, localEmbeddings, _options.NumClusters[0], nameof(localEmbeddings));
+        return FitCore(localEmbeddings, shard, progress, cancellationToken);
+    }
+
+    private HierarchicalKMeansResult FitCore(Tensor embeddings, PointShard? shard, IProgress<ClusteringProgress>? progress, CancellationToken cancellationToken)
+    {
         int[] counts = _options.NumClusters;
-        EmbeddingChecks.RequirePoints(embeddings, counts[0], nameof(embeddings));
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         int levelCount = counts.Length;
@@ -75,7 +117,9 @@ public sealed class HierarchicalKMeans
         for (int level = 0; level < levelCount; level++)
         {
             var clock = Stopwatch.StartNew();
-            using var result = kmeans.FitLevel(points, counts[level], _options.Seed + level, null, null, progress, level, levelCount, cancellationToken);
+            // Only the finest level's points are spread over the ranks; the levels above cluster prototypes every rank holds.
+            var levelShard = level == 0 ? shard : null;
+            using var result = kmeans.FitLevel(points, counts[level], _options.Seed + level, null, null, progress, level, levelCount, levelShard, cancellationToken);
             var nearest = result.Assignments.clone(); // [P_l]
             if (level == 0)
             {
@@ -88,15 +132,18 @@ public sealed class HierarchicalKMeans
             }
 
             concentrations[level] = ConcentrationEstimator.Estimate(
-                result.SquaredDistances, nearest, counts[level], _temperature, _options.ConcentrationLowPercentile, _options.ConcentrationHighPercentile);
+                result.SquaredDistances, nearest, counts[level], _temperature, _options.ConcentrationLowPercentile, _options.ConcentrationHighPercentile, levelShard);
             raw[level] = result.Centroids.to(ScalarType.Float32).clone();
             prototypes[level] = nn.functional.normalize(raw[level], dim: 1);
             points = prototypes[level];
             double objective = result.Objective;
             clock.Stop();
-            int empty = counts[level] - (int)nearest.bincount(null, counts[level]).count_nonzero().item<long>();
+            var sizes = nearest.bincount(null, counts[level]);
+            levelShard?.SumInPlace(sizes);
+            int empty = counts[level] - (int)sizes.count_nonzero().item<long>();
+            long levelPoints = levelShard?.GlobalRows ?? result.Assignments.shape[0];
             var report = new LevelReport(
-                level, counts[level], result.Assignments.shape[0], objective, result.EmptyClustersSplit, clock.Elapsed.TotalSeconds,
+                level, counts[level], levelPoints, objective, result.EmptyClustersSplit, clock.Elapsed.TotalSeconds,
                 result.TrainingPoints, result.BestRestart, result.SearchedFraction, empty);
             reports.Add(report);
             if (empty > 0)

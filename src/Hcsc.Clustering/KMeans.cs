@@ -1,3 +1,4 @@
+using Hcsc.Core.Distributed;
 using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
 using Microsoft.Extensions.Logging;
@@ -64,7 +65,53 @@ public sealed class KMeans
         Generator? generator = null,
         IProgress<ClusteringProgress>? progress = null,
         CancellationToken cancellationToken = default) =>
-        FitLevel(points, k, _options.Seed, initialCentroids, generator, progress, 0, 1, cancellationToken);
+        FitLevel(points, k, _options.Seed, initialCentroids, generator, progress, 0, 1, null, cancellationToken);
+
+    /// <summary>
+    /// Distributed k-means: every rank of <paramref name="collectives"/> calls this with its own contiguous block of the
+    /// global points (rank r holds rows [o_r, o_r + n_r) of the global order, o_r = n_0 + … + n_{r−1}; the blocks may
+    /// differ in size), and every rank gets the result of <see cref="Fit"/> on all the points with the same options.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Collective: every rank calls it with the same <paramref name="k"/>, options and initial centroids. Every random
+    /// draw (subsample, initial centres, splits) is made on every rank from the same generator over the global row
+    /// indices, exactly as one process would; the rows a draw picks are fetched from their owners. Each Lloyd iteration
+    /// assigns the local training points, then sums the per-centre sums (in float64), the sizes and the objective over
+    /// the ranks, so every rank moves the centres, splits empty clusters and picks the restart identically.
+    /// <see cref="KMeansInitialization.KMeansPlusPlus"/> gathers the training points (at most
+    /// <c>MaxPointsPerCentroid · k</c> rows) to every rank once, so that its sequential D² sampling is the one process's.
+    /// </para>
+    /// <para>
+    /// The result equals <see cref="Fit"/> on the concatenated points up to floating-point summation order (the
+    /// centroids in the last bits; an assignment only where a point is equally near two centres).
+    /// <see cref="KMeansResult.Centroids"/>, <see cref="KMeansResult.Objectives"/>, <see cref="KMeansResult.Objective"/> and
+    /// the restart fields are the same on every rank; <see cref="KMeansResult.Assignments"/> and
+    /// <see cref="KMeansResult.SquaredDistances"/> cover this rank's rows (<c>[n_r]</c>), and
+    /// <see cref="KMeansResult.SearchedFraction"/> is this rank's. With <see cref="SingleProcessCollectives.Instance"/>
+    /// it is <see cref="Fit"/>, bit for bit.
+    /// </para>
+    /// </remarks>
+    /// <param name="localPoints">This rank's points <c>[n_r, d]</c>, floating point, finite, n_r ≥ 1, the same d on every rank, any device; Σ n_r ≥ k.</param>
+    /// <param name="k">Number of clusters, ≥ 1, the same on every rank.</param>
+    /// <param name="collectives">The group of ranks (e.g. <c>MpiCollectives</c> from Hcsc.Distributed.Mpi).</param>
+    /// <param name="initialCentroids">Optional starting centres <c>[k, d]</c>, identical on every rank (only with one restart).</param>
+    /// <param name="progress">Receives one report per iteration (global objectives).</param>
+    /// <param name="cancellationToken">Checked between iterations; cancel on every rank, or the others wait.</param>
+    /// <exception cref="ArgumentException">Invalid input on any rank (thrown on every rank, naming the rank): shape, d differing between ranks, an empty shard, N &lt; k, NaN/Inf rows.</exception>
+    public KMeansResult FitDistributed(
+        Tensor localPoints,
+        int k,
+        ICollectives collectives,
+        Tensor? initialCentroids = null,
+        IProgress<ClusteringProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(collectives);
+        ArgumentOutOfRangeException.ThrowIfLessThan(k, 1);
+        var shard = PointShard.Create(collectives, localPoints, k, nameof(localPoints));
+        return FitLevel(localPoints, k, _options.Seed, initialCentroids, null, progress, 0, 1, shard, cancellationToken);
+    }
 
     internal KMeansResult FitLevel(
         Tensor points,
@@ -75,10 +122,15 @@ public sealed class KMeans
         IProgress<ClusteringProgress>? progress,
         int level,
         int levelCount,
+        PointShard? shard,
         CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(k, 1);
-        EmbeddingChecks.RequirePoints(points, k, nameof(points));
+        if (shard is null)
+        {
+            EmbeddingChecks.RequirePoints(points, k, nameof(points));
+            shard = PointShard.Whole(points.shape[0]);
+        }
         if (initialCentroids is not null)
         {
             if (_options.Restarts > 1)
@@ -92,8 +144,8 @@ public sealed class KMeans
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var dtype = points.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
-        var all = points.detach().to(dtype).contiguous(); // [N, d]
-        long n = all.shape[0];
+        var all = points.detach().to(dtype).contiguous(); // [n_r, d]: this rank's rows (all N with one process)
+        long n = shard.GlobalRows;
         if (n < (long)_options.MinPointsPerCentroid * k)
         {
             _logger.LogWarning(
@@ -116,7 +168,7 @@ public sealed class KMeans
 
         try
         {
-            return Run(all, k, initialCentroids, GeneratorFor, progress, level, levelCount, cancellationToken);
+            return Run(all, k, initialCentroids, GeneratorFor, progress, level, levelCount, shard, cancellationToken);
         }
         finally
         {
@@ -132,31 +184,46 @@ public sealed class KMeans
         IProgress<ClusteringProgress>? progress,
         int level,
         int levelCount,
+        PointShard shard,
         CancellationToken cancellationToken)
     {
         var dtype = all.dtype;
-        long n = all.shape[0];
+        long n = shard.GlobalRows;
 
         var firstGenerator = generatorFor(0);
         long cap = (long)_options.MaxPointsPerCentroid * k;
         bool subsampled = n > cap;
-        var train = all;
+        var train = all;          // this rank's training points
+        Tensor? trainGlobal = null; // the global rows of the training points in training order ([n_train], CPU); null: all rows in order
         if (subsampled)
         {
-            var chosen = randperm(n, generator: firstGenerator).narrow(0, 0, cap).to(all.device);
-            train = all.index_select(0, chosen);
+            var chosen = randperm(n, generator: firstGenerator).narrow(0, 0, cap);
+            if (shard.IsDistributed)
+            {
+                trainGlobal = chosen;
+                train = all.index_select(0, shard.Owned(chosen).Rows.to(all.device));
+            }
+            else
+            {
+                train = all.index_select(0, chosen.to(all.device));
+            }
+
             _logger.LogInformation("k-means level {Level}: training on a subsample of {Cap} of {N} points.", level, cap, n);
         }
+
+        long trainCount = subsampled ? cap : n;
+        Tensor? gatheredTrain = null; // k-means++ on several ranks: every training point, on every rank
 
         // ‖x‖² with an explicit exponent (no implicitly converted Scalar), its maximum read as float64 (exact for any float dtype).
         using var two = 2.ToScalar();
         var trainNorms = train.pow(two).sum(1); // [n_train]
-        double margin = 1e-4 * Math.Sqrt(trainNorms.max().to(ScalarType.Float64).item<double>());
+        double largestNorm = train.shape[0] == 0 ? 0 : trainNorms.max().to(ScalarType.Float64).item<double>();
+        double margin = 1e-4 * Math.Sqrt(shard.Max(largestNorm));
         long rows = NearestCentroidSearch.RowsPerChunk(_options.ChunkBytes, k, all.element_size());
 
         // Bounds pay only when the points far outnumber the centres: each step costs a k × k
         // centre-distance GEMM, as much as the whole search when n_train is close to k.
-        bool useBounds = _options.UseBounds && train.shape[0] >= BoundsMinPointsPerCentroid * (long)k;
+        bool useBounds = _options.UseBounds && trainCount >= BoundsMinPointsPerCentroid * (long)k;
 
         double bestObjective = double.PositiveInfinity;
         Tensor? bestCentroids = null;
@@ -168,9 +235,36 @@ public sealed class KMeans
         for (int restart = 0; restart < _options.Restarts; restart++)
         {
             var random = restart == 0 ? firstGenerator : generatorFor(restart);
-            var centroids = initialCentroids is not null
-                ? initialCentroids.detach().to(dtype).clone()
-                : CentroidInitializer.Initialize(train, k, _options.Initialization, random);
+            Tensor centroids;
+            if (initialCentroids is not null)
+            {
+                centroids = initialCentroids.detach().to(dtype).clone();
+            }
+            else if (!shard.IsDistributed)
+            {
+                centroids = CentroidInitializer.Initialize(train, k, _options.Initialization, random);
+            }
+            else if (_options.Initialization == KMeansInitialization.RandomPoints)
+            {
+                // The one process's draw over the training order, mapped to global rows and fetched from their owners.
+                using var picked = CentroidInitializer.RandomIndices(trainCount, k, random);
+                using var global = trainGlobal is null ? picked.clone() : trainGlobal.index_select(0, picked);
+                centroids = shard.FetchRows(all, global);
+            }
+            else
+            {
+                if (gatheredTrain is null)
+                {
+                    using var start = 0L.ToScalar();
+                    using var stop = n.ToScalar();
+                    using var unitStep = 1L.ToScalar();
+                    using var global = trainGlobal is null ? arange(start, stop, unitStep, ScalarType.Int64) : trainGlobal.clone();
+                    gatheredTrain = shard.FetchRows(all, global);
+                }
+
+                centroids = CentroidInitializer.Initialize(gatheredTrain, k, _options.Initialization, random);
+            }
+
             var assigner = new BoundedAssigner(train, trainNorms, rows, _options.ChunkBytes, useBounds, margin);
             var objectives = new List<double>(_options.Iterations);
             for (int iteration = 0; iteration < _options.Iterations; iteration++)
@@ -178,12 +272,12 @@ public sealed class KMeans
                 cancellationToken.ThrowIfCancellationRequested();
                 using var step = NewDisposeScope();
                 assigner.Step(centroids);
-                double objective = assigner.Distances.sum(ScalarType.Float64).item<double>();
+                double objective = shard.Sum(assigner.Distances.sum(ScalarType.Float64).item<double>());
                 objectives.Add(objective);
                 progress?.Report(new ClusteringProgress(level, levelCount, restart, _options.Restarts, iteration, _options.Iterations, objective));
                 _logger.LogDebug("k-means level {Level} restart {Restart} iteration {Iteration}: objective {Objective}", level, restart, iteration, objective);
 
-                var (updated, counts) = CentroidUpdate(train, assigner.Assignments, k);
+                var (updated, counts) = CentroidUpdate(train, assigner.Assignments, k, shard);
                 splits += EmptyClusterSplitter.Split(updated, counts, random);
                 assigner.Moved((updated - centroids).norm(1));
                 centroids.Dispose();
@@ -226,6 +320,8 @@ public sealed class KMeans
         }
 
         bestAssigner!.Dispose();
+        gatheredTrain?.Dispose();
+        double? globalObjective = shard.IsDistributed ? shard.Sum(distances.sum(ScalarType.Float64).item<double>()) : null;
         return new KMeansResult(
             bestCentroids!.MoveToOuterDisposeScope(),
             assignments.MoveToOuterDisposeScope(),
@@ -234,18 +330,24 @@ public sealed class KMeans
             restartObjectives,
             bestRestart,
             splits,
-            train.shape[0],
-            assigned == 0 ? 1.0 : (double)searched / assigned);
+            trainCount,
+            assigned == 0 ? 1.0 : (double)searched / assigned,
+            globalObjective);
     }
 
-    /// <summary>Means of the members of each cluster ([k, d]; rows of empty clusters are 0) and the sizes on the host.</summary>
-    private static (Tensor Centroids, long[] Counts) CentroidUpdate(Tensor points, Tensor assignments, int k)
+    /// <summary>
+    /// Means of the members of each cluster ([k, d]; rows of empty clusters are 0) and the sizes on the host; on several
+    /// ranks the members of every rank (the local sums and sizes summed over the ranks, float32 sums in float64).
+    /// </summary>
+    private static (Tensor Centroids, long[] Counts) CentroidUpdate(Tensor points, Tensor assignments, int k, PointShard shard)
     {
         // Explicit scalars, alive for every call that reads them (no implicitly converted temporaries).
         using var unit = 1.0.ToScalar();
         using var one = 1.ToScalar();
         var counts = bincount(assignments, minlength: k);                                          // [k] int64
         var sums = zeros(k, points.shape[1], points.dtype, points.device).index_add_(0, assignments, points, unit); // [k, d]
+        shard.SumInPlace(counts);
+        shard.SumInPlace(sums);
         var centroids = sums.div_(counts.clamp_min(one).to(points.dtype).unsqueeze(1));
         return (centroids, counts.cpu().data<long>().ToArray());
     }

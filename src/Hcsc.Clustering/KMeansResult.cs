@@ -6,6 +6,8 @@ namespace Hcsc.Clustering;
 /// <summary>The outcome of <see cref="KMeans.Fit"/>. Owns its tensors; dispose it (or move them out first).</summary>
 public sealed class KMeansResult : IDisposable
 {
+    private readonly double? _objective;
+
     internal KMeansResult(
         Tensor centroids,
         Tensor assignments,
@@ -15,8 +17,10 @@ public sealed class KMeansResult : IDisposable
         int bestRestart,
         int emptyClustersSplit,
         long trainingPoints,
-        double searchedFraction)
+        double searchedFraction,
+        double? objective = null)
     {
+        _objective = objective;
         Centroids = centroids;
         Assignments = assignments;
         SquaredDistances = squaredDistances;
@@ -31,7 +35,7 @@ public sealed class KMeansResult : IDisposable
     /// <summary>Raw (not normalised) centroids of the best restart, <c>[k, d]</c>, on the points' device (float32, or float64 for float64 input).</summary>
     public Tensor Centroids { get; }
 
-    /// <summary>Nearest centroid of every input point (all N, not only the training subsample), <c>[N]</c> int64.</summary>
+    /// <summary>Nearest centroid of every input point (all N, not only the training subsample), <c>[N]</c> int64; after <see cref="KMeans.FitDistributed"/>, of this rank's points.</summary>
     public Tensor Assignments { get; }
 
     /// <summary>Squared L2 distance of every input point to its assigned centroid, <c>[N]</c>.</summary>
@@ -58,11 +62,19 @@ public sealed class KMeansResult : IDisposable
     /// <summary>Fraction of point-assignments that needed a full distance search (1 without bounds).</summary>
     public double SearchedFraction { get; }
 
-    /// <summary>Σ over all N points of <see cref="SquaredDistances"/>.</summary>
+    /// <summary>
+    /// Σ over all N points of <see cref="SquaredDistances"/>; after <see cref="KMeans.FitDistributed"/>, over the points of
+    /// every rank (the same value on every rank).
+    /// </summary>
     public double Objective
     {
         get
         {
+            if (_objective is { } objective)
+            {
+                return objective;
+            }
+
             using var sum = SquaredDistances.sum(ScalarType.Float64);
             return sum.item<double>();
         }
