@@ -153,6 +153,65 @@ public sealed class HcscModel : nn.Module
         return (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope());
     }
 
+    /// <summary>
+    /// Data-parallel <see cref="Forward(Tensor, Tensor, Generator?)"/>: <paramref name="view1"/> and
+    /// <paramref name="view2"/> are this rank's strided shard of the global batch (<see cref="Distributed.StridedShards"/>:
+    /// rows rank, rank + n, …). Returns this rank's queries and keys, in the shard's row order. With
+    /// <paramref name="shuffleAcrossRanks"/> the key batch is shuffled over the ranks as MoCo's
+    /// <c>_batch_shuffle_ddp</c> does: the key views gathered into the global batch, one permutation drawn from
+    /// <paramref name="generator"/> (the same draw on every rank, which must hold generators in the same state), each
+    /// rank's key encoder run on its strided shard of the permuted batch, the keys gathered and un-permuted. With
+    /// S / n batch-norm splits per rank this is exactly one process's <see cref="Forward(Tensor, Tensor, Generator?)"/>
+    /// with S splits on the global batch (up to float reduction order). Collective when
+    /// <paramref name="collectives"/> has more than one rank; with one it is <see cref="Forward(Tensor, Tensor, Generator?)"/>.
+    /// </summary>
+    /// <param name="view1">This rank's query views [b, C, H, W].</param>
+    /// <param name="view2">This rank's key views [b, C, H, W].</param>
+    /// <param name="generator">Draws the global permutation (the same state on every rank).</param>
+    /// <param name="collectives">The group of ranks.</param>
+    /// <param name="shuffleAcrossRanks">Shuffle the key batch over the ranks before the key encoder (MoCo's shuffle BN).</param>
+    /// <returns>This rank's L2-normalised queries (with autograd) and keys (without), [b, d] each.</returns>
+    public (Tensor Query, Tensor Key) ForwardDataParallel(Tensor view1, Tensor view2, Generator? generator, Hcsc.Core.Distributed.ICollectives collectives, bool shuffleAcrossRanks)
+    {
+        ArgumentNullException.ThrowIfNull(collectives);
+        if (collectives.Size == 1)
+        {
+            return Forward(view1, view2, generator);
+        }
+
+        ArgumentNullException.ThrowIfNull(view1);
+        ArgumentNullException.ThrowIfNull(view2);
+        if (view1.dim() != 4 || view2.dim() != 4 || view1.shape[0] != view2.shape[0])
+        {
+            throw new ArgumentException($"Expected two views [B, C, H, W] with the same B; got {view1.Describe()} and {view2.Describe()}.");
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor k;
+        using (no_grad())
+        {
+            MomentumUpdate.Apply(encoder_q, encoder_k, Momentum);
+            if (shuffleAcrossRanks && encoder_k.training)
+            {
+                int n = collectives.Size, rank = collectives.Rank;
+                var global = Distributed.StridedShards.Gather(collectives, view2);                  // [B, C, H, W]
+                var permutation = randperm(global.shape[0], generator: generator).to(global.device); // [B]
+                var mine = Distributed.StridedShards.Take(global.index_select(0, permutation), rank, n);
+                var keys = nn.functional.normalize(encoder_k.forward(mine), dim: 1);               // row t: f_k(global[perm[rank + n·t]])
+                var shuffledKeys = Distributed.StridedShards.Gather(collectives, keys);            // row i: f_k(global[perm[i]])
+                var unshuffled = zeros_like(shuffledKeys).index_copy_(0, permutation, shuffledKeys);
+                k = Distributed.StridedShards.Take(unshuffled, rank, n);
+            }
+            else
+            {
+                k = nn.functional.normalize(encoder_k.forward(view2), dim: 1);
+            }
+        }
+
+        var q = nn.functional.normalize(encoder_q.forward(view1), dim: 1);
+        return (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope());
+    }
+
     /// <summary>Query embeddings of local (multi-crop) views: each [B_v, C, H_v, W_v] → normalize(f_q(v)) [B_v, d], with gradient.</summary>
     public IReadOnlyList<Tensor> ForwardLocal(IReadOnlyList<Tensor> localViews)
     {

@@ -77,6 +77,8 @@ internal sealed class Checks(MpiCollectives mpi)
         UnusedParameterOnOneRank();
         Checksums();
         ManagedNullReferenceAfterInit();
+        new KMeansChecks(mpi, Check).Run();
+        new TrainingChecks(mpi, Check).Run();
     }
 
     /// <summary>Times an all-reduce of <paramref name="count"/> float32 values (the median of <paramref name="repeats"/>, after one warm-up).</summary>

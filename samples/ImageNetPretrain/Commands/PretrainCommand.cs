@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Hcsc.Core.Distributed;
+using Hcsc.Distributed.Mpi;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Training;
 
@@ -64,7 +66,9 @@ public static class PretrainCommand
         var strict = new Option<bool>("--strict-data") { Description = "Stop at the first undecodable image instead of skipping it" };
         var keep = new Option<int>("--keep-checkpoints") { Description = "Numbered checkpoints to keep, newest first (0: all)" };
         var retries = new Option<int>("--divergence-retries") { Description = "After a NaN/Inf loss or gradient, resume from the last good checkpoint with half the learning rate, at most this many times (0: stop)" };
-        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps, retries })
+        var distributed = new Option<string>("--distributed") { Description = "none, or mpi: data-parallel over the ranks of an MPI launcher (mpirun -np N dotnet hcsc-pretrain.dll pretrain --distributed mpi ...; docs/distributed.md)", DefaultValueFactory = _ => "none" };
+        var checkWeights = new Option<int>("--check-weights-every") { Description = "Debug, with --distributed mpi: verify every N steps that every rank holds the same weights (0: at the start and the end only)" };
+        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps, retries, distributed, checkWeights })
         {
             command.Options.Add(option);
         }
@@ -111,6 +115,8 @@ public static class PretrainCommand
                 StrictData = parse.GetValue(strict),
                 CheckpointEverySteps = parse.GetValue(everySteps),
                 DivergenceRetries = parse.GetValue(retries),
+                Distributed = parse.GetValue(distributed)!,
+                CheckWeightsEvery = parse.GetValue(checkWeights),
             };
 
             // The sample's settings and the HCSC options are checked together, so every problem is reported at once.
@@ -126,31 +132,71 @@ public static class PretrainCommand
                 return Task.FromResult(2);
             }
 
-            Console.WriteLine($"HCSC pretraining{(presetName is null ? string.Empty : $" (preset {presetName})")}; options:");
-            Console.WriteLine(JsonSerializer.Serialize(options, new JsonSerializerOptions { Converters = { new JsonStringEnumConverter() } }));
-            using var stop = GracefulStop.ListenToSignals(Console.Out);
-            try
+            MpiCollectives? mpi = null;
+            if (settings.Distributed == "mpi")
             {
-                DivergenceRetry.Execute(options, settings, Console.Out, stop, cancellation);
-                return Task.FromResult(0);
+                try
+                {
+                    mpi = MpiCollectives.Initialize();
+                }
+                catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or EntryPointNotFoundException or NotSupportedException)
+                {
+                    Console.Error.WriteLine($"error: {e.Message}");
+                    return Task.FromResult(1);
+                }
+
+                Console.Error.Flush();
+                Console.WriteLine($"rank {mpi.Rank} of {mpi.Size} ({mpi.LibraryVersion.Split('\n')[0].Trim()})");
             }
-            catch (RunStoppedException e)
+
+            using (mpi)
             {
-                Console.Error.WriteLine(e.Message);
-                return Task.FromResult(e.ExitCode);
-            }
-            catch (OperationCanceledException)
-            {
-                Console.Error.WriteLine($"Cancelled. Continue from the last checkpoint with: --exp-dir {settings.ExperimentDirectory} --resume auto");
-                return Task.FromResult(130);
-            }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or UnauthorizedAccessException)
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return Task.FromResult(1);
+                return Task.FromResult(Run(options, settings, presetName, mpi, cancellation));
             }
         });
         return command;
+    }
+
+    private static int Run(Hcsc.Core.Options.HcscOptions options, PretrainSettings settings, string? presetName, MpiCollectives? mpi, CancellationToken cancellation)
+    {
+        // Data-parallel: rank 0 alone writes progress; the other ranks print nothing but errors.
+        var output = mpi is { Rank: > 0 } ? TextWriter.Null : Console.Out;
+        output.WriteLine($"HCSC pretraining{(presetName is null ? string.Empty : $" (preset {presetName})")}; options:");
+        output.WriteLine(JsonSerializer.Serialize(options, new JsonSerializerOptions { Converters = { new JsonStringEnumConverter() } }));
+        int code = Train(options, settings, output, mpi, cancellation);
+        if (code != 0 && mpi is { Size: > 1 })
+        {
+            // The other ranks may wait in a collective for this one: end them all.
+            Console.Error.Flush();
+            mpi.Abort(code);
+        }
+
+        return code;
+    }
+
+    private static int Train(Hcsc.Core.Options.HcscOptions options, PretrainSettings settings, TextWriter output, ICollectives? collectives, CancellationToken cancellation)
+    {
+        using var stop = GracefulStop.ListenToSignals(output);
+        try
+        {
+            DivergenceRetry.Execute(options, settings, output, stop, cancellation, collectives);
+            return 0;
+        }
+        catch (RunStoppedException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return e.ExitCode;
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine($"Cancelled. Continue from the last checkpoint with: --exp-dir {settings.ExperimentDirectory} --resume auto");
+            return 130;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
     }
 
     /// <summary>A <c>pretrain</c> subcommand.</summary>

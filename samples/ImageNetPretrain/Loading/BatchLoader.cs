@@ -42,6 +42,16 @@ public sealed class BatchLoader
     /// <summary>Images per batch.</summary>
     public int BatchSize { get; }
 
+    /// <summary>
+    /// Data-parallel training: this rank's index; <see cref="TrainingEpoch"/> yields its strided shard of every global
+    /// batch (the rows ShardRank, ShardRank + ShardCount, … of the batch one process would get, with the same
+    /// per-image augmentation), so the ranks' shards together are exactly the single-process batch.
+    /// </summary>
+    public int ShardRank { get; init; }
+
+    /// <summary>The number of ranks the global batch of <see cref="BatchSize"/> is split over (a divisor of it); 1: none.</summary>
+    public int ShardCount { get; init; } = 1;
+
     /// <summary>Called with the index and error of each image that could not be decoded (from a worker thread).</summary>
     public Action<int, Exception>? Skipped { get; init; }
 
@@ -56,7 +66,7 @@ public sealed class BatchLoader
     {
         int[] order = Enumerable.Range(0, _dataset.Count).ToArray();
         StableSeed.Random(_seed, epoch, -1).Shuffle(order);
-        var batches = Enumerable.Range(firstBatch, Math.Max(0, TrainingBatches - firstBatch)).Select(b => order.AsMemory(b * BatchSize, BatchSize));
+        var batches = Enumerable.Range(firstBatch, Math.Max(0, TrainingBatches - firstBatch)).Select(b => Shard(order.AsMemory(b * BatchSize, BatchSize)));
         return Produce(batches, epoch, cancellation);
     }
 
@@ -67,6 +77,28 @@ public sealed class BatchLoader
         var batches = Enumerable.Range(0, (order.Length + BatchSize - 1) / BatchSize)
             .Select(b => order.AsMemory(b * BatchSize, Math.Min(BatchSize, order.Length - (b * BatchSize))));
         return Produce(batches, epoch: -1, cancellation);
+    }
+
+    private Memory<int> Shard(Memory<int> batch)
+    {
+        if (ShardCount == 1)
+        {
+            return batch;
+        }
+
+        if (batch.Length % ShardCount != 0 || (uint)ShardRank >= (uint)ShardCount)
+        {
+            throw new InvalidOperationException($"A batch of {batch.Length} cannot be sharded over {ShardCount} ranks (rank {ShardRank}).");
+        }
+
+        var mine = new int[batch.Length / ShardCount];
+        var all = batch.Span;
+        for (int t = 0; t < mine.Length; t++)
+        {
+            mine[t] = all[ShardRank + (t * ShardCount)];
+        }
+
+        return mine;
     }
 
     private IEnumerable<ImageBatch> Produce(IEnumerable<Memory<int>> batches, int epoch, CancellationToken cancellation)

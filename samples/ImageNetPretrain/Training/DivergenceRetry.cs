@@ -13,18 +13,23 @@ public static class DivergenceRetry
 {
     /// <summary>Runs <paramref name="options"/> (its learning rate is lowered in place on each retry).</summary>
     /// <exception cref="TrainingDivergedException">The run diverged once more than the retries allow.</exception>
-    public static PretrainOutcome Execute(HcscOptions options, PretrainSettings settings, TextWriter output, GracefulStop? stop = null, CancellationToken cancellation = default)
+    public static PretrainOutcome Execute(HcscOptions options, PretrainSettings settings, TextWriter output, GracefulStop? stop = null, CancellationToken cancellation = default, Hcsc.Core.Distributed.ICollectives? collectives = null)
     {
         for (int attempt = 1; ; attempt++)
         {
             try
             {
-                return new PretrainRun(options, settings, output, stop).Execute(cancellation);
+                return new PretrainRun(options, settings, output, stop, collectives).Execute(cancellation);
             }
             catch (TrainingDivergedException e) when (attempt <= settings.DivergenceRetries)
             {
                 options.Training.LearningRate /= 2;
                 settings = settings with { Resume = "auto" };
+                if (collectives is { Rank: > 0 })
+                {
+                    continue; // rank 0 reports
+                }
+
                 output.WriteLine(e.Message);
                 output.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,

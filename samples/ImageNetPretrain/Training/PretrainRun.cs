@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Hcsc.Clustering;
 using Hcsc.Core.Devices;
+using Hcsc.Core.Distributed;
 using Hcsc.Core.Options;
 using Hcsc.Core.Randomness;
 using Hcsc.Core.Runtime;
@@ -9,6 +10,7 @@ using Hcsc.Losses;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Checkpoints;
+using Hcsc.Models.Distributed;
 using Hcsc.Models.Optimization;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Clustering;
@@ -38,19 +40,40 @@ public sealed class PretrainRun
     private readonly TextWriter _output;
     private readonly GracefulStop _stop;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> _skippedThisEpoch = new();
+    private readonly ICollectives _group;
+    private readonly bool _root;
+    private readonly GradientAllReduce _gradients;
+    private bool _shuffleAcrossRanks;
+    private int _globalStep;
 
     /// <summary>Prepares a run; nothing happens until <see cref="Execute"/>.</summary>
     /// <param name="options">The validated options.</param>
     /// <param name="settings">The sample's own settings.</param>
     /// <param name="output">Where progress goes.</param>
     /// <param name="stop">A stop request (signals) honoured after the current step with a checkpoint; null: none.</param>
-    public PretrainRun(HcscOptions options, PretrainSettings settings, TextWriter output, GracefulStop? stop = null)
+    /// <param name="collectives">
+    /// The ranks of a data-parallel run (docs/distributed.md); null: one process. Every rank runs the same
+    /// <see cref="PretrainRun"/>; rank 0 alone writes the experiment folder and the progress.
+    /// </param>
+    public PretrainRun(HcscOptions options, PretrainSettings settings, TextWriter output, GracefulStop? stop = null, ICollectives? collectives = null)
     {
         _options = options;
         _settings = settings;
-        _output = output;
+        _group = collectives ?? SingleProcessCollectives.Instance;
+        _root = _group.Rank == 0;
+        _gradients = new GradientAllReduce(_group);
+        _output = _root ? output : TextWriter.Null;
         _stop = stop ?? new GracefulStop();
     }
+
+    /// <summary>For tests: the norm layer of both encoders (null: the ResNet's batch norm).</summary>
+    public Func<long, nn.Module<Tensor, Tensor>>? NormLayer { get; init; }
+
+    /// <summary>For tests: called after every training step with the epoch, the step, the loss (the mean over the ranks) and the model.</summary>
+    public Action<int, int, double, HcscModel>? AfterStep { get; init; }
+
+    /// <summary>For tests: false leaves out the kNN and clustering evaluations before and after training.</summary>
+    public bool Evaluations { get; init; } = true;
 
     /// <summary>Trains, evaluates before and after, and returns the final evaluation.</summary>
     public PretrainOutcome Execute(CancellationToken cancellation = default)
@@ -61,13 +84,24 @@ public sealed class PretrainRun
         }
 
         var training = _options.Training;
-        var device = TorchDevices.Resolve(training.Device);
+        if (DistributedProblems() is { Count: > 0 } distributedProblems)
+        {
+            throw new ArgumentException(string.Join(Environment.NewLine, distributedProblems));
+        }
+
+        var device = RankDevice(TorchDevices.Resolve(training.Device));
         using var random = RandomSources.SeedEverything(training.Seed);
         var data = DatasetFactory.Open(_settings.Dataset, _settings.Data, _options.Augmentation.ImageSize, _settings.MaxImages);
         int workers = training.Workers;
         int imageSize = _options.Augmentation.ImageSize;
         _output.WriteLine($"Data: {data.Train.Description}; kNN against {data.Validation.Description}");
         _output.WriteLine($"Device: {device}; {get_num_threads()} torch threads, {workers} data workers");
+        if (_group.Size > 1)
+        {
+            _output.WriteLine(
+                $"Distributed: {_group.Size} ranks (this is rank {_group.Rank}); global batch {training.BatchSize}, {training.BatchSize / _group.Size} images a rank; " +
+                (_shuffleAcrossRanks ? $"key batch shuffled over the ranks, {_options.Model.BatchNormSplits / _group.Size} BN split(s) a rank" : "batch norm per rank, key batch not shuffled"));
+        }
         if (OneDnnGuard.Apply() is { ConvolutionsUseOneDnn: false } oneDnn)
         {
             _output.WriteLine($"note: {oneDnn.Reason}");
@@ -85,24 +119,29 @@ public sealed class PretrainRun
         }
 
         Directory.CreateDirectory(_settings.ExperimentDirectory);
-        new RunManifest(_options, _settings).Write(_settings.ExperimentDirectory);
+        if (_root)
+        {
+            new RunManifest(_options, _settings).Write(_settings.ExperimentDirectory);
+        }
+
         var metrics = new MetricsLog(Path.Combine(_settings.ExperimentDirectory, "metrics.jsonl"));
 
-        using var model = new HcscModel(_options.Model, () => ResNet.Create(new ResNetOptions
+        using var model = new HcscModel(RankModelOptions(), () => ResNet.Create(new ResNetOptions
         {
             Arch = _options.Model.Arch,
             SmallImageStem = _settings.SmallStem,
             BaseWidth = _settings.Width,
+            NormLayer = NormLayer,
         }));
         model.to(device);
         var batchNormProblems = model.BatchNormProblems(
-            training.BatchSize, imageSize, _options.Augmentation.MultiCrop ? _options.Augmentation.LocalCropSizes : null);
+            training.BatchSize / _group.Size, imageSize, _options.Augmentation.MultiCrop ? _options.Augmentation.LocalCropSizes : null);
         if (batchNormProblems.Count > 0)
         {
             throw new ArgumentException(string.Join(Environment.NewLine, batchNormProblems));
         }
 
-        var board = new TensorBoardLog(Path.Combine(_settings.ExperimentDirectory, "tensorboard"));
+        var board = _root ? new TensorBoardLog(Path.Combine(_settings.ExperimentDirectory, "tensorboard")) : null;
         var guard = new NonFiniteGuard(
             model.named_parameters(),
             $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
@@ -110,7 +149,8 @@ public sealed class PretrainRun
         using var queue = new SelectiveKeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
         using var objective = new HcscObjective(_options.Objective);
         // Masks are drawn on the device; HcscModel shuffles the key batch with a CPU permutation.
-        using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1, device);
+        // Data-parallel: each rank draws its own rows' masks (seed + 1 + rank); the shuffle is drawn alike on every rank.
+        using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1 + (ulong)_group.Rank, device);
         using var shuffleGenerator = new Generator(unchecked((ulong)training.Seed) + 2);
         var generators = new RunGenerators(maskGenerator, shuffleGenerator);
 
@@ -120,20 +160,29 @@ public sealed class PretrainRun
         if (resume is not null)
         {
             (startEpoch, position) = Resume(resume, model, optimizer, queue, generators, device);
-            metrics.TruncateFrom(startEpoch);
+            if (_root)
+            {
+                metrics.TruncateFrom(startEpoch);
+            }
         }
 
+        StartIdentical(model);
         EvaluationReport? before = null;
-        if (startEpoch == 0 && position is null)
+        if (startEpoch == 0 && position is null && Evaluations)
         {
-            before = Evaluate(model, data, device, "untrained");
-            metrics.Append(EvaluationRecord(-1, before));
+            before = RootEvaluate(model, data, device, "untrained");
+            if (before is not null)
+            {
+                metrics.Append(EvaluationRecord(-1, before));
+            }
         }
 
         var views = ViewSet.Training(_options.Augmentation, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
         var loader = new BatchLoader(data.Train, views, training.BatchSize, workers, training.Seed)
         {
             Skipped = ReportSkipped,
+            ShardRank = _group.Rank,
+            ShardCount = _group.Size,
         };
 
         var run = new RunState(model, optimizer, queue, objective, generators, guard, board, loader, data, device);
@@ -142,30 +191,47 @@ public sealed class PretrainRun
             cancellation.ThrowIfCancellationRequested();
             var record = TrainEpoch(run, epoch, position?.Epoch == epoch ? position : null, cancellation);
             int completed = epoch + 1;
-            if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs)
+            if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs
+                && RootEvaluate(model, data, device, $"epoch {completed}") is { } report)
             {
-                var report = Evaluate(model, data, device, $"epoch {completed}");
                 record["knn_top1"] = report.Top1;
             }
 
             guard.CheckWeights(completed);
-            metrics.Append(record);
-            board.Epoch(completed, record);
+            if (_root)
+            {
+                metrics.Append(record);
+                board!.Epoch(completed, record);
+            }
+
             if (completed % training.CheckpointEvery == 0 || completed == training.Epochs)
             {
                 SaveCheckpoint(completed, model, optimizer, queue, generators);
             }
         }
 
-        var after = Evaluate(model, data, device, "trained");
-        metrics.Append(EvaluationRecord(training.Epochs, after));
-        if (before is not null)
+        if (_settings.CheckWeightsEvery > 0)
+        {
+            ParameterChecksum.VerifyIdentical(model, _group);
+        }
+
+        var after = Evaluations ? RootEvaluate(model, data, device, "trained") : null;
+        if (after is not null)
+        {
+            metrics.Append(EvaluationRecord(training.Epochs, after));
+        }
+
+        if (before is not null && after is not null)
         {
             _output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"kNN top-1: untrained {before.Top1:F2} % -> trained {after.Top1:F2} %"));
             _output.WriteLine($"NMI per level (fine labels): untrained {Join(before.Nmi)} -> trained {Join(after.Nmi)}");
         }
 
-        WritePlots(metrics.Path);
+        if (_root)
+        {
+            WritePlots(metrics.Path);
+        }
+
         return new PretrainOutcome(before, after, Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint), metrics.Path);
     }
 
@@ -227,7 +293,7 @@ public sealed class PretrainRun
     {
         var clock = Stopwatch.StartNew();
         FaultInjection.PauseAt($"epoch{epoch + 1}-clustering", _output, _stop);
-        var clustering = resumeAt?.Clustering ?? EmbeddingClustering.Run(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, run.Device, ReportSkipped);
+        var clustering = resumeAt?.Clustering ?? EmbeddingClustering.Run(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, run.Device, ReportSkipped, _group);
         try
         {
             run.Queue.UseHierarchy(clustering.Hierarchy);
@@ -270,9 +336,16 @@ public sealed class PretrainRun
             using var scope = NewDisposeScope();
             var (loss, value) = TrainStep(run, batch, epoch, step);
             stepLosses.Add(value);
-            run.Board.Step((epoch * run.Loader.TrainingBatches) + step, stepLosses[^1]);
+            run.Board?.Step((epoch * run.Loader.TrainingBatches) + step, stepLosses[^1]);
             sums.Add(loss);
+            AfterStep?.Invoke(epoch, step, value, run.Model);
             step++;
+            _globalStep++;
+            if (_settings.CheckWeightsEvery > 0 && _globalStep % _settings.CheckWeightsEvery == 0)
+            {
+                ParameterChecksum.VerifyIdentical(run.Model, _group);
+            }
+
             progress.Report(step, sums.Summary);
             CheckpointInsideEpoch(run, new EpochPosition(epoch, step, stepLosses, clustering));
         }
@@ -291,7 +364,10 @@ public sealed class PretrainRun
         var indices = tensor(batch.Indices).to(run.Device);
 
         // Query and key features (the key encoder's EMA update and shuffled batch norm inside); local views of multi-crop.
-        var (q, k) = run.Model.Forward(images[0], images[1], run.Generators.Shuffle);
+        // Data-parallel: this rank's strided shard of the global batch; the key batch shuffled over the ranks.
+        var (q, k) = _group.Size == 1
+            ? run.Model.Forward(images[0], images[1], run.Generators.Shuffle)
+            : run.Model.ForwardDataParallel(images[0], images[1], run.Generators.Shuffle, _group, _shuffleAcrossRanks);
         var locals = images.Length > 2 ? run.Model.ForwardLocal(images[2..]) : null;
 
         // The objective against the queue, selecting under the queue's hierarchy (InfoNCE in the warm-up).
@@ -301,13 +377,24 @@ public sealed class PretrainRun
         run.Optimizer.zero_grad();
         Backward(loss, epoch, step);
         FaultInjection.CorruptGradientAt(epoch + 1, step + 1, run.Model);
-        double value = run.Guard.Check(loss.Total, epoch + 1, step + 1);
+        _gradients.Average(run.Model.TrainableParameters()); // data-parallel: the mean gradient over the ranks (a NaN reaches every rank)
+        double value = MeanOverRanks(run.Guard.Check(loss.Total, epoch + 1, step + 1));
 
-        // SGD step.
+        // SGD step; data-parallel: the batch-norm statistics averaged, as split BN averages its splits'.
         run.Optimizer.step();
+        _gradients.AverageBuffers(run.Model);
 
         // Dequeue and enqueue: the keys and their indices replace the oldest; the queue updates its selection cache.
-        run.Queue.Enqueue(k.detach(), indices);
+        // Data-parallel: every rank's keys gathered into the global batch (MoCo's concat_all_gather), so the queues stay identical.
+        if (_group.Size == 1)
+        {
+            run.Queue.Enqueue(k.detach(), indices);
+        }
+        else
+        {
+            run.Queue.Enqueue(StridedShards.Gather(_group, k), StridedShards.Gather(_group, indices));
+        }
+
         return (loss, value);
     }
 
@@ -329,14 +416,16 @@ public sealed class PretrainRun
     {
         FaultInjection.PauseAt($"epoch{position.Epoch + 1}-step{position.Step}", _output, _stop);
         bool periodic = _settings.CheckpointEverySteps > 0 && position.Step % _settings.CheckpointEverySteps == 0 && position.Step < run.Loader.TrainingBatches;
-        if (!_stop.Requested && !periodic)
+        bool stopping = StopRequestedOnAnyRank();
+        if (!stopping && !periodic)
         {
             return;
         }
 
         SaveCheckpoint(position.Epoch, run.Model, run.Optimizer, run.Queue, run.Generators, position);
-        if (_stop.Requested)
+        if (stopping)
         {
+            _group.Barrier(); // rank 0's checkpoint is written before any rank ends
             throw new RunStoppedException(_stop.ExitCode,
                 $"Stopped in epoch {position.Epoch + 1} after step {position.Step} with a checkpoint; continue with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
         }
@@ -345,9 +434,17 @@ public sealed class PretrainRun
     /// <summary>The epoch's means of every loss part, its step losses, skipped images, memory and time (metrics.jsonl).</summary>
     private void AddEpochRecord(Dictionary<string, object?> record, EpochAccumulator sums, List<double> stepLosses, Stopwatch epochClock, Stopwatch trainClock)
     {
-        foreach (var (name, value) in sums.Means())
+        var means = sums.Means();
+        double[] values = [.. means.Values];
+        if (_group.Size > 1)
         {
-            record[name] = value;
+            _group.AllReduceSum(values);
+        }
+
+        int part = 0;
+        foreach (var name in means.Keys)
+        {
+            record[name] = values[part++] / _group.Size;
         }
 
         record["skipped_images"] = _skippedThisEpoch.Count;
@@ -361,7 +458,7 @@ public sealed class PretrainRun
         record["managed_mib"] = GC.GetTotalMemory(forceFullCollection: false) / 1048576.0;
         record["live_tensors"] = DisposeScopeManager.Statistics.ThreadTotalLiveCount; // created minus disposed on this thread
         record["seconds"] = epochClock.Elapsed.TotalSeconds;
-        record["images_per_second"] = stepLosses.Count * _options.Training.BatchSize / trainClock.Elapsed.TotalSeconds; // training steps only, clustering excluded
+        record["images_per_second"] = stepLosses.Count * _options.Training.BatchSize / trainClock.Elapsed.TotalSeconds; // the global batch: all ranks together // training steps only, clustering excluded
     }
 
     private EvaluationReport Evaluate(HcscModel model, DatasetPair data, Device device, string label)
@@ -413,6 +510,11 @@ public sealed class PretrainRun
     // checkpoint_latest.hcsc, with the position in the epoch.
     private void SaveCheckpoint(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, SelectiveKeyQueue queue, RunGenerators generators, EpochPosition? position = null)
     {
+        if (!_root)
+        {
+            return; // rank 0 writes the checkpoint; every rank holds the same state
+        }
+
         string path = Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint);
         using var scope = NewDisposeScope();
         var extras = new Dictionary<string, Tensor> { ["mask_generator_state"] = generators.Masks.get_state(), ["shuffle_generator_state"] = generators.Shuffle.get_state() };
@@ -537,7 +639,11 @@ public sealed class PretrainRun
             return null;
         }
 
-        RemoveUnfinishedWrites();
+        if (_root)
+        {
+            RemoveUnfinishedWrites();
+        }
+
         var candidates = NumberedCheckpoints().Prepend(Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint)).Where(File.Exists).ToList();
         foreach (string candidate in candidates)
         {
@@ -572,6 +678,121 @@ public sealed class PretrainRun
             File.Delete(file);
             _output.WriteLine($"resume: removed {Path.GetFileName(file)}, a checkpoint write that was interrupted.");
         }
+    }
+
+    /// <summary>
+    /// The data-parallel preconditions (docs/distributed.md); none with one process. Also decides whether the key batch
+    /// is shuffled over the ranks (Model:BatchNormSplits a multiple of the ranks, as MoCo's shuffle BN).
+    /// </summary>
+    private List<string> DistributedProblems()
+    {
+        var problems = new List<string>();
+        int n = _group.Size;
+        if (n == 1)
+        {
+            return problems;
+        }
+
+        var training = _options.Training;
+        int splits = _options.Model.BatchNormSplits;
+        if (training.BatchSize % n != 0)
+        {
+            problems.Add($"Training:BatchSize ({training.BatchSize}) is the global batch and must be a multiple of the number of ranks ({n}): each rank takes BatchSize / {n} images.");
+        }
+
+        if (splits > 1 && splits % n != 0)
+        {
+            problems.Add(
+                $"Model:BatchNormSplits ({splits}) must be 1 or a multiple of the number of ranks ({n}) with --distributed mpi: the key batch is shuffled over the ranks " +
+                $"and each rank's batch norm takes {splits} / {n} of the splits (MoCo's shuffle BN: BatchNormSplits = {n}). Set --set Model:BatchNormSplits={n}.");
+        }
+
+        _shuffleAcrossRanks = splits > 1;
+        return problems;
+    }
+
+    /// <summary>The model options of this rank: the batch-norm splits of the global batch divided over the ranks.</summary>
+    private ModelOptions RankModelOptions()
+    {
+        var model = _options.Model;
+        if (_group.Size == 1)
+        {
+            return model;
+        }
+
+        return new ModelOptions
+        {
+            Arch = model.Arch,
+            Dim = model.Dim,
+            Mlp = model.Mlp,
+            EncoderMomentum = model.EncoderMomentum,
+            QueueLength = model.QueueLength,
+            BatchNormSplits = Math.Max(1, model.BatchNormSplits / _group.Size),
+        };
+    }
+
+    /// <summary>One rank a GPU: a plain cuda device becomes cuda:(local rank) under a launcher.</summary>
+    private Device RankDevice(Device device)
+    {
+        if (_group.Size == 1 || device.type != DeviceType.CUDA || _options.Training.Device.Contains(':', StringComparison.Ordinal))
+        {
+            return device;
+        }
+
+        string? local = Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_RANK")
+            ?? Environment.GetEnvironmentVariable("SLURM_LOCALID")
+            ?? Environment.GetEnvironmentVariable("MPI_LOCALRANKID");
+        int localRank = int.TryParse(local, NumberStyles.Integer, CultureInfo.InvariantCulture, out int parsed) ? parsed : _group.Rank;
+        return new Device(DeviceType.CUDA, localRank % Math.Max(1, (int)cuda.device_count()));
+    }
+
+    /// <summary>Data-parallel: rank 0's weights and buffers on every rank, then checked identical.</summary>
+    private void StartIdentical(HcscModel model)
+    {
+        if (_group.Size == 1)
+        {
+            return;
+        }
+
+        foreach (var (_, tensor) in model.state_dict())
+        {
+            _group.Broadcast(tensor, root: 0);
+        }
+
+        ParameterChecksum.VerifyIdentical(model, _group);
+    }
+
+    private double MeanOverRanks(double value)
+    {
+        if (_group.Size == 1)
+        {
+            return value;
+        }
+
+        Span<double> sum = [value];
+        _group.AllReduceSum(sum);
+        return sum[0] / _group.Size;
+    }
+
+    // A signal may reach the ranks at different steps: they stop together at the first step after any rank saw it.
+    private bool StopRequestedOnAnyRank()
+    {
+        if (_group.Size == 1)
+        {
+            return _stop.Requested;
+        }
+
+        Span<long> requested = [_stop.Requested ? 1 : 0];
+        _group.AllReduceSum(requested);
+        return requested[0] > 0;
+    }
+
+    /// <summary>The evaluation on rank 0 while the other ranks wait; null on the other ranks.</summary>
+    private EvaluationReport? RootEvaluate(HcscModel model, DatasetPair data, Device device, string label)
+    {
+        var report = _root ? Evaluate(model, data, device, label) : null;
+        _group.Barrier();
+        return report;
     }
 
     private static string Join(IReadOnlyList<double> values) => string.Join(" / ", values.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));

@@ -44,6 +44,12 @@ public sealed record PretrainSettings
     /// </summary>
     public int DivergenceRetries { get; init; }
 
+    /// <summary>none (one process) or mpi (data-parallel over the ranks of an MPI launcher; docs/distributed.md).</summary>
+    public string Distributed { get; init; } = "none";
+
+    /// <summary>Debug: verify every this many steps that every rank holds the same weights (0: only at the start).</summary>
+    public int CheckWeightsEvery { get; init; }
+
     /// <summary>
     /// Every problem with these settings, each with what to change (empty when they are valid). Creates the experiment
     /// folder if needed and checks that a file can be written there, so a read-only or missing destination is found
@@ -75,13 +81,18 @@ public sealed record PretrainSettings
         {
             ("--width", Width, 1), ("--knn-every", KnnEvery, 0), ("--max-images", MaxImages, 0),
             ("--checkpoint-every-steps", CheckpointEverySteps, 0), ("--keep-checkpoints", KeepCheckpoints, 0),
-            ("--divergence-retries", DivergenceRetries, 0),
+            ("--divergence-retries", DivergenceRetries, 0), ("--check-weights-every", CheckWeightsEvery, 0),
         })
         {
             if (value < minimum)
             {
                 problems.Add($"{name} must be at least {minimum}; got {value}.");
             }
+        }
+
+        if (Distributed is not ("none" or "mpi"))
+        {
+            problems.Add($"--distributed '{Distributed}' is not known; use none or mpi.");
         }
 
         if (WritingProblem(ExperimentDirectory) is { } writing)

@@ -19,7 +19,7 @@ internal sealed record RunState(
     HcscObjective Objective,
     RunGenerators Generators,
     NonFiniteGuard Guard,
-    TensorBoardLog Board,
+    TensorBoardLog? Board,
     BatchLoader Loader,
     DatasetPair Data,
     Device Device);

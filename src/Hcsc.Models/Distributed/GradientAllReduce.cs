@@ -130,6 +130,35 @@ public sealed class GradientAllReduce
         return buckets;
     }
 
+    /// <summary>
+    /// Replaces every floating-point buffer of <paramref name="module"/> (batch-norm running means and variances) by its
+    /// mean over the ranks, so that the buffers stay identical too when every rank's batch norm saw its own rows (as a
+    /// single process's <see cref="Normalization.SplitBatchNorm2d"/> averages its splits' statistics). Integer buffers
+    /// (batch counters, the same on every rank) are left alone. Collective; nothing happens with one rank.
+    /// </summary>
+    /// <param name="module">The model, built identically on every rank.</param>
+    /// <returns>The number of buffers averaged (0 with one rank).</returns>
+    public int AverageBuffers(nn.Module module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        if (Collectives.Size == 1)
+        {
+            return 0;
+        }
+
+        int count = 0;
+        foreach (var (_, buffer) in module.named_buffers())
+        {
+            if (buffer.dtype is ScalarType.Float32 or ScalarType.Float64)
+            {
+                Collectives.AllReduceMean(buffer);
+                count++;
+            }
+        }
+
+        return count;
+    }
+
     private void AverageBucket(List<Tensor> gradients)
     {
         var dtype = gradients[0].dtype;

@@ -61,6 +61,9 @@ public class MpiLaunchTests(ITestOutputHelper output)
         text.Should().Contain("MPI tests passed: ").And.Contain("checks on each of 2 ranks")
             .And.Contain("ok  GradientAllReduce (1 bucket) = the whole batch's gradient")
             .And.Contain("ok  AllGatherVariable (uneven, one empty)")
+            .And.Contain("ok  distributed hierarchical k-means = one process, level 0 (k = 40)")
+            .And.Contain("ok  distributed k-means++ without a subsample = one process")
+            .And.Contain("ok  data-parallel pretrain: ").And.Contain("ok  shuffle BN over 2 ranks: keys = one process's with 2 BN splits")
             .And.Contain("allreduce of 11,689,512 float32")
             .And.NotContain("FAIL");
     }

@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using System.Text;
+using Xunit.Abstractions;
+
+namespace Hcsc.Tests.Distributed;
+
+/// <summary>
+/// The sample's data-parallel launch end to end: <c>mpirun -np 2 dotnet hcsc-pretrain.dll pretrain --distributed mpi</c>
+/// on tiny synthetic settings (one MoCo warm-up epoch, two HCSC epochs whose hierarchy every rank computes from the gathered
+/// embeddings, the weights verified identical every 2 steps) finishes, rank 0 alone prints the progress and writes the
+/// experiment folder, and an
+/// invalid global batch is refused on every rank with a clear message. (The exactness against one process is checked by
+/// tests/Hcsc.MpiTests' TrainingChecks, run by <see cref="MpiLaunchTests"/>.)
+/// </summary>
+public class MpiPretrainTests(ITestOutputHelper output)
+{
+    private static readonly string[] TinyRun =
+    [
+        "pretrain", "--distributed", "mpi", "--dataset", "synthetic", "--epochs", "3", "--warmup-epoch", "1", "--batch-size", "16",
+        "--queue-length", "64", "--max-images", "64", "--width", "8", "--image-size", "16", "--workers", "1",
+        "--set", "Model:BatchNormSplits=2", "--check-weights-every", "2", "--save-freq", "1",
+    ];
+
+    [MpiFact]
+    public void Two_ranks_pretrain_warm_up_and_HCSC_epochs_and_only_rank_0_writes_the_experiment_folder()
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"hcsc-mpi-pretrain-{Guid.NewGuid():N}");
+        try
+        {
+            var (exit, text) = Launch([.. TinyRun, "--exp-dir", folder]);
+            exit.Should().Be(0, $"the data-parallel run finishes on both ranks:\n{text}");
+            text.Should().Contain("rank 0 of 2").And.Contain("rank 1 of 2")
+                .And.Contain("Distributed: 2 ranks (this is rank 0); global batch 16, 8 images a rank; key batch shuffled over the ranks, 1 BN split(s) a rank")
+                .And.Contain("epoch 2: clustered 60 embeddings").And.Contain("epoch 3: clustered 60 embeddings")
+                .And.Contain("kNN top-1: untrained").And.NotContain("this is rank 1");
+            CountOf(text, "HCSC pretraining").Should().Be(1, "the other rank prints nothing but errors");
+            CountOf(text, "checkpoint: ").Should().Be(3, "one checkpoint an epoch, written by rank 0 alone");
+            File.Exists(Path.Combine(folder, "checkpoint_latest.hcsc")).Should().BeTrue();
+            File.Exists(Path.Combine(folder, "checkpoint_0003.hcsc")).Should().BeTrue();
+            File.ReadAllLines(Path.Combine(folder, "metrics.jsonl")).Should().HaveCount(5, "untrained, three epochs, trained: one line each, from rank 0");
+            Directory.GetFiles(folder, "*.tmp", SearchOption.AllDirectories).Should().BeEmpty();
+        }
+        finally
+        {
+            if (Directory.Exists(folder))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+    }
+
+    [MpiFact]
+    public void A_global_batch_that_the_ranks_do_not_divide_is_refused()
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"hcsc-mpi-pretrain-{Guid.NewGuid():N}");
+        try
+        {
+            string[] arguments = [.. TinyRun, "--exp-dir", folder];
+            arguments[Array.IndexOf(arguments, "Model:BatchNormSplits=2")] = "Model:BatchNormSplits=1";
+            var (exit, text) = Launch(arguments, ranks: 3);
+            exit.Should().NotBe(0);
+            text.Should().Contain("Training:BatchSize (16) is the global batch and must be a multiple of the number of ranks (3)");
+            File.Exists(Path.Combine(folder, "checkpoint_latest.hcsc")).Should().BeFalse();
+        }
+        finally
+        {
+            if (Directory.Exists(folder))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+    }
+
+    private (int Exit, string Text) Launch(string[] arguments, int ranks = 2)
+    {
+        string? mpirun = MpiFactAttribute.FindMpirun();
+        Assert.True(mpirun is not null, $"mpirun is not on PATH and {MpiFactAttribute.RequireVariable}=1: {MpiFactAttribute.InstallHint}");
+        string program = Path.Combine(AppContext.BaseDirectory, "hcsc-pretrain.dll");
+        var start = new ProcessStartInfo(mpirun!)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (string argument in (string[])["-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "--oversubscribe", "--allow-run-as-root", "dotnet", program, .. arguments])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";
+        var console = new StringBuilder();
+        using var process = new Process { StartInfo = start };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (console) { console.AppendLine(e.Data); } } };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (console) { console.AppendLine(e.Data); } } };
+        var clock = Stopwatch.StartNew();
+        process.Start();
+        process.StandardInput.Close();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+            Assert.Fail($"mpirun did not finish within 5 minutes:\n{console}");
+        }
+
+        process.WaitForExit();
+        string text = console.ToString();
+        output.WriteLine($"mpirun -np {ranks} hcsc-pretrain ({clock.Elapsed.TotalSeconds:F1} s), exit {process.ExitCode}:");
+        output.WriteLine(text);
+        return (process.ExitCode, text);
+    }
+
+    private static int CountOf(string text, string part)
+    {
+        int count = 0;
+        for (int at = text.IndexOf(part, StringComparison.Ordinal); at >= 0; at = text.IndexOf(part, at + part.Length, StringComparison.Ordinal))
+        {
+            count++;
+        }
+
+        return count;
+    }
+}
