@@ -25,9 +25,10 @@ public static class EmbeddingClustering
     /// <param name="device">Where the model and the k-means run.</param>
     /// <param name="skipped">Told of every image that could not be decoded (it is replaced by the next one).</param>
     /// <param name="group">
-    /// Data-parallel (docs/distributed.md): each rank embeds its contiguous block of the training set, the embeddings are
-    /// gathered in global order (<see cref="ICollectives.AllGatherVariable{T}"/>) and every rank runs the same
-    /// hierarchical k-means (deterministic by seed), checked identical over the ranks. Null or one rank: one process.
+    /// Data-parallel (docs/distributed.md): each rank embeds its contiguous block of the training set and the ranks run
+    /// one sharded hierarchical k-means (<see cref="HierarchicalKMeans.FitDistributed"/>: per-centre sums all-reduced);
+    /// only the assignments ([N] int64 per level) are gathered, so every rank holds the whole hierarchy, checked
+    /// identical over the ranks. Null or one rank: one process.
     /// </param>
     public static ClusteredEmbeddings Run(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, Action<int, Exception>? skipped = null, ICollectives? group = null)
     {
@@ -39,40 +40,71 @@ public static class EmbeddingClustering
             return new ClusteredEmbeddings(result.Hierarchy, sources, result);
         }
 
-        using var gathered = EmbedShards(model, train, options, batchSize, workers, device, skipped, group, out var allSources);
-        var shared = new HierarchicalKMeans(options.Clustering, options.Objective.Temperature).Fit(gathered);
+        using var local = EmbedBlock(model, train, options, batchSize, workers, device, skipped, group, out var allSources);
+        var sharded = new HierarchicalKMeans(options.Clustering, options.Objective.Temperature).FitDistributed(local, group);
+        ClusterHierarchy? whole = null;
         try
         {
-            VerifyIdentical(shared.Hierarchy, group);
-            return new ClusteredEmbeddings(shared.Hierarchy, allSources, shared);
+            whole = WithGatheredAssignments(sharded.Hierarchy, group);
+            VerifyIdentical(whole, group);
+            return new ClusteredEmbeddings(whole, allSources, new Owners(whole, sharded));
         }
         catch
         {
-            shared.Dispose();
+            whole?.Dispose();
+            sharded.Dispose();
             throw;
         }
     }
 
-    // Rank r embeds images [r·N/n, (r+1)·N/n); the blocks gathered in rank order are the training set in order.
-    private static Tensor EmbedShards(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, Action<int, Exception>? skipped, ICollectives group, out long[] sources)
+    // Rank r embeds images [r·N/n, (r+1)·N/n): the contiguous blocks FitDistributed expects, in rank order. The dataset
+    // indices behind the rows (a skipped image is replaced by another) are gathered for the whole training set.
+    private static Tensor EmbedBlock(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, Action<int, Exception>? skipped, ICollectives group, out long[] sources)
     {
         int start = (int)((long)train.Count * group.Rank / group.Size), end = (int)((long)train.Count * (group.Rank + 1) / group.Size);
         var block = new DatasetSubset(train, Enumerable.Range(start, end - start).ToArray(), $"rank {group.Rank}'s block");
-        float[] local;
-        long[] localSources;
-        long dim;
-        using (var embeddings = FeatureExtractor.Extract(block, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var blockSources, skipped))
-        using (var host = embeddings.to(ScalarType.Float32, CPU).contiguous())
-        {
-            dim = embeddings.shape[1];
-            local = host.data<float>().ToArray();
-            localSources = blockSources.Select(i => i + start).ToArray();
-        }
+        var embeddings = FeatureExtractor.Extract(block, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var blockSources, skipped);
+        sources = group.AllGatherVariable<long>(blockSources.Select(i => i + start).ToArray(), out _);
+        return embeddings;
+    }
 
-        float[] all = group.AllGatherVariable<float>(local, out _);
-        sources = group.AllGatherVariable<long>(localSources, out _);
-        using var onHost = tensor(all, [sources.Length, dim]);
-        return onHost.to(device);
+    // The sharded result holds each rank's own rows' assignments; the objective looks up any dataset index, so every
+    // rank gets the assignments of all rows (N int64 per level, instead of the N × d embeddings).
+    private static ClusterHierarchy WithGatheredAssignments(ClusterHierarchy shard, ICollectives group)
+    {
+        var levels = shard.Levels;
+        var assignments = new List<Tensor>(levels.Count);
+        try
+        {
+            foreach (var level in levels)
+            {
+                using var host = level.Assignments.to(ScalarType.Int64, CPU).contiguous();
+                long[] all = group.AllGatherVariable<long>(host.data<long>().ToArray(), out _);
+                assignments.Add(tensor(all).to(shard.Device));
+            }
+
+            return ClusterHierarchy.FromTensors(
+                levels.Select(l => l.Prototypes).ToList(),
+                assignments,
+                levels.Select(l => l.Concentrations).ToList(),
+                levels.Where(l => l.Parents is not null).Select(l => l.Parents!).ToList());
+        }
+        finally
+        {
+            foreach (var gathered in assignments)
+            {
+                gathered.Dispose();
+            }
+        }
+    }
+
+    private sealed record Owners(IDisposable First, IDisposable Second) : IDisposable
+    {
+        public void Dispose()
+        {
+            First.Dispose();
+            Second.Dispose();
+        }
     }
 
     // Every rank must hold the same hierarchy: the queue's selection and the prototypes depend on it.
