@@ -59,14 +59,8 @@ public static class EmbeddingClustering
 
     // Rank r embeds images [r·N/n, (r+1)·N/n): the contiguous blocks FitDistributed expects, in rank order. The dataset
     // indices behind the rows (a skipped image is replaced by another) are gathered for the whole training set.
-    private static Tensor EmbedBlock(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, Action<int, Exception>? skipped, ICollectives group, out long[] sources)
-    {
-        int start = (int)((long)train.Count * group.Rank / group.Size), end = (int)((long)train.Count * (group.Rank + 1) / group.Size);
-        var block = new DatasetSubset(train, Enumerable.Range(start, end - start).ToArray(), $"rank {group.Rank}'s block");
-        var embeddings = FeatureExtractor.Extract(block, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var blockSources, skipped);
-        sources = group.AllGatherVariable<long>(blockSources.Select(i => i + start).ToArray(), out _);
-        return embeddings;
-    }
+    private static Tensor EmbedBlock(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, Action<int, Exception>? skipped, ICollectives group, out long[] sources) =>
+        FeatureExtractor.ExtractBlock(train, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, group, out sources, out _, skipped);
 
     // The sharded result holds each rank's own rows' assignments; the objective looks up any dataset index, so every
     // rank gets the assignments of all rows (N int64 per level, instead of the N × d embeddings).

@@ -1,3 +1,4 @@
+using Hcsc.Core.Distributed;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using TorchSharp;
@@ -52,5 +53,49 @@ public static class FeatureExtractor
             features?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Rank r of <paramref name="group"/> embeds its contiguous block of <paramref name="dataset"/>,
+    /// [r·N/n, (r+1)·N/n), with <see cref="Extract"/>; the blocks are gathered in rank order, so every rank returns the
+    /// same <c>[N, D]</c> on <paramref name="device"/> as <see cref="Extract"/> on the whole dataset (float32), with the
+    /// dataset's <paramref name="sources"/>. Collective: every rank calls it. <paramref name="blockStart"/> is this rank's
+    /// first row.
+    /// </summary>
+    public static Tensor ExtractBlock(
+        IImageDataset dataset, Func<Tensor, Tensor> network, int imageSize, int batchSize, int workers, Device device, float[] mean, float[] std,
+        ICollectives group, out long[] sources, out int blockStart, Action<int, Exception>? skipped = null)
+    {
+        blockStart = (int)((long)dataset.Count * group.Rank / group.Size);
+        int end = (int)((long)dataset.Count * (group.Rank + 1) / group.Size);
+        int start = blockStart;
+        var block = new DatasetSubset(dataset, Enumerable.Range(start, end - start).ToArray(), $"rank {group.Rank}'s block");
+        var features = Extract(block, network, imageSize, batchSize, workers, device, mean, std, out var blockSources, skipped);
+        try
+        {
+            sources = group.AllGatherVariable<long>(blockSources.Select(i => i + start).ToArray(), out _);
+            return features;
+        }
+        catch
+        {
+            features.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Every rank's <see cref="ExtractBlock"/> gathered: the features of the whole dataset, <c>[N, D]</c> float32 on
+    /// <paramref name="device"/>, on every rank, each rank having embedded 1/n of it. Collective.
+    /// </summary>
+    public static Tensor ExtractGathered(
+        IImageDataset dataset, Func<Tensor, Tensor> network, int imageSize, int batchSize, int workers, Device device, float[] mean, float[] std,
+        ICollectives group, out long[] sources, Action<int, Exception>? skipped = null)
+    {
+        using var local = ExtractBlock(dataset, network, imageSize, batchSize, workers, device, mean, std, group, out sources, out _, skipped);
+        long dim = local.shape[1];
+        using var host = local.to(ScalarType.Float32, CPU).contiguous();
+        float[] all = group.AllGatherVariable<float>(host.data<float>().ToArray(), out _);
+        using var gathered = tensor(all, [sources.Length, dim]);
+        return gathered.to(device);
     }
 }

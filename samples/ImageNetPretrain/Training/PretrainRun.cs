@@ -170,7 +170,7 @@ public sealed class PretrainRun
         EvaluationReport? before = null;
         if (startEpoch == 0 && position is null && Evaluations)
         {
-            before = RootEvaluate(model, data, device, "untrained");
+            before = EvaluateTogether(model, data, device, "untrained");
             if (before is not null)
             {
                 metrics.Append(EvaluationRecord(-1, before));
@@ -192,7 +192,7 @@ public sealed class PretrainRun
             var record = TrainEpoch(run, epoch, position?.Epoch == epoch ? position : null, cancellation);
             int completed = epoch + 1;
             if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs
-                && RootEvaluate(model, data, device, $"epoch {completed}") is { } report)
+                && EvaluateTogether(model, data, device, $"epoch {completed}") is { } report)
             {
                 record["knn_top1"] = report.Top1;
             }
@@ -215,7 +215,7 @@ public sealed class PretrainRun
             ParameterChecksum.VerifyIdentical(model, _group);
         }
 
-        var after = Evaluations ? RootEvaluate(model, data, device, "trained") : null;
+        var after = Evaluations ? EvaluateTogether(model, data, device, "trained") : null;
         if (after is not null)
         {
             metrics.Append(EvaluationRecord(training.Epochs, after));
@@ -465,8 +465,8 @@ public sealed class PretrainRun
     {
         var clock = Stopwatch.StartNew();
         FaultInjection.PauseAt($"{label.Replace(" ", string.Empty, StringComparison.Ordinal)}-evaluation", _output, _stop);
-        var knn = BackboneKnn.Evaluate(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device);
-        using var clustering = EmbeddingClustering.Run(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped);
+        var knn = BackboneKnn.Evaluate(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device, group: _group);
+        using var clustering = EmbeddingClustering.Run(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped, _group);
         var (fine, coarse) = ClusteringQuality.Measure(clustering, data.Train);
         var report = new EvaluationReport(knn, fine, coarse);
         string knnText = string.Join(", ", knn.Select(a => string.Create(CultureInfo.InvariantCulture, $"k={a.K}: {a.Top1:F2} %")));
@@ -787,12 +787,12 @@ public sealed class PretrainRun
         return requested[0] > 0;
     }
 
-    /// <summary>The evaluation on rank 0 while the other ranks wait; null on the other ranks.</summary>
-    private EvaluationReport? RootEvaluate(HcscModel model, DatasetPair data, Device device, string label)
+    /// <summary>The evaluation, computed by all ranks together (each embeds its share); the report on rank 0, null on the others.</summary>
+    private EvaluationReport? EvaluateTogether(HcscModel model, DatasetPair data, Device device, string label)
     {
-        var report = _root ? Evaluate(model, data, device, label) : null;
-        _group.Barrier();
-        return report;
+        // Collective: every rank embeds its share and clusters with the others; rank 0 alone prints and records.
+        var report = Evaluate(model, data, device, label);
+        return _root ? report : null;
     }
 
     private static string Join(IReadOnlyList<double> values) => string.Join(" / ", values.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));

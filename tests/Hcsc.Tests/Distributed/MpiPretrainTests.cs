@@ -6,10 +6,10 @@ namespace Hcsc.Tests.Distributed;
 
 /// <summary>
 /// The sample's data-parallel launch end to end: <c>mpirun -np 2 dotnet hcsc-pretrain.dll pretrain --distributed mpi</c>
-/// on tiny synthetic settings (one MoCo warm-up epoch, two HCSC epochs whose hierarchy every rank computes from the gathered
-/// embeddings, the weights verified identical every 2 steps) finishes, rank 0 alone prints the progress and writes the
-/// experiment folder, and an
-/// invalid global batch is refused on every rank with a clear message. (The exactness against one process is checked by
+/// on tiny synthetic settings (one MoCo warm-up epoch, two HCSC epochs clustered by the sharded k-means, the weights
+/// verified identical every 2 steps) finishes, rank 0 alone prints the progress and writes the experiment folder, the
+/// evaluation computed by both ranks together equals one process's, and an invalid global batch is refused on every rank
+/// with a clear message. (The exactness against one process is checked by
 /// tests/Hcsc.MpiTests' TrainingChecks, run by <see cref="MpiLaunchTests"/>.)
 /// </summary>
 public class MpiPretrainTests(ITestOutputHelper output)
@@ -68,6 +68,41 @@ public class MpiPretrainTests(ITestOutputHelper output)
             {
                 Directory.Delete(folder, recursive: true);
             }
+        }
+    }
+
+    [MpiFact]
+    public void Two_ranks_evaluate_the_untrained_network_as_one_process_does()
+    {
+        // Each rank embeds half of both sets for the kNN and the ranks cluster with the sharded k-means: the figures must
+        // be one process's.
+        string one = Path.Combine(Path.GetTempPath(), $"hcsc-mpi-pretrain-{Guid.NewGuid():N}");
+        string two = Path.Combine(Path.GetTempPath(), $"hcsc-mpi-pretrain-{Guid.NewGuid():N}");
+        try
+        {
+            string[] shortRun = [.. TinyRun];
+            shortRun[Array.IndexOf(shortRun, "--epochs") + 1] = "1";
+            string[] single = [.. shortRun, "--exp-dir", one];
+            single[Array.IndexOf(single, "mpi")] = "none";
+            var (exitOne, textOne) = Launch(single, ranks: 1);
+            var (exitTwo, textTwo) = Launch([.. shortRun, "--exp-dir", two]);
+            exitOne.Should().Be(0, textOne);
+            exitTwo.Should().Be(0, textTwo);
+            UntrainedEvaluation(textTwo).Should().Be(UntrainedEvaluation(textOne));
+        }
+        finally
+        {
+            foreach (string folder in new[] { one, two }.Where(Directory.Exists))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+
+        // "evaluation (untrained): kNN top-1 k=10: …; NMI per level … (0.2s)" without the time.
+        static string UntrainedEvaluation(string text)
+        {
+            string line = text.Split('\n').Single(l => l.StartsWith("evaluation (untrained):", StringComparison.Ordinal)).TrimEnd();
+            return line[..line.LastIndexOf(" (", StringComparison.Ordinal)];
         }
     }
 
