@@ -41,9 +41,9 @@ public sealed class PretrainRun
     private readonly GracefulStop _stop;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> _skippedThisEpoch = new();
     private readonly ICollectives _group;
+    private readonly DataParallelRanks _ranks;
     private readonly bool _root;
     private readonly GradientAllReduce _gradients;
-    private bool _shuffleAcrossRanks;
     private int _globalStep;
 
     /// <summary>Prepares a run; nothing happens until <see cref="Execute"/>.</summary>
@@ -62,6 +62,7 @@ public sealed class PretrainRun
         _group = collectives ?? SingleProcessCollectives.Instance;
         _root = _group.Rank == 0;
         _gradients = new GradientAllReduce(_group);
+        _ranks = new DataParallelRanks(_group);
         _output = _root ? output : TextWriter.Null;
         _stop = stop ?? new GracefulStop();
     }
@@ -84,12 +85,12 @@ public sealed class PretrainRun
         }
 
         var training = _options.Training;
-        if (DistributedProblems() is { Count: > 0 } distributedProblems)
+        if (_ranks.Problems(_options) is { Count: > 0 } distributedProblems)
         {
             throw new ArgumentException(string.Join(Environment.NewLine, distributedProblems));
         }
 
-        var device = RankDevice(TorchDevices.Resolve(training.Device));
+        var device = _ranks.DeviceOfThisRank(TorchDevices.Resolve(training.Device), training.Device);
         using var random = RandomSources.SeedEverything(training.Seed);
         var data = DatasetFactory.Open(_settings.Dataset, _settings.Data, _options.Augmentation.ImageSize, _settings.MaxImages);
         int workers = training.Workers;
@@ -100,7 +101,7 @@ public sealed class PretrainRun
         {
             _output.WriteLine(
                 $"Distributed: {_group.Size} ranks (this is rank {_group.Rank}); global batch {training.BatchSize}, {training.BatchSize / _group.Size} images a rank; " +
-                (_shuffleAcrossRanks ? $"key batch shuffled over the ranks, {_options.Model.BatchNormSplits / _group.Size} BN split(s) a rank" : "batch norm per rank, key batch not shuffled"));
+                (_ranks.ShuffleKeysAcrossRanks(_options.Model) ? $"key batch shuffled over the ranks, {_options.Model.BatchNormSplits / _group.Size} BN split(s) a rank" : "batch norm per rank, key batch not shuffled"));
         }
         if (OneDnnGuard.Apply() is { ConvolutionsUseOneDnn: false } oneDnn)
         {
@@ -126,7 +127,7 @@ public sealed class PretrainRun
 
         var metrics = new MetricsLog(Path.Combine(_settings.ExperimentDirectory, "metrics.jsonl"));
 
-        using var model = new HcscModel(RankModelOptions(), () => ResNet.Create(new ResNetOptions
+        using var model = new HcscModel(_ranks.ModelOptionsOfThisRank(_options.Model), () => ResNet.Create(new ResNetOptions
         {
             Arch = _options.Model.Arch,
             SmallImageStem = _settings.SmallStem,
@@ -166,7 +167,7 @@ public sealed class PretrainRun
             }
         }
 
-        StartIdentical(model);
+        _ranks.StartIdentical(model);
         EvaluationReport? before = null;
         if (startEpoch == 0 && position is null && Evaluations)
         {
@@ -367,7 +368,7 @@ public sealed class PretrainRun
         // Data-parallel: this rank's strided shard of the global batch; the key batch shuffled over the ranks.
         var (q, k) = _group.Size == 1
             ? run.Model.Forward(images[0], images[1], run.Generators.Shuffle)
-            : run.Model.ForwardDataParallel(images[0], images[1], run.Generators.Shuffle, _group, _shuffleAcrossRanks);
+            : run.Model.ForwardDataParallel(images[0], images[1], run.Generators.Shuffle, _group, _ranks.ShuffleKeysAcrossRanks(_options.Model));
         var locals = images.Length > 2 ? run.Model.ForwardLocal(images[2..]) : null;
 
         // The objective against the queue, selecting under the queue's hierarchy (InfoNCE in the warm-up).
@@ -378,7 +379,7 @@ public sealed class PretrainRun
         Backward(loss, epoch, step);
         FaultInjection.CorruptGradientAt(epoch + 1, step + 1, run.Model);
         _gradients.Average(run.Model.TrainableParameters()); // data-parallel: the mean gradient over the ranks (a NaN reaches every rank)
-        double value = MeanOverRanks(run.Guard.Check(loss.Total, epoch + 1, step + 1));
+        double value = _ranks.Mean(run.Guard.Check(loss.Total, epoch + 1, step + 1));
 
         // SGD step; data-parallel: the batch-norm statistics averaged, as split BN averages its splits'.
         run.Optimizer.step();
@@ -416,7 +417,7 @@ public sealed class PretrainRun
     {
         FaultInjection.PauseAt($"epoch{position.Epoch + 1}-step{position.Step}", _output, _stop);
         bool periodic = _settings.CheckpointEverySteps > 0 && position.Step % _settings.CheckpointEverySteps == 0 && position.Step < run.Loader.TrainingBatches;
-        bool stopping = StopRequestedOnAnyRank();
+        bool stopping = _ranks.Any(_stop.Requested); // a signal may reach the ranks at different steps: they stop together
         if (!stopping && !periodic)
         {
             return;
@@ -678,113 +679,6 @@ public sealed class PretrainRun
             File.Delete(file);
             _output.WriteLine($"resume: removed {Path.GetFileName(file)}, a checkpoint write that was interrupted.");
         }
-    }
-
-    /// <summary>
-    /// The data-parallel preconditions (docs/distributed.md); none with one process. Also decides whether the key batch
-    /// is shuffled over the ranks (Model:BatchNormSplits a multiple of the ranks, as MoCo's shuffle BN).
-    /// </summary>
-    private List<string> DistributedProblems()
-    {
-        var problems = new List<string>();
-        int n = _group.Size;
-        if (n == 1)
-        {
-            return problems;
-        }
-
-        var training = _options.Training;
-        int splits = _options.Model.BatchNormSplits;
-        if (training.BatchSize % n != 0)
-        {
-            problems.Add($"Training:BatchSize ({training.BatchSize}) is the global batch and must be a multiple of the number of ranks ({n}): each rank takes BatchSize / {n} images.");
-        }
-
-        if (splits > 1 && splits % n != 0)
-        {
-            problems.Add(
-                $"Model:BatchNormSplits ({splits}) must be 1 or a multiple of the number of ranks ({n}) with --distributed mpi: the key batch is shuffled over the ranks " +
-                $"and each rank's batch norm takes {splits} / {n} of the splits (MoCo's shuffle BN: BatchNormSplits = {n}). Set --set Model:BatchNormSplits={n}.");
-        }
-
-        _shuffleAcrossRanks = splits > 1;
-        return problems;
-    }
-
-    /// <summary>The model options of this rank: the batch-norm splits of the global batch divided over the ranks.</summary>
-    private ModelOptions RankModelOptions()
-    {
-        var model = _options.Model;
-        if (_group.Size == 1)
-        {
-            return model;
-        }
-
-        return new ModelOptions
-        {
-            Arch = model.Arch,
-            Dim = model.Dim,
-            Mlp = model.Mlp,
-            EncoderMomentum = model.EncoderMomentum,
-            QueueLength = model.QueueLength,
-            BatchNormSplits = Math.Max(1, model.BatchNormSplits / _group.Size),
-        };
-    }
-
-    /// <summary>One rank a GPU: a plain cuda device becomes cuda:(local rank) under a launcher.</summary>
-    private Device RankDevice(Device device)
-    {
-        if (_group.Size == 1 || device.type != DeviceType.CUDA || _options.Training.Device.Contains(':', StringComparison.Ordinal))
-        {
-            return device;
-        }
-
-        string? local = Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_RANK")
-            ?? Environment.GetEnvironmentVariable("SLURM_LOCALID")
-            ?? Environment.GetEnvironmentVariable("MPI_LOCALRANKID");
-        int localRank = int.TryParse(local, NumberStyles.Integer, CultureInfo.InvariantCulture, out int parsed) ? parsed : _group.Rank;
-        return new Device(DeviceType.CUDA, localRank % Math.Max(1, (int)cuda.device_count()));
-    }
-
-    /// <summary>Data-parallel: rank 0's weights and buffers on every rank, then checked identical.</summary>
-    private void StartIdentical(HcscModel model)
-    {
-        if (_group.Size == 1)
-        {
-            return;
-        }
-
-        foreach (var (_, tensor) in model.state_dict())
-        {
-            _group.Broadcast(tensor, root: 0);
-        }
-
-        ParameterChecksum.VerifyIdentical(model, _group);
-    }
-
-    private double MeanOverRanks(double value)
-    {
-        if (_group.Size == 1)
-        {
-            return value;
-        }
-
-        Span<double> sum = [value];
-        _group.AllReduceSum(sum);
-        return sum[0] / _group.Size;
-    }
-
-    // A signal may reach the ranks at different steps: they stop together at the first step after any rank saw it.
-    private bool StopRequestedOnAnyRank()
-    {
-        if (_group.Size == 1)
-        {
-            return _stop.Requested;
-        }
-
-        Span<long> requested = [_stop.Requested ? 1 : 0];
-        _group.AllReduceSum(requested);
-        return requested[0] > 0;
     }
 
     /// <summary>The evaluation, computed by all ranks together (each embeds its share); the report on rank 0, null on the others.</summary>
