@@ -1,0 +1,196 @@
+using System.Globalization;
+using Hcsc.Core.Options;
+using Hcsc.Losses;
+using Hcsc.Models;
+using Hcsc.Models.Checkpoints;
+using static TorchSharp.torch;
+
+namespace Hcsc.Samples.ImageNetPretrain.Training;
+
+/// <summary>
+/// The checkpoints of a run's experiment folder: written atomically at the end of every epoch (checkpoint_latest.hcsc
+/// and a numbered copy) or inside one (with the position), read back on resume, and found for <c>--resume auto</c> (the
+/// newest intact one, after removing the temporary files of an interrupted write). Rank 0 alone writes.
+/// </summary>
+internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings settings, TextWriter output, GracefulStop stop, bool root)
+{
+    private readonly HcscOptions _options = options;
+    private readonly PretrainSettings _settings = settings;
+    private readonly TextWriter _output = output;
+    private readonly GracefulStop _stop = stop;
+    private readonly bool _root = root;
+
+    // At the end of an epoch (position null): checkpoint_latest.hcsc and a numbered copy. Inside an epoch: only
+    // checkpoint_latest.hcsc, with the position in the epoch.
+    public void Save(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, SelectiveKeyQueue queue, RunGenerators generators, EpochPosition? position = null)
+    {
+        if (!_root)
+        {
+            return; // rank 0 writes the checkpoint; every rank holds the same state
+        }
+
+        string path = Path.Combine(_settings.ExperimentDirectory, PretrainRun.LatestCheckpoint);
+        using var scope = NewDisposeScope();
+        var extras = new Dictionary<string, Tensor> { ["mask_generator_state"] = generators.Masks.get_state(), ["shuffle_generator_state"] = generators.Shuffle.get_state() };
+        var metadata = new Dictionary<string, string> { ["arch"] = _options.Model.Arch, ["dataset"] = _settings.Dataset };
+        if (position is not null)
+        {
+            foreach (var (name, tensor) in position.ToTensors())
+            {
+                extras[name] = tensor;
+            }
+
+            metadata[EpochPosition.StepKey] = position.Step.ToString(CultureInfo.InvariantCulture);
+        }
+
+        string pausePoint = position is null ? $"epoch{completedEpochs}-checkpoint-write" : $"epoch{position.Epoch + 1}-step{position.Step}-checkpoint-write";
+        bool hadCheckpoint = File.Exists(path);
+        try
+        {
+            TrainingCheckpoint.Save(path, completedEpochs, model, optimizer, queue, extras, metadata, () =>
+            {
+                FaultInjection.PauseAt(pausePoint, _output, _stop);
+                FaultInjection.FailAt(pausePoint);
+            });
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException(
+                $"The checkpoint {path} could not be written ({e.Message}). " +
+                (hadCheckpoint ? "The previous checkpoint there is unchanged. " : "No checkpoint of this run exists yet. ") +
+                $"Free space or fix the folder, then continue with --exp-dir {_settings.ExperimentDirectory} --resume auto.", e);
+        }
+
+        if (position is not null)
+        {
+            _output.WriteLine($"checkpoint: {path} (epoch {position.Epoch + 1}, step {position.Step})");
+            return;
+        }
+
+        // The numbered copy is made under a temporary name and renamed, so it too is complete or absent.
+        string numbered = Path.Combine(_settings.ExperimentDirectory, $"checkpoint_{completedEpochs:D4}.hcsc");
+        File.Copy(path, numbered + ".tmp", overwrite: true);
+        File.Move(numbered + ".tmp", numbered, overwrite: true);
+        if (_settings.KeepCheckpoints > 0)
+        {
+            foreach (string old in NumberedCheckpoints().Skip(_settings.KeepCheckpoints))
+            {
+                File.Delete(old);
+            }
+        }
+
+        _output.WriteLine($"checkpoint: {path} (epoch {completedEpochs})");
+    }
+
+    // checkpoint_NNNN.hcsc, newest first.
+    private IEnumerable<string> NumberedCheckpoints() =>
+        Directory.GetFiles(_settings.ExperimentDirectory, "checkpoint_????.hcsc").Where(f => int.TryParse(Path.GetFileName(f)[11..15], out _)).OrderByDescending(f => f, StringComparer.Ordinal);
+
+    public (int StartEpoch, EpochPosition? Position) Resume(string path, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, SelectiveKeyQueue queue, RunGenerators generators, Device device)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"The checkpoint to resume from, '{path}', does not exist.");
+        }
+
+        CheckpointContents contents;
+        try
+        {
+            contents = TrainingCheckpoint.Load(path, model, optimizer, queue);
+        }
+        catch (StateDictMismatchException e)
+        {
+            throw new InvalidDataException(
+                $"The checkpoint '{path}' does not fit this model (was it written with other --arch, --width, --dim, --small-stem or BatchNormSplits?): {e.Message}", e);
+        }
+
+        EpochPosition? position;
+        try
+        {
+            Restore(contents, "mask_generator_state", generators.Masks);
+            Restore(contents, "shuffle_generator_state", generators.Shuffle);
+            position = EpochPosition.FromCheckpoint(contents.Epoch, contents.Metadata, contents.ExtraTensors, device);
+        }
+        finally
+        {
+            foreach (var tensor in contents.ExtraTensors.Values)
+            {
+                tensor.Dispose();
+            }
+        }
+
+        _output.WriteLine(position is null
+            ? contents.Epoch >= _options.Training.Epochs
+                ? $"Resumed from {path}: all {contents.Epoch} epochs done; evaluating the trained model."
+                : $"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {contents.Epoch + 1}."
+            : $"Resumed from {path}: {contents.Epoch} epochs and {position.Step} steps of epoch {contents.Epoch + 1} done; continuing there.");
+        return (checked((int)contents.Epoch), position);
+    }
+
+    private void Restore(CheckpointContents contents, string name, Generator generator)
+    {
+        if (!contents.ExtraTensors.TryGetValue(name, out var state))
+        {
+            return;
+        }
+
+        try
+        {
+            generator.set_state(state);
+        }
+        catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or ArgumentException)
+        {
+            _output.WriteLine($"warning: the random state '{name}' was saved on another kind of device and is not restored; the run continues with fresh draws.");
+        }
+    }
+
+    // The newest checkpoint that verifies: checkpoint_latest.hcsc, else the numbered ones from the newest; null when
+    // the folder has none. A damaged file is reported and skipped, not deleted.
+    public string? FindForAutoResume()
+    {
+        if (!Directory.Exists(_settings.ExperimentDirectory))
+        {
+            return null;
+        }
+
+        if (_root)
+        {
+            RemoveUnfinishedWrites();
+        }
+
+        var candidates = NumberedCheckpoints().Prepend(Path.Combine(_settings.ExperimentDirectory, PretrainRun.LatestCheckpoint)).Where(File.Exists).ToList();
+        foreach (string candidate in candidates)
+        {
+            try
+            {
+                TrainingCheckpoint.Verify(candidate);
+                if (candidate != candidates[0])
+                {
+                    _output.WriteLine($"resume: falling back to {candidate}, the newest checkpoint that is intact.");
+                }
+
+                return candidate;
+            }
+            catch (InvalidDataException e)
+            {
+                _output.WriteLine($"warning: {e.Message} Trying an older checkpoint.");
+            }
+        }
+
+        return candidates.Count == 0 ? null : throw new InvalidDataException(
+            $"No intact checkpoint in {_settings.ExperimentDirectory} ({candidates.Count} damaged); start a new run in another --exp-dir, or remove them to start over.");
+    }
+
+    // A run killed while writing a checkpoint leaves its temporary file (.checkpoint_latest.hcsc.<id>.tmp, or
+    // checkpoint_NNNN.hcsc.tmp for the numbered copy); the checkpoints themselves are complete or absent.
+    private void RemoveUnfinishedWrites()
+    {
+        var unfinished = Directory.GetFiles(_settings.ExperimentDirectory, $".{PretrainRun.LatestCheckpoint}.*.tmp")
+            .Concat(Directory.GetFiles(_settings.ExperimentDirectory, "checkpoint_????.hcsc.tmp"));
+        foreach (string file in unfinished)
+        {
+            File.Delete(file);
+            _output.WriteLine($"resume: removed {Path.GetFileName(file)}, a checkpoint write that was interrupted.");
+        }
+    }
+}
