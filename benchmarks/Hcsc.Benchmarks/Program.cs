@@ -17,6 +17,7 @@ IBenchmark[] benchmarks =
     new Hcsc.Benchmarks.Pipeline.DefaultRunSeedsBenchmark(),
     new Hcsc.Benchmarks.Pipeline.MemorySoakBenchmark(),
     new Hcsc.Benchmarks.Experiments.FashionMnistComparison(),
+    new Hcsc.Benchmarks.Distributed.ScaleOutBenchmark(),
 ];
 
 if (args.Length == 0 || args[0] is "--list" or "-h" or "--help")
