@@ -133,12 +133,7 @@ public sealed class HcscModel : nn.Module
     /// <param name="generator">Random source of the shuffle (a CPU generator), or <c>null</c> for the global one.</param>
     public (Tensor Query, Tensor Key) Forward(Tensor view1, Tensor view2, Generator? generator = null)
     {
-        ArgumentNullException.ThrowIfNull(view1);
-        ArgumentNullException.ThrowIfNull(view2);
-        if (view1.dim() != 4 || view2.dim() != 4 || view1.shape[0] != view2.shape[0])
-        {
-            throw new ArgumentException($"Expected two views [B, C, H, W] with the same B; got {view1.Describe()} and {view2.Describe()}.");
-        }
+        RequireTwoViews(view1, view2);
 
         using var scope = NewDisposeScope();
         Tensor k;
@@ -179,12 +174,7 @@ public sealed class HcscModel : nn.Module
             return Forward(view1, view2, generator);
         }
 
-        ArgumentNullException.ThrowIfNull(view1);
-        ArgumentNullException.ThrowIfNull(view2);
-        if (view1.dim() != 4 || view2.dim() != 4 || view1.shape[0] != view2.shape[0])
-        {
-            throw new ArgumentException($"Expected two views [B, C, H, W] with the same B; got {view1.Describe()} and {view2.Describe()}.");
-        }
+        RequireTwoViews(view1, view2);
 
         using var scope = NewDisposeScope();
         Tensor k;
@@ -283,5 +273,15 @@ public sealed class HcscModel : nn.Module
         var permutation = randperm(batch, generator: generator).to(images.device);   // [B]
         var shuffled = encoder_k.forward(images.index_select(0, permutation));       // row i is f_k(images[perm[i]])
         return zeros_like(shuffled).index_copy_(0, permutation, shuffled);           // row perm[i] gets it back
+    }
+
+    private static void RequireTwoViews(Tensor view1, Tensor view2)
+    {
+        ArgumentNullException.ThrowIfNull(view1);
+        ArgumentNullException.ThrowIfNull(view2);
+        if (view1.dim() != 4 || view2.dim() != 4 || view1.shape[0] != view2.shape[0])
+        {
+            throw new ArgumentException($"Expected two views [B, C, H, W] with the same B; got {view1.Describe()} and {view2.Describe()}.");
+        }
     }
 }

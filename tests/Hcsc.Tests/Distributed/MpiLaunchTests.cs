@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text;
 using Hcsc.Tests.Build;
 using Xunit.Abstractions;
 
@@ -15,49 +13,11 @@ public class MpiLaunchTests(ITestOutputHelper output)
     [MpiFact]
     public void Two_ranks_pass_every_check_of_the_MPI_test_program()
     {
-        string? mpirun = MpiFactAttribute.FindMpirun();
-        Assert.True(mpirun is not null, $"mpirun is not on PATH and {MpiFactAttribute.RequireVariable}=1: {MpiFactAttribute.InstallHint}");
-
         string program = TestProgramPath();
         File.Exists(program).Should().BeTrue($"{program} is built with the tests (tests/Hcsc.MpiTests; dotnet build tests/Hcsc.MpiTests)");
 
-        var start = new ProcessStartInfo(mpirun!)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (string argument in (string[])["-np", "2", "--oversubscribe", "--allow-run-as-root", "dotnet", program])
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        // Containers often forbid the cross-memory attach of Open MPI's shared-memory transport (ptrace rules): copy instead.
-        start.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";
-
-        var console = new StringBuilder();
-        using var process = new Process { StartInfo = start };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (console) { console.AppendLine(e.Data); } } };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (console) { console.AppendLine(e.Data); } } };
-        var clock = Stopwatch.StartNew();
-        process.Start();
-        process.StandardInput.Close();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-            Assert.Fail($"mpirun did not finish within 5 minutes:\n{console}");
-        }
-
-        process.WaitForExit(); // the end of the redirected output
-        string text = console.ToString();
-        output.WriteLine($"mpirun -np 2 ({clock.Elapsed.TotalSeconds:F1} s), exit {process.ExitCode}:");
-        output.WriteLine(text);
-
-        process.ExitCode.Should().Be(0, $"every check passes on both ranks:\n{text}");
+        var (exit, text) = MpiRun.Launch(output, program, []);
+        exit.Should().Be(0, $"every check passes on both ranks:\n{text}");
         text.Should().Contain("MPI tests passed: ").And.Contain("checks on each of 2 ranks")
             .And.Contain("ok  GradientAllReduce (1 bucket) = the whole batch's gradient")
             .And.Contain("ok  AllGatherVariable (uneven, one empty)")

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text;
 using Xunit.Abstractions;
 
 namespace Hcsc.Tests.Distributed;
@@ -106,46 +104,8 @@ public class MpiPretrainTests(ITestOutputHelper output)
         }
     }
 
-    private (int Exit, string Text) Launch(string[] arguments, int ranks = 2)
-    {
-        string? mpirun = MpiFactAttribute.FindMpirun();
-        Assert.True(mpirun is not null, $"mpirun is not on PATH and {MpiFactAttribute.RequireVariable}=1: {MpiFactAttribute.InstallHint}");
-        string program = Path.Combine(AppContext.BaseDirectory, "hcsc-pretrain.dll");
-        var start = new ProcessStartInfo(mpirun!)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (string argument in (string[])["-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "--oversubscribe", "--allow-run-as-root", "dotnet", program, .. arguments])
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        start.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";
-        var console = new StringBuilder();
-        using var process = new Process { StartInfo = start };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (console) { console.AppendLine(e.Data); } } };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (console) { console.AppendLine(e.Data); } } };
-        var clock = Stopwatch.StartNew();
-        process.Start();
-        process.StandardInput.Close();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit();
-            Assert.Fail($"mpirun did not finish within 5 minutes:\n{console}");
-        }
-
-        process.WaitForExit();
-        string text = console.ToString();
-        output.WriteLine($"mpirun -np {ranks} hcsc-pretrain ({clock.Elapsed.TotalSeconds:F1} s), exit {process.ExitCode}:");
-        output.WriteLine(text);
-        return (process.ExitCode, text);
-    }
+    private (int Exit, string Text) Launch(string[] arguments, int ranks = 2) =>
+        MpiRun.Launch(output, Path.Combine(AppContext.BaseDirectory, "hcsc-pretrain.dll"), arguments, ranks);
 
     private static int CountOf(string text, string part)
     {
