@@ -45,17 +45,17 @@ internal sealed class DataParallelRanks(ICollectives group)
     public bool ShuffleKeysAcrossRanks(ModelOptions model) => group.Size > 1 && model.BatchNormSplits > 1;
 
     /// <summary>This rank's model options: the batch-norm splits of the global batch divided over the ranks.</summary>
-    public ModelOptions ModelOptionsOfThisRank(ModelOptions model) => group.Size == 1
-        ? model
-        : new ModelOptions
+    public ModelOptions ModelOptionsOfThisRank(ModelOptions model)
+    {
+        if (group.Size == 1)
         {
-            Arch = model.Arch,
-            Dim = model.Dim,
-            Mlp = model.Mlp,
-            EncoderMomentum = model.EncoderMomentum,
-            QueueLength = model.QueueLength,
-            BatchNormSplits = Math.Max(1, model.BatchNormSplits / group.Size),
-        };
+            return model;
+        }
+
+        var rank = model.Clone();
+        rank.BatchNormSplits = Math.Max(1, model.BatchNormSplits / group.Size);
+        return rank;
+    }
 
     /// <summary>One rank a GPU: a plain <c>cuda</c> (not <c>cuda:N</c>) becomes cuda:(local rank) under a launcher.</summary>
     public Device DeviceOfThisRank(Device device, string setting)

@@ -49,6 +49,9 @@ public sealed class ModelOptions
 
     /// <summary>Sub-batches of split-batch BN for the key encoder on one device (docs/method.md R5); divides the batch size. Default 8.</summary>
     public int BatchNormSplits { get; set; } = 8;
+
+    /// <summary>A copy of these options.</summary>
+    public ModelOptions Clone() => (ModelOptions)MemberwiseClone();
 }
 
 /// <summary>SGD, the schedule and the run.</summary>
