@@ -66,7 +66,7 @@ public sealed class PretrainRun
         _ranks = new DataParallelRanks(_group);
         _output = _root ? output : TextWriter.Null;
         _stop = stop ?? new GracefulStop();
-        _checkpoints = new RunCheckpoints(options, settings, _output, _stop, _root);
+        _checkpoints = new RunCheckpoints(options, settings, _output, _stop, _group);
     }
 
     /// <summary>For tests: the norm layer of both encoders (null: the ResNet's batch norm).</summary>
@@ -152,7 +152,8 @@ public sealed class PretrainRun
         using var queue = new SelectiveKeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
         using var objective = new HcscObjective(_options.Objective);
         // Masks are drawn on the device; HcscModel shuffles the key batch with a CPU permutation.
-        // Data-parallel: each rank draws its own rows' masks (seed + 1 + rank); the shuffle is drawn alike on every rank.
+        // Data-parallel: each rank draws its own rows' masks (seed + 1 + rank; each rank's state is checkpointed); the
+        // shuffle is drawn alike on every rank.
         using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1 + (ulong)_group.Rank, device);
         using var shuffleGenerator = new Generator(unchecked((ulong)training.Seed) + 2);
         var generators = new RunGenerators(maskGenerator, shuffleGenerator);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Hcsc.Core.Distributed;
 using Hcsc.Core.Options;
 using Hcsc.Losses;
 using Hcsc.Models;
@@ -10,28 +11,37 @@ namespace Hcsc.Samples.ImageNetPretrain.Training;
 /// <summary>
 /// The checkpoints of a run's experiment folder: written atomically at the end of every epoch (checkpoint_latest.hcsc
 /// and a numbered copy) or inside one (with the position), read back on resume, and found for <c>--resume auto</c> (the
-/// newest intact one, after removing the temporary files of an interrupted write). Rank 0 alone writes.
+/// newest intact one, after removing the temporary files of an interrupted write). Rank 0 alone writes; the ranks'
+/// own random state for the selection masks goes into the checkpoint too, so each rank resumes its own draws.
 /// </summary>
-internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings settings, TextWriter output, GracefulStop stop, bool root)
+internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings settings, TextWriter output, GracefulStop stop, ICollectives group)
 {
+    // Rank 0's mask state is stored under this name (as in one process), rank r's under MaskStateName + "_rank" + r.
+    private const string MaskStateName = "mask_generator_state";
+
     private readonly HcscOptions _options = options;
     private readonly PretrainSettings _settings = settings;
     private readonly TextWriter _output = output;
     private readonly GracefulStop _stop = stop;
-    private readonly bool _root = root;
+    private readonly ICollectives _group = group;
 
     // At the end of an epoch (position null): checkpoint_latest.hcsc and a numbered copy. Inside an epoch: only
     // checkpoint_latest.hcsc, with the position in the epoch.
     public void Save(int completedEpochs, HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, SelectiveKeyQueue queue, RunGenerators generators, EpochPosition? position = null)
     {
-        if (!_root)
+        using var scope = NewDisposeScope();
+        var maskStates = GatherMaskStates(generators.Masks);
+        if (_group.Rank != 0)
         {
-            return; // rank 0 writes the checkpoint; every rank holds the same state
+            return; // rank 0 writes the checkpoint; the ranks hold the same state but for their mask draws, gathered above
         }
 
         string path = Path.Combine(_settings.ExperimentDirectory, PretrainRun.LatestCheckpoint);
-        using var scope = NewDisposeScope();
-        var extras = new Dictionary<string, Tensor> { ["mask_generator_state"] = generators.Masks.get_state(), ["shuffle_generator_state"] = generators.Shuffle.get_state() };
+        var extras = new Dictionary<string, Tensor> { ["shuffle_generator_state"] = generators.Shuffle.get_state() };
+        for (int rank = 0; rank < maskStates.Count; rank++)
+        {
+            extras[MaskStateName + RankSuffix(rank)] = maskStates[rank];
+        }
         var metadata = new Dictionary<string, string> { ["arch"] = _options.Model.Arch, ["dataset"] = _settings.Dataset };
         if (position is not null)
         {
@@ -82,6 +92,23 @@ internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings setti
         _output.WriteLine($"checkpoint: {path} (epoch {completedEpochs})");
     }
 
+    // Every rank's mask generator state ([L] bytes, the same L on every rank of one device kind), in rank order.
+    private List<Tensor> GatherMaskStates(Generator masks)
+    {
+        var local = masks.get_state();
+        if (_group.Size == 1)
+        {
+            return [local];
+        }
+
+        var bytes = local.data<byte>().ToArray();
+        var gathered = new byte[bytes.Length * _group.Size];
+        _group.AllGather<byte>(bytes, gathered);
+        return Enumerable.Range(0, _group.Size).Select(rank => tensor(gathered.AsSpan(rank * bytes.Length, bytes.Length).ToArray(), dtype: ScalarType.Byte)).ToList();
+    }
+
+    private static string RankSuffix(int rank) => rank == 0 ? string.Empty : $"_rank{rank.ToString(CultureInfo.InvariantCulture)}";
+
     // checkpoint_NNNN.hcsc, newest first.
     private IEnumerable<string> NumberedCheckpoints() =>
         Directory.GetFiles(_settings.ExperimentDirectory, "checkpoint_????.hcsc").Where(f => int.TryParse(Path.GetFileName(f)[11..15], out _)).OrderByDescending(f => f, StringComparer.Ordinal);
@@ -107,7 +134,7 @@ internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings setti
         EpochPosition? position;
         try
         {
-            Restore(contents, "mask_generator_state", generators.Masks);
+            RestoreMaskState(contents, generators.Masks);
             Restore(contents, "shuffle_generator_state", generators.Shuffle);
             position = EpochPosition.FromCheckpoint(contents.Epoch, contents.Metadata, contents.ExtraTensors, device);
         }
@@ -125,6 +152,20 @@ internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings setti
                 : $"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {contents.Epoch + 1}."
             : $"Resumed from {path}: {contents.Epoch} epochs and {position.Step} steps of epoch {contents.Epoch + 1} done; continuing there.");
         return (checked((int)contents.Epoch), position);
+    }
+
+    // Rank r takes its own saved state. A checkpoint of one process, of an older version or of fewer ranks has none for
+    // r > 0: that rank keeps its fresh generator (seed + 1 + r) rather than repeat another rank's draws.
+    private void RestoreMaskState(CheckpointContents contents, Generator masks)
+    {
+        string name = MaskStateName + RankSuffix(_group.Rank);
+        if (_group.Rank > 0 && !contents.ExtraTensors.ContainsKey(name))
+        {
+            Console.Error.WriteLine($"warning: rank {_group.Rank}: the checkpoint holds no random state for this rank's selection masks (written by fewer ranks or an older version); this rank draws afresh.");
+            return;
+        }
+
+        Restore(contents, name, masks);
     }
 
     private void Restore(CheckpointContents contents, string name, Generator generator)
@@ -153,7 +194,7 @@ internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings setti
             return null;
         }
 
-        if (_root)
+        if (_group.Rank == 0)
         {
             RemoveUnfinishedWrites();
         }

@@ -104,6 +104,40 @@ public class MpiPretrainTests(ITestOutputHelper output)
         }
     }
 
+    [MpiFact]
+    public void Two_ranks_resumed_after_an_HCSC_epoch_continue_exactly_as_the_uninterrupted_run()
+    {
+        // After epoch 2 (an HCSC epoch) the ranks' selection-mask draws have diverged; each must resume its own, so the
+        // third epoch of the resumed run repeats the uninterrupted run's step for step.
+        string whole = Path.Combine(Path.GetTempPath(), $"hcsc-mpi-pretrain-{Guid.NewGuid():N}");
+        string resumed = Path.Combine(Path.GetTempPath(), $"hcsc-mpi-pretrain-{Guid.NewGuid():N}");
+        try
+        {
+            var (exitWhole, textWhole) = Launch([.. TinyRun, "--exp-dir", whole]);
+            exitWhole.Should().Be(0, textWhole);
+            Directory.CreateDirectory(resumed);
+            string checkpoint = Path.Combine(resumed, "checkpoint_0002.hcsc");
+            File.Copy(Path.Combine(whole, "checkpoint_0002.hcsc"), checkpoint);
+            var (exitResumed, textResumed) = Launch([.. TinyRun, "--exp-dir", resumed, "--resume", checkpoint]);
+            exitResumed.Should().Be(0, textResumed);
+            textResumed.Should().Contain("2 epochs done; continuing at epoch 3").And.NotContain("draws afresh");
+
+            StepLossesOfEpoch(resumed, 2).Should().Equal(StepLossesOfEpoch(whole, 2), "each rank continues its own random draws");
+        }
+        finally
+        {
+            foreach (string folder in new[] { whole, resumed }.Where(Directory.Exists))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+
+        static double[] StepLossesOfEpoch(string folder, int epoch) => File.ReadAllLines(Path.Combine(folder, "metrics.jsonl"))
+            .Select(line => System.Text.Json.JsonDocument.Parse(line).RootElement)
+            .Single(record => record.GetProperty("epoch").GetInt32() == epoch && record.TryGetProperty("step_losses", out _))
+            .GetProperty("step_losses").EnumerateArray().Select(loss => loss.GetDouble()).ToArray();
+    }
+
     private (int Exit, string Text) Launch(string[] arguments, int ranks = 2) =>
         MpiRun.Launch(output, Path.Combine(AppContext.BaseDirectory, "hcsc-pretrain.dll"), arguments, ranks);
 
