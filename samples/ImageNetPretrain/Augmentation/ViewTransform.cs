@@ -31,6 +31,9 @@ public sealed record ViewTransform(int Size, double MinScale, double MaxScale, P
     /// <summary>Floats in one view: 3 · Size · Size.</summary>
     public int Length => 3 * Size * Size;
 
+    /// <summary>Probability of the Gaussian blur of <see cref="PhotometricRecipe.MoCoV2"/>; 0.5 by default, as MoCo v2.</summary>
+    public double BlurProbability { get; init; } = 0.5;
+
     /// <summary>Channel means used by <see cref="Apply"/>; ImageNet's by default.</summary>
     public float[] Mean { get; init; } = ImageNetMean;
 
@@ -74,7 +77,7 @@ public sealed record ViewTransform(int Size, double MinScale, double MaxScale, P
                 ColorOps.Grayscale(destination);
             }
 
-            if (random.NextDouble() < 0.5)
+            if (random.NextDouble() < BlurProbability)
             {
                 ColorOps.GaussianBlur(destination, Size, Size, (float)(0.1 + (1.9 * random.NextDouble())));
             }

@@ -106,6 +106,12 @@ public sealed class AugmentationOptions
     /// <summary>Lower RandomResizedCrop scale of the two global crops (upper is 1). Default 0.2, as MoCo v2.</summary>
     public double GlobalCropMinScale { get; set; } = 0.2;
 
+    /// <summary>
+    /// Probability of MoCo v2's Gaussian blur (σ ∈ [0.1, 2] pixels of the view) on every view. Default 0.5, as MoCo v2;
+    /// on small images (28 px) a σ of pixels removes most of the detail, so the small-image presets set 0.
+    /// </summary>
+    public double BlurProbability { get; set; } = 0.5;
+
     /// <summary>Add local views (the 73.3 % setting). Default false.</summary>
     public bool MultiCrop { get; set; }
 

@@ -136,4 +136,67 @@ public class AugmentationTests
         a.Should().Equal(b);
         a.Should().OnlyContain(v => float.IsFinite(v));
     }
+
+    [Fact]
+    public void Blur_probability_one_blurs_every_view_and_zero_none()
+    {
+        // A blur (a convex combination of shifted copies) never raises the total variation, so with the same draws a
+        // view blurred for sure varies less than the same view never blurred: never more, and clearly less in all.
+        var noise = new byte[28 * 28 * 3];
+        new Random(3).NextBytes(noise);
+        var image = new RgbImage(28, 28, noise);
+        var never = new ViewTransform(28, 0.5, 1.0, PhotometricRecipe.MoCoV2) { BlurProbability = 0 };
+        var always = never with { BlurProbability = 1 };
+        var half = never with { BlurProbability = 0.5 };
+        double neverTotal = 0, alwaysTotal = 0;
+        int halfBlurred = 0;
+        for (int seed = 0; seed < 40; seed++)
+        {
+            double neverVariation = TotalVariation(View(never, image, seed));
+            double alwaysVariation = TotalVariation(View(always, image, seed));
+            alwaysVariation.Should().BeLessThanOrEqualTo(neverVariation * (1 + 1e-5), $"seed {seed}");
+            neverTotal += neverVariation;
+            alwaysTotal += alwaysVariation;
+            halfBlurred += View(half, image, seed).SequenceEqual(View(never, image, seed)) ? 0 : 1;
+        }
+
+        alwaysTotal.Should().BeLessThan(0.8 * neverTotal);
+        halfBlurred.Should().BeInRange(10, 30, "about half of 40 views are blurred at probability 0.5");
+    }
+
+    [Fact]
+    public void Every_training_view_takes_the_blur_probability_of_the_options()
+    {
+        var options = new Hcsc.Core.Options.AugmentationOptions { ImageSize = 28, MultiCrop = true, LocalCropSizes = [16, 12], LocalCropMinScales = [0.1, 0.1], LocalCropMaxScales = [0.5, 0.5], BlurProbability = 0.25 };
+        var views = ViewSet.Training(options, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        views.Should().HaveCount(4).And.OnlyContain(v => v.BlurProbability == 0.25);
+    }
+
+    private static float[] View(ViewTransform view, RgbImage image, int seed)
+    {
+        var values = new float[view.Length];
+        view.Apply(image, new Random(seed), values);
+        return values;
+    }
+
+    // Σ |x[c, y, x+1] − x[c, y, x]| + |x[c, y+1, x] − x[c, y, x]| over a [3, S, S] view, in double precision.
+    private static double TotalVariation(float[] view)
+    {
+        int size = (int)Math.Sqrt(view.Length / 3);
+        double total = 0;
+        for (int c = 0; c < 3; c++)
+        {
+            for (int y = 0; y < size; y++)
+            {
+                for (int x = 0; x < size; x++)
+                {
+                    double value = view[(((c * size) + y) * size) + x];
+                    total += x + 1 < size ? Math.Abs(view[(((c * size) + y) * size) + x + 1] - value) : 0;
+                    total += y + 1 < size ? Math.Abs(view[(((c * size) + y + 1) * size) + x] - value) : 0;
+                }
+            }
+        }
+
+        return total;
+    }
 }
