@@ -84,7 +84,8 @@ public sealed class ResNet : Module<Tensor, Tensor>
 
     /// <summary>
     /// Builds a ResNet from <paramref name="options"/>, initialised as torchvision does. The first call applies
-    /// <see cref="OneDnnGuard"/>: on a CPU that reports no caches, convolutions run without oneDNN.
+    /// <see cref="OneDnnGuard"/>: on a CPU that reports no caches, convolutions run without oneDNN; and
+    /// <see cref="NativeHeap"/>: glibc's malloc keeps freed memory for the next step's buffers.
     /// </summary>
     /// <exception cref="ArgumentException">The options are invalid; the message lists every problem.</exception>
     public static ResNet Create(ResNetOptions options)
@@ -97,6 +98,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
         }
 
         OneDnnGuard.Apply(); // oneDNN's convolutions fail on CPUs that report no caches
+        NativeHeap.Apply();  // glibc would unmap and fault in every large temporary buffer again
         return new ResNet(options, ResNetArchitectures.Get(options.Arch));
     }
 
