@@ -31,43 +31,21 @@ public static class NativeHeap
     private const int MallocTrimThreshold = -1; // M_TRIM_THRESHOLD in glibc's malloc.h
     private const int MallocMmapMax = -4;       // M_MMAP_MAX
 
-    private static readonly Lock Gate = new();
-    private static NativeHeapDecision? _applied;
+    private static readonly ProcessDecision<NativeHeapDecision> Decision = new();
 
     /// <summary>The decision applied in this process, or null before the first <see cref="Apply"/>.</summary>
-    public static NativeHeapDecision? Applied
-    {
-        get
-        {
-            lock (Gate)
-            {
-                return _applied;
-            }
-        }
-    }
+    public static NativeHeapDecision? Applied => Decision.Applied;
 
     /// <summary>Decides once per process (later calls return the first decision) and tunes glibc's malloc accordingly.</summary>
     /// <exception cref="ArgumentException"><c>HCSC_MALLOC</c> holds something other than auto or off.</exception>
-    public static NativeHeapDecision Apply()
+    public static NativeHeapDecision Apply() => Decision.GetOrApply(() =>
     {
-        lock (Gate)
-        {
-            if (_applied is not null)
-            {
-                return _applied;
-            }
-
-            var mallopt = FindMallopt();
-            var decision = Decide(Environment.GetEnvironmentVariable(EnvironmentVariable), mallopt is not null, Environment.GetEnvironmentVariable("GLIBC_TUNABLES"));
-            if (decision.KeepsFreedMemory && !Tune(mallopt!.Value))
-            {
-                decision = new NativeHeapDecision(false, "glibc's mallopt refused the settings; malloc is left as it was");
-            }
-
-            _applied = decision;
-            return decision;
-        }
-    }
+        var mallopt = FindMallopt();
+        var decision = Decide(Environment.GetEnvironmentVariable(EnvironmentVariable), mallopt is not null, Environment.GetEnvironmentVariable("GLIBC_TUNABLES"));
+        return decision.KeepsFreedMemory && !Tune(mallopt!.Value)
+            ? new NativeHeapDecision(false, "glibc's mallopt refused the settings; malloc is left as it was")
+            : decision;
+    });
 
     /// <summary>
     /// The decision for a setting of <c>HCSC_MALLOC</c> (null or empty = auto), whether glibc's <c>mallopt</c> is

@@ -20,55 +20,36 @@ public static class OneDnnGuard
     /// <summary>The environment variable that overrides the automatic decision: <c>auto</c>, <c>on</c> or <c>off</c>.</summary>
     public const string EnvironmentVariable = "HCSC_ONEDNN";
 
-    private static readonly Lock Gate = new();
-    private static OneDnnDecision? _applied;
+    private static readonly ProcessDecision<OneDnnDecision> Decision = new();
 
     /// <summary>The decision applied in this process, or null before the first <see cref="Apply"/>.</summary>
-    public static OneDnnDecision? Applied
-    {
-        get
-        {
-            lock (Gate)
-            {
-                return _applied;
-            }
-        }
-    }
+    public static OneDnnDecision? Applied => Decision.Applied;
 
     /// <summary>
     /// Decides once per process (later calls return the first decision) and sets libtorch's flag accordingly.
     /// </summary>
     /// <exception cref="ArgumentException"><c>HCSC_ONEDNN</c> holds something other than auto, on or off.</exception>
-    public static OneDnnDecision Apply()
+    public static OneDnnDecision Apply() => Decision.GetOrApply(() =>
     {
-        lock (Gate)
+        var decision = Decide(Environment.GetEnvironmentVariable(EnvironmentVariable), CpuCacheReport.ForThisMachine());
+        if (!decision.ConvolutionsUseOneDnn)
         {
-            if (_applied is not null)
+            if (!LibTorchMkldnnSwitch.IsAvailable)
             {
-                return _applied;
+                decision = decision with
+                {
+                    ConvolutionsUseOneDnn = true,
+                    Reason = decision.Reason + "; but libtorch's switch was not found, so oneDNN stays on: expect failures in convolutions",
+                };
             }
-
-            var decision = Decide(Environment.GetEnvironmentVariable(EnvironmentVariable), CpuCacheReport.ForThisMachine());
-            if (!decision.ConvolutionsUseOneDnn)
+            else
             {
-                if (!LibTorchMkldnnSwitch.IsAvailable)
-                {
-                    decision = decision with
-                    {
-                        ConvolutionsUseOneDnn = true,
-                        Reason = decision.Reason + "; but libtorch's switch was not found, so oneDNN stays on: expect failures in convolutions",
-                    };
-                }
-                else
-                {
-                    LibTorchMkldnnSwitch.Enabled = false;
-                }
+                LibTorchMkldnnSwitch.Enabled = false;
             }
-
-            _applied = decision;
-            return decision;
         }
-    }
+
+        return decision;
+    });
 
     /// <summary>
     /// The decision for a setting of <c>HCSC_ONEDNN</c> (null or empty = auto) on a CPU described by <paramref name="cpu"/>.
