@@ -22,7 +22,7 @@ public static class ViewSet
         {
             for (int i = 0; i < options.LocalCropSizes.Length; i++)
             {
-                views.Add(new ViewTransform(options.LocalCropSizes[i], options.LocalCropMinScales[i], options.LocalCropMaxScales[i], recipe) { Mean = mean, Std = std, BlurProbability = options.BlurProbability });
+                views.Add(global with { Size = options.LocalCropSizes[i], MinScale = options.LocalCropMinScales[i], MaxScale = options.LocalCropMaxScales[i] });
             }
         }
 

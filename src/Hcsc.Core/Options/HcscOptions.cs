@@ -107,8 +107,8 @@ public sealed class AugmentationOptions
     public double GlobalCropMinScale { get; set; } = 0.2;
 
     /// <summary>
-    /// Probability of MoCo v2's Gaussian blur (σ ∈ [0.1, 2] pixels of the view) on every view. Default 0.5, as MoCo v2;
-    /// on small images (28 px) a σ of pixels removes most of the detail, so the small-image presets set 0.
+    /// Probability of MoCo v2's Gaussian blur (σ ∈ [0.1, 2] pixels of the view) on every view; 0 turns it off. Default 0.5,
+    /// as MoCo v2 (and every preset).
     /// </summary>
     public double BlurProbability { get; set; } = 0.5;
 

@@ -13,12 +13,12 @@ public sealed record NativeHeapDecision(bool KeepsFreedMemory, string Reason);
 /// its own <c>mmap</c> and unmaps it on <c>free</c>, so the next operation faults every page in again, zero-filled:
 /// ATen's im2col convolutions allocate a <c>[B, C·k·k, H·W]</c> column buffer per call (58 MiB for 16 channels at 28×28,
 /// batch 128), and a CPU training step spent more time in the kernel than computing (measured in
-/// <c>benchmarks/README.md</c>, "glibc's heap": 2.5× faster steps with freed memory kept).
+/// <c>benchmarks/README.md</c>, "glibc's malloc keeps freed buffers": 2.3× faster steps with freed memory kept).
 /// </summary>
 /// <remarks>
 /// <see cref="Apply"/> sets <c>mallopt(M_MMAP_MAX, 0)</c> (blocks come from the heaps; glibc still maps a block of its
 /// own when a thread other than the main one asks for more than its 64 MiB thread heap holds) and <c>mallopt(M_TRIM_THRESHOLD, 2 GiB − 1)</c> (freed memory stays in
-/// the heap). The cost is resident memory: the process keeps the peak of what it allocated (about +0.5 GiB for a
+/// the heap). The cost is resident memory: the process keeps the peak of what it allocated (about +0.3 GiB for a
 /// small ResNet-18 step). Hcsc's models call it when they are built. Nothing is changed where the C library is not
 /// glibc, where <c>GLIBC_TUNABLES</c> already sets a <c>glibc.malloc</c> tunable (the user's choice wins), or where the
 /// environment variable <c>HCSC_MALLOC</c> is <c>off</c>.

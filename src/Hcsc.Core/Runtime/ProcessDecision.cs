@@ -20,7 +20,7 @@ internal sealed class ProcessDecision<T>
         }
     }
 
-    /// <summary>Returns the applied decision, running <paramref name="decideAndApply"/> first if there is none (not again if it throws).</summary>
+    /// <summary>Returns the applied decision, running <paramref name="decideAndApply"/> first if there is none (again on the next call if it throws).</summary>
     public T GetOrApply(Func<T> decideAndApply)
     {
         lock (_gate)

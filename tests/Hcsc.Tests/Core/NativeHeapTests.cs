@@ -41,18 +41,15 @@ public class NativeHeapTests
         // glibc's chunk header, the size_t before the block, has bit 1 (IS_MMAPPED) set for a block mapped on its own.
         // Read per block, so that what other tests allocate at the same time does not count.
         nuint header = ((nuint*)block)[-1];
-        nuint heapBytes = MallInfo2().HeapBytes;
+        nuint heapBytes = HeapBytes();
         NativeMemory.Free(block);
 
         (header & 2).Should().Be(0, "the block comes from a heap, not from a mapping of its own");
-        MallInfo2().HeapBytes.Should().BeGreaterThanOrEqualTo(heapBytes, "freeing does not give the heap's memory back");
+        HeapBytes().Should().BeGreaterThanOrEqualTo(heapBytes, "freeing does not give the heap's memory back");
     }
 
-    private static (nuint HeapBytes, nuint MappedBytes) MallInfo2()
-    {
-        var info = mallinfo2();
-        return (info.Arena, info.Hblkhd);
-    }
+    // Bytes obtained from the system for all heaps (sbrk and the thread arenas' own mappings), per glibc's mallinfo2.
+    private static nuint HeapBytes() => mallinfo2().Arena;
 
     [DllImport("libc.so.6")]
     private static extern MallInfo mallinfo2();
@@ -60,11 +57,11 @@ public class NativeHeapTests
     [StructLayout(LayoutKind.Sequential)]
     private struct MallInfo
     {
-        public nuint Arena;    // bytes obtained from the system for the heaps (sbrk and the arenas' own mappings)
+        public nuint Arena;
         public nuint Ordblks;
         public nuint Smblks;
         public nuint Hblks;
-        public nuint Hblkhd;   // bytes in blocks allocated by mmap
+        public nuint Hblkhd;
         public nuint Usmblks;
         public nuint Fsmblks;
         public nuint Uordblks;
