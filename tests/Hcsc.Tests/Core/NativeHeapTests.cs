@@ -19,7 +19,7 @@ public class NativeHeapTests
     }
 
     [Fact]
-    public unsafe void After_Apply_a_large_block_comes_from_the_heap_and_stays_there_when_freed()
+    public unsafe void After_Apply_a_large_block_comes_from_the_heap()
     {
         var decision = NativeHeap.Apply();
         if (!OperatingSystem.IsLinux())
@@ -41,31 +41,10 @@ public class NativeHeapTests
         // glibc's chunk header, the size_t before the block, has bit 1 (IS_MMAPPED) set for a block mapped on its own.
         // Read per block, so that what other tests allocate at the same time does not count.
         nuint header = ((nuint*)block)[-1];
-        nuint heapBytes = HeapBytes();
         NativeMemory.Free(block);
 
+        // Not asserted: that freeing keeps the memory. The test runs on a thread-pool thread, whose arena may release a
+        // heap that became empty whatever M_TRIM_THRESHOLD says, and other tests free memory at the same time.
         (header & 2).Should().Be(0, "the block comes from a heap, not from a mapping of its own");
-        HeapBytes().Should().BeGreaterThanOrEqualTo(heapBytes, "freeing does not give the heap's memory back");
-    }
-
-    // Bytes obtained from the system for all heaps (sbrk and the thread arenas' own mappings), per glibc's mallinfo2.
-    private static nuint HeapBytes() => mallinfo2().Arena;
-
-    [DllImport("libc.so.6")]
-    private static extern MallInfo mallinfo2();
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct MallInfo
-    {
-        public nuint Arena;
-        public nuint Ordblks;
-        public nuint Smblks;
-        public nuint Hblks;
-        public nuint Hblkhd;
-        public nuint Usmblks;
-        public nuint Fsmblks;
-        public nuint Uordblks;
-        public nuint Fordblks;
-        public nuint Keepcost;
     }
 }
