@@ -32,6 +32,15 @@ public sealed partial class ProcessFaultTests : IDisposable
         public Child(string[] arguments, string? pauseAt, string? failAt = null, string? nanAt = null)
         {
             var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            if (SigIntIgnoredHere())
+            {
+                // A child inherits an ignored SIGINT (a test run started in the background of a script), and .NET keeps
+                // it ignored; GNU env resets it, so the stop-signal test sends a signal that can arrive.
+                start.FileName = "env";
+                start.ArgumentList.Add("--default-signal=INT");
+                start.ArgumentList.Add("dotnet");
+            }
+
             foreach (string argument in arguments)
             {
                 start.ArgumentList.Add(argument);
@@ -90,7 +99,7 @@ public sealed partial class ProcessFaultTests : IDisposable
             if (!_process.WaitForExit(TimeSpan.FromMinutes(3)))
             {
                 _process.Kill(entireProcessTree: true);
-                throw new TimeoutException("The child did not finish in 3 minutes.");
+                throw new TimeoutException($"The child did not finish in 3 minutes. Output:\n{string.Join('\n', Output)}");
             }
 
             _process.WaitForExit();
@@ -104,6 +113,16 @@ public sealed partial class ProcessFaultTests : IDisposable
         }
 
         public void Dispose() => _process.Dispose();
+
+        // Bit 1 of SigIgn in /proc/self/status (a hexadecimal mask whose bit n-1 is signal n) is SIGINT.
+        private static bool SigIntIgnoredHere()
+        {
+            const string path = "/proc/self/status";
+            string? mask = File.Exists(path)
+                ? File.ReadLines(path).FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))?["SigIgn:".Length..].Trim()
+                : null;
+            return mask is not null && (Convert.ToUInt64(mask, 16) & (1UL << 1)) != 0;
+        }
     }
 
     private static List<JsonElement> Metrics(string directory) =>
