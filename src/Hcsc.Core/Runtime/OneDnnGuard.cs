@@ -34,7 +34,7 @@ public static class OneDnnGuard
         var decision = Decide(Environment.GetEnvironmentVariable(EnvironmentVariable), CpuCacheReport.ForThisMachine());
         if (!decision.ConvolutionsUseOneDnn)
         {
-            if (!LibTorchMkldnnSwitch.IsAvailable)
+            if (!LibTorchContextFlag.Mkldnn.IsAvailable)
             {
                 decision = decision with
                 {
@@ -44,7 +44,7 @@ public static class OneDnnGuard
             }
             else
             {
-                LibTorchMkldnnSwitch.Enabled = false;
+                LibTorchContextFlag.Mkldnn.Enabled = false;
             }
         }
 
@@ -79,9 +79,9 @@ public static class OneDnnGuard
     /// decision is not changed.
     /// </summary>
     /// <exception cref="PlatformNotSupportedException">libtorch's switch is not exported by the loaded library.</exception>
-    public static void SetConvolutionsUseOneDnn(bool enabled) => LibTorchMkldnnSwitch.Enabled = enabled;
+    public static void SetConvolutionsUseOneDnn(bool enabled) => LibTorchContextFlag.Mkldnn.Enabled = enabled;
 
     /// <summary>libtorch's current oneDNN flag.</summary>
     /// <exception cref="PlatformNotSupportedException">libtorch's switch is not exported by the loaded library.</exception>
-    public static bool ConvolutionsUseOneDnn => LibTorchMkldnnSwitch.Enabled;
+    public static bool ConvolutionsUseOneDnn => LibTorchContextFlag.Mkldnn.Enabled;
 }

@@ -99,6 +99,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
 
         OneDnnGuard.Apply(); // oneDNN's convolutions fail on CPUs that report no caches
         NativeHeap.Apply();  // glibc would unmap and fault in every large temporary buffer again
+        NnpackGuard.Apply(); // an NNPACK that cannot initialise is retried, and logged, before every convolution
         return new ResNet(options, ResNetArchitectures.Get(options.Arch));
     }
 

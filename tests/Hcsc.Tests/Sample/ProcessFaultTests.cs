@@ -300,6 +300,15 @@ public sealed partial class ProcessFaultTests : IDisposable
         ResumeAndCompare(directory, "1 epochs and 2 steps of epoch 2 done; continuing there");
     }
 
+    [Fact]
+    public void A_cpu_where_nnpack_cannot_initialise_gets_one_log_line_not_one_per_convolution()
+    {
+        using var child = new Child(Arguments(Path.Combine(_directory, "run")), pauseAt: null);
+        child.WaitForExit().Should().Be(0, string.Join('\n', child.Output));
+        child.Output.Count(l => l.Contains("Could not initialize NNPACK", StringComparison.Ordinal)).Should().BeLessThanOrEqualTo(1,
+            "libtorch logs the failure before every convolution of a batch of 16 or more while its NNPACK switch is on (460 lines for a run this size)");
+    }
+
     [LibraryImport("libc", EntryPoint = "kill")]
     private static partial int kill(int pid, int signal);
 }
