@@ -14,9 +14,17 @@ public sealed class EpochAccumulator : IDisposable
     private readonly Dictionary<string, Tensor> _sums = new(StringComparer.Ordinal);
     private int _steps;
 
-    /// <summary>Adds one step's result: total, InfoNCE, per-level ICSC / PCSC, acceptance ratios, accuracies, local terms.</summary>
-    public void Add(HcscLossResult result)
+    /// <summary>
+    /// Adds one step's result: total, InfoNCE, per-level ICSC / PCSC, acceptance ratios, accuracies, local terms; and the
+    /// spread of its query embeddings (<see cref="EmbeddingSpread"/>, a scalar tensor) when given.
+    /// </summary>
+    public void Add(HcscLossResult result, Tensor? embeddingSpread = null)
     {
+        if (embeddingSpread is not null)
+        {
+            Accumulate("embedding_spread", embeddingSpread);
+        }
+
         Accumulate("loss", result.Total);
         Accumulate("loss_infonce", result.InfoNce);
         Accumulate("instance_top1", result.InstanceAccuracy);

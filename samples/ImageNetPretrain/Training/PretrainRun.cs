@@ -268,6 +268,11 @@ public sealed class PretrainRun
             using var sums = new EpochAccumulator();
             var stepLosses = TrainSteps(run, epoch, resumeAt, clustering, sums, cancellation);
             AddEpochRecord(record, sums, stepLosses, clock, trainClock);
+            if (record.TryGetValue("embedding_spread", out var spread) && spread is double s && EmbeddingSpread.CollapseWarning(epoch + 1, s) is { } warning)
+            {
+                _output.WriteLine(warning);
+            }
+
             return record;
         }
         finally
@@ -338,10 +343,10 @@ public sealed class PretrainRun
         foreach (var batch in run.Loader.TrainingEpoch(epoch, firstBatch: step, cancellation: cancellation))
         {
             using var scope = NewDisposeScope();
-            var (loss, value) = TrainStep(run, batch, epoch, step);
+            var (loss, value, spread) = TrainStep(run, batch, epoch, step);
             stepLosses.Add(value);
             run.Board?.Step((epoch * run.Loader.TrainingBatches) + step, stepLosses[^1]);
-            sums.Add(loss);
+            sums.Add(loss, spread);
             AfterStep?.Invoke(epoch, step, value, run.Model);
             step++;
             _globalStep++;
@@ -359,9 +364,10 @@ public sealed class PretrainRun
 
     /// <summary>
     /// One step, MoCo's <c>train()</c> loop body with the HCSC objective (docs/method.md §1, §5); returns the loss parts
-    /// and the loss's value, checked finite with the gradients (<see cref="NonFiniteGuard"/>) before the optimiser used them.
+    /// and the loss's value, checked finite with the gradients (<see cref="NonFiniteGuard"/>) before the optimiser used them,
+    /// and the spread of the queries (<see cref="EmbeddingSpread"/>).
     /// </summary>
-    private (HcscLossResult Loss, double Value) TrainStep(RunState run, ImageBatch batch, int epoch, int step)
+    private (HcscLossResult Loss, double Value, Tensor Spread) TrainStep(RunState run, ImageBatch batch, int epoch, int step)
     {
         // The views and dataset indices of the batch, on the device.
         var images = batch.Views.Select((v, i) => tensor(v, [batch.Count, 3, batch.ViewSizes[i], batch.ViewSizes[i]]).to(run.Device)).ToArray();
@@ -399,7 +405,7 @@ public sealed class PretrainRun
             run.Queue.Enqueue(StridedShards.Gather(_group, k), StridedShards.Gather(_group, indices));
         }
 
-        return (loss, value);
+        return (loss, value, EmbeddingSpread.Of(q));
     }
 
     private static void Backward(HcscLossResult loss, int epoch, int step)

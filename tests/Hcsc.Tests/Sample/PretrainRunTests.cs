@@ -74,6 +74,9 @@ public sealed class PretrainRunTests : IDisposable
             double.IsFinite(value.GetDouble()).Should().BeTrue(field);
         }
 
+        epochs.Should().OnlyContain(m => m.GetProperty("embedding_spread").GetDouble() > 0 && m.GetProperty("embedding_spread").GetDouble() <= 1);
+        log.ToString().Should().NotContain("collapsed");
+
         foreach (string field in new[] { "nmi", "ami", "ari", "nmi_coarse", "ami_coarse", "ari_coarse" })
         {
             clustered.GetProperty(field).GetArrayLength().Should().Be(2, field);
