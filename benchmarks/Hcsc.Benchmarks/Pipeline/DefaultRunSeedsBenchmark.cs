@@ -8,7 +8,7 @@ namespace Hcsc.Benchmarks.Pipeline;
 /// <summary>
 /// Runs the sample's default command (built-in synthetic data, preset synthetic-quick) with seeds 0–4 and checks that
 /// every run ends above the untrained network on kNN top-1 and on NMI at every level. Prints one row per seed and
-/// exits 1 when a seed fails. About 1–2 minutes per seed on 2 cores.
+/// exits 1 when a seed fails. About 3 minutes per seed on 2 cores.
 /// </summary>
 public sealed class DefaultRunSeedsBenchmark : IBenchmark
 {
