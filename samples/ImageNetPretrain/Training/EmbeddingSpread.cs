@@ -24,7 +24,7 @@ public static class EmbeddingSpread
         using var scope = NewDisposeScope();
         using var one = 1.0.ToScalar();
         var mean = embeddings.detach().mean([0]);
-        return mean.dot(mean).neg().add_(one).MoveToOuterDisposeScope();
+        return mean.dot(mean).neg().add_(one, alpha: one).MoveToOuterDisposeScope();
     }
 
     /// <summary>The warning for an epoch whose mean spread is <paramref name="spread"/>, or null when it is not collapsed.</summary>
