@@ -8,7 +8,8 @@ namespace Hcsc.Tests.Sample;
 
 /// <summary>
 /// The sample run as a child process, killed (SIGKILL) or stopped (SIGTERM) at named points (HCSC_PAUSE_AT), then
-/// resumed with --resume auto: nothing is lost, and the resumed steps equal those of a run never interrupted.
+/// resumed with --resume auto: nothing is lost, and the resumed steps equal those of a run never interrupted. Also what
+/// only a separate process shows: its standard error (libtorch's own log lines).
 /// </summary>
 public sealed partial class ProcessFaultTests : IDisposable
 {
