@@ -199,6 +199,7 @@ public sealed class PretrainRun
                 && EvaluateTogether(model, data, device, $"epoch {completed}") is { } report)
             {
                 record["knn_top1"] = report.Top1;
+                record["evaluation_seconds"] = report.Seconds;
             }
 
             guard.CheckWeights(completed);
@@ -478,7 +479,7 @@ public sealed class PretrainRun
         var knn = BackboneKnn.Evaluate(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device, group: _group);
         using var clustering = EmbeddingClustering.Run(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped, _group);
         var (fine, coarse) = ClusteringQuality.Measure(clustering, data.Train);
-        var report = new EvaluationReport(knn, fine, coarse);
+        var report = new EvaluationReport(knn, fine, coarse, clock.Elapsed.TotalSeconds);
         string knnText = string.Join(", ", knn.Select(a => string.Create(CultureInfo.InvariantCulture, $"k={a.K}: {a.Top1:F2} %")));
         string coarseText = coarse.Nmi.Count > 0 ? $"; vs coarse labels {Join(coarse.Nmi)}" : string.Empty;
         _output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"evaluation ({label}): kNN top-1 {knnText}; NMI per level {Join(fine.Nmi)}{coarseText} ({clock.Elapsed.TotalSeconds:F1}s)"));
@@ -510,6 +511,7 @@ public sealed class PretrainRun
             ["evaluation"] = epoch < 0 ? "untrained" : "final",
             ["knn_top1"] = report.Top1,
             ["knn"] = report.Knn.ToDictionary(a => a.K.ToString(CultureInfo.InvariantCulture), a => new { top1 = a.Top1, top5 = a.Top5 }),
+            ["seconds"] = report.Seconds,
         };
         report.Fine.WriteTo(record);
         report.Coarse.WriteTo(record, "_coarse");

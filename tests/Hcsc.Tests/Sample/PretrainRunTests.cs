@@ -76,6 +76,9 @@ public sealed class PretrainRunTests : IDisposable
 
         epochs.Should().OnlyContain(m => m.GetProperty("embedding_spread").GetDouble() > 0 && m.GetProperty("embedding_spread").GetDouble() <= 1);
         log.ToString().Should().NotContain("collapsed");
+        var evaluations = Metrics().Where(m => m.TryGetProperty("evaluation", out _)).ToList();
+        evaluations.Select(m => m.GetProperty("evaluation").GetString()).Should().Equal("untrained", "final");
+        evaluations.Should().OnlyContain(m => m.GetProperty("seconds").GetDouble() > 0, "an evaluation records its own time, apart from the epochs'");
 
         foreach (string field in new[] { "nmi", "ami", "ari", "nmi_coarse", "ami_coarse", "ari_coarse" })
         {
