@@ -2,8 +2,9 @@ namespace Hcsc.Samples.ImageNetPretrain.Evaluation;
 
 /// <summary>
 /// kNN top-1 / top-5 on backbone features (docs/method.md §9) and the quality of each clustering level against the labels, and
-/// against the coarse labels where the data has them, and how long the evaluation took (<see cref="Seconds"/>: both
-/// passes over the training set, so a run's training time can be told apart from its evaluations').
+/// against the coarse labels where the data has them, and how long the evaluation took (<see cref="Seconds"/>: the kNN
+/// features of both sets and the clustering of the training set), so a run's training time can be told apart from its
+/// evaluations'.
 /// </summary>
 public sealed record EvaluationReport(IReadOnlyList<KnnAccuracy> Knn, ClusteringQuality Fine, ClusteringQuality Coarse, double Seconds)
 {
