@@ -40,10 +40,19 @@ public readonly record struct CropBox(double X, double Y, double Width, double H
         return new CropBox((width - cw) / 2, (height - ch) / 2, cw, ch);
     }
 
-    /// <summary>The evaluation crop: resize the shorter side to <c>size · 256 / 224</c>, then the centre <paramref name="size"/>² (expressed in source pixels).</summary>
-    public static CropBox Center(int width, int height, int size)
+    /// <summary>
+    /// The evaluation crop: resize the shorter side to <c>round(size / cropFraction)</c>, then the centre
+    /// <paramref name="size"/>² (expressed in source pixels). <paramref name="cropFraction"/> 0.875 is ImageNet's resize 256,
+    /// centre crop 224; 1 keeps the whole shorter side.
+    /// </summary>
+    public static CropBox Center(int width, int height, int size, double cropFraction = ViewTransform.ImageNetCropFraction)
     {
-        double resized = Math.Round(size * 256.0 / 224.0);
+        if (cropFraction is not (> 0 and <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(cropFraction), cropFraction, "The centre crop is a fraction of the resized shorter side in (0, 1].");
+        }
+
+        double resized = Math.Round(size / cropFraction);
         double scale = resized / Math.Min(width, height); // output pixels per source pixel
         double side = size / scale;
         return new CropBox((width - side) / 2, (height - side) / 2, side, side);

@@ -18,7 +18,8 @@ public enum PhotometricRecipe
 /// <summary>
 /// One augmented view: RandomResizedCrop(size, scale), the <see cref="Recipe"/>'s photometric
 /// operations, horizontal flip p = 0.5, and normalisation with the dataset mean and std.
-/// <see cref="Evaluation"/> is the deterministic resize-256 / centre-crop-224 view.
+/// <see cref="Evaluation"/> is the deterministic resize and centre crop (<see cref="CenterCropFraction"/>; ImageNet's
+/// resize 256 / centre crop 224 by default).
 /// </summary>
 public sealed record ViewTransform(int Size, double MinScale, double MaxScale, PhotometricRecipe Recipe, bool Evaluation = false)
 {
@@ -27,6 +28,9 @@ public sealed record ViewTransform(int Size, double MinScale, double MaxScale, P
 
     /// <summary>ImageNet channel standard deviations.</summary>
     public static readonly float[] ImageNetStd = [0.229f, 0.224f, 0.225f];
+
+    /// <summary>ImageNet's evaluation crop, 224 of 256: the centre crop's share of the resized shorter side.</summary>
+    public const double ImageNetCropFraction = 224.0 / 256.0;
 
     /// <summary>Floats in one view: 3 · Size · Size.</summary>
     public int Length => 3 * Size * Size;
@@ -40,15 +44,30 @@ public sealed record ViewTransform(int Size, double MinScale, double MaxScale, P
     /// <summary>Channel standard deviations used by <see cref="Apply"/>; ImageNet's by default.</summary>
     public float[] Std { get; init; } = ImageNetStd;
 
-    /// <summary>The evaluation view of side <paramref name="size"/>.</summary>
-    public static ViewTransform Eval(int size) => new(size, 1, 1, PhotometricRecipe.None, Evaluation: true);
+    /// <summary>
+    /// Of an <see cref="Evaluation"/> view: the centre crop's share of the shorter side after resizing, so the image is
+    /// resized to <c>Size / CenterCropFraction</c> and its centre <c>Size</c>² kept. ImageNet's 0.875 by default; 1 keeps
+    /// the whole image (small images whose object fills the frame).
+    /// </summary>
+    public double CenterCropFraction { get; init; } = ImageNetCropFraction;
+
+    /// <summary>The evaluation view of side <paramref name="size"/>, centre crop <paramref name="cropFraction"/> of the resized image.</summary>
+    public static ViewTransform Eval(int size, double cropFraction = ImageNetCropFraction) =>
+        new(size, 1, 1, PhotometricRecipe.None, Evaluation: true) { CenterCropFraction = cropFraction };
+
+    /// <summary>The evaluation view of a run's settings: side <c>ImageSize</c>, centre crop <c>EvalCropFraction</c>.</summary>
+    public static ViewTransform Eval(Hcsc.Core.Options.AugmentationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return Eval(options.ImageSize, options.EvalCropFraction);
+    }
 
     /// <summary>Writes the view of <paramref name="image"/> to <paramref name="destination"/> (<c>[3, Size, Size]</c>), drawing randomness from <paramref name="random"/>.</summary>
     public void Apply(RgbImage image, Random random, Span<float> destination)
     {
         if (Evaluation)
         {
-            ResizedCrop.Apply(image, CropBox.Center(image.Width, image.Height, Size), Size, flip: false, destination);
+            ResizedCrop.Apply(image, CropBox.Center(image.Width, image.Height, Size, CenterCropFraction), Size, flip: false, destination);
             ColorOps.Normalize(destination, Mean, Std);
             return;
         }

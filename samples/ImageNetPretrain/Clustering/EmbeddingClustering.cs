@@ -35,7 +35,7 @@ public static class EmbeddingClustering
         model.eval();
         if (group is null || group.Size == 1)
         {
-            using var embeddings = FeatureExtractor.Extract(train, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var sources, skipped);
+            using var embeddings = FeatureExtractor.Extract(train, model.Embed, ViewTransform.Eval(options.Augmentation), batchSize, workers, device, out var sources, skipped);
             var result = new HierarchicalKMeans(options.Clustering, options.Objective.Temperature).Fit(embeddings);
             return new ClusteredEmbeddings(result.Hierarchy, sources, result);
         }
@@ -60,7 +60,7 @@ public static class EmbeddingClustering
     // Rank r embeds images [r·N/n, (r+1)·N/n): the contiguous blocks FitDistributed expects, in rank order. The dataset
     // indices behind the rows (a skipped image is replaced by another) are gathered for the whole training set.
     private static Tensor EmbedBlock(HcscModel model, IImageDataset train, HcscOptions options, int batchSize, int workers, Device device, Action<int, Exception>? skipped, ICollectives group, out long[] sources) =>
-        FeatureExtractor.ExtractBlock(train, model.Embed, options.Augmentation.ImageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, group, out sources, out _, skipped);
+        FeatureExtractor.ExtractBlock(train, model.Embed, ViewTransform.Eval(options.Augmentation), batchSize, workers, device, group, out sources, out _, skipped);
 
     // The sharded result holds each rank's own rows' assignments; the objective looks up any dataset index, so every
     // rank gets the assignments of all rows (N int64 per level, instead of the N × d embeddings).

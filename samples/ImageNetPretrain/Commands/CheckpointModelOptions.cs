@@ -6,6 +6,7 @@ using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Checkpoints;
 using Hcsc.Models.Optimization;
+using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using TorchSharp;
@@ -16,13 +17,13 @@ namespace Hcsc.Samples.ImageNetPretrain.Commands;
 /// <summary>A pretrained model ready for evaluation, with the data and settings it was evaluated with.</summary>
 /// <param name="Model">The encoders, on <paramref name="Device"/>.</param>
 /// <param name="Data">Training and validation images.</param>
-/// <param name="ImageSize">Evaluation crop size.</param>
+/// <param name="EvaluationView">The evaluation view: its side and centre crop (the run's unless overridden).</param>
 /// <param name="Device">Where the model runs.</param>
 /// <param name="Epoch">Epochs the checkpoint was trained for (-1 when unknown: a PyTorch file).</param>
 /// <param name="ExperimentDirectory">The folder of the checkpoint, where evaluation records go.</param>
 /// <param name="Run">The run's settings (run.json beside the checkpoint), when present.</param>
 /// <param name="Untrained">The weights are freshly initialised (<c>--untrained</c>), not the checkpoint's: the baseline.</param>
-public sealed record CheckpointModel(HcscModel Model, DatasetPair Data, int ImageSize, Device Device, long Epoch, string ExperimentDirectory, RunManifest? Run, bool Untrained = false) : IDisposable
+public sealed record CheckpointModel(HcscModel Model, DatasetPair Data, ViewTransform EvaluationView, Device Device, long Epoch, string ExperimentDirectory, RunManifest? Run, bool Untrained = false) : IDisposable
 {
     /// <inheritdoc />
     public void Dispose() => Model.Dispose();
@@ -43,6 +44,7 @@ public sealed class CheckpointModelOptions
     private readonly Option<int?> _width = new("--width") { Description = "ResNet base width of the checkpoint (default: the run's)" };
     private readonly Option<bool?> _smallStem = new("--small-stem") { Description = "Small-image stem (default: the run's)" };
     private readonly Option<int?> _imageSize = new("--image-size") { Description = "Evaluation crop size (default: the run's)" };
+    private readonly Option<double?> _evalCropFraction = new("--eval-crop-fraction") { Description = "Centre crop of the evaluation view, a fraction of the resized image: 0.875 resizes to size / 0.875 and keeps the centre (ImageNet's 256 / 224), 1 the whole image (default: the run's)" };
     private readonly Option<int> _workers = new("--workers", "-j") { Description = "Data-loading threads", DefaultValueFactory = _ => 2 };
     private readonly Option<string> _device = new("--device") { Description = "auto, cpu, cuda or cuda:N", DefaultValueFactory = _ => "auto" };
     private readonly Option<bool> _untrained = new("--untrained") { Description = "Evaluate the checkpoint's architecture with fresh weights (seeded with the run's seed) instead of its own: the untrained baseline" };
@@ -53,7 +55,7 @@ public sealed class CheckpointModelOptions
     /// <summary>Adds the options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { _checkpoint, _dataset, _data, _arch, _dim, _width, _smallStem, _imageSize, _workers, _device, _untrained })
+        foreach (var option in new Option[] { _checkpoint, _dataset, _data, _arch, _dim, _width, _smallStem, _imageSize, _evalCropFraction, _workers, _device, _untrained })
         {
             command.Options.Add(option);
         }
@@ -73,6 +75,12 @@ public sealed class CheckpointModelOptions
         var run = RunManifest.TryRead(directory);
         var device = TorchDevices.Resolve(parse.GetValue(_device)!);
         int size = parse.GetValue(_imageSize) ?? run?.Options.Augmentation.ImageSize ?? 224;
+        double cropFraction = parse.GetValue(_evalCropFraction) ?? run?.Options.Augmentation.EvalCropFraction ?? ViewTransform.ImageNetCropFraction;
+        if (cropFraction is not (> 0 and <= 1))
+        {
+            throw new ArgumentException($"--eval-crop-fraction must be in (0, 1], got {cropFraction}.");
+        }
+
         var pair = DatasetFactory.Open(parse.GetValue(_dataset) ?? run?.Settings.Dataset ?? "synthetic", parse.GetValue(_data) ?? run?.Settings.Data, size, run?.Settings.MaxImages ?? 0);
         var modelOptions = new ModelOptions
         {
@@ -116,7 +124,7 @@ public sealed class CheckpointModelOptions
             }
 
             model.to(device);
-            return new CheckpointModel(model, pair, size, device, epoch, directory, run, untrained);
+            return new CheckpointModel(model, pair, ViewTransform.Eval(size, cropFraction), device, epoch, directory, run, untrained);
         }
         catch
         {

@@ -33,7 +33,8 @@ public static class ClustersCommand
                 options.Clustering.NumClusters = counts.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
             }
 
-            options.Augmentation.ImageSize = loaded.ImageSize;
+            options.Augmentation.ImageSize = loaded.EvaluationView.Size;
+            options.Augmentation.EvalCropFraction = loaded.EvaluationView.CenterCropFraction;
             using var clustering = EmbeddingClustering.Run(loaded.Model, loaded.Data.Train, options, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device);
             var (fine, coarse) = ClusteringQuality.Measure(clustering, loaded.Data.Train);
             Console.WriteLine($"clusters of {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}), {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes:");

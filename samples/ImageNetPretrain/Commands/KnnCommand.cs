@@ -23,7 +23,7 @@ public static class KnnCommand
         {
             using var loaded = source.Load(parse);
             int[] kValues = parse.GetValue(ks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(k => int.Parse(k, CultureInfo.InvariantCulture)).ToArray();
-            var accuracies = BackboneKnn.Evaluate(loaded.Model, loaded.Data, loaded.ImageSize, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device, kValues);
+            var accuracies = BackboneKnn.Evaluate(loaded.Model, loaded.Data, loaded.EvaluationView, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device, kValues);
             Console.WriteLine($"kNN on {loaded.Data.Validation.Description} against {loaded.Data.Train.Description} (checkpoint epoch {loaded.Epoch}):");
             foreach (var a in accuracies)
             {

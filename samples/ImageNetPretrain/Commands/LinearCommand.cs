@@ -67,19 +67,19 @@ public static class LinearCommand
         var model = loaded.Model;
         model.eval(); // frozen backbone, BN in eval mode
         var data = loaded.Data;
-        int size = loaded.ImageSize;
-        (Tensor Features, Tensor Labels) Extract(IImageDataset dataset, ViewTransform? transform, long seed)
+        var evaluation = loaded.EvaluationView;
+        (Tensor Features, Tensor Labels) Extract(IImageDataset dataset, ViewTransform view, long seed)
         {
-            var features = FeatureExtractor.Extract(dataset, model.BackboneFeatures, size, options.BatchSize, workers, loaded.Device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var rows, transform: transform, seed: seed);
+            var features = FeatureExtractor.Extract(dataset, model.BackboneFeatures, view, options.BatchSize, workers, loaded.Device, out var rows, seed: seed);
             var labels = tensor(rows.Select(i => (long)dataset.Labels[(int)i]).ToArray()).to(loaded.Device);
             return (features, labels);
         }
 
-        var (validationFeatures, validationLabels) = Extract(data.Validation, null, 0);
+        var (validationFeatures, validationLabels) = Extract(data.Validation, evaluation, 0);
         using var v1 = validationFeatures;
         using var v2 = validationLabels;
-        (Tensor Features, Tensor Labels)? cached = augment ? null : Extract(data.Train, null, 0);
-        var crops = new ViewTransform(size, 0.08, 1.0, PhotometricRecipe.None);
+        (Tensor Features, Tensor Labels)? cached = augment ? null : Extract(data.Train, evaluation, 0);
+        var crops = new ViewTransform(evaluation.Size, 0.08, 1.0, PhotometricRecipe.None);
         output.WriteLine($"linear probe: {(augment ? "RandomResizedCrop + flip features every epoch" : "cached features (evaluation transform)")}, {validationFeatures.shape[1]}-d, {options.Epochs} epochs, lr {options.LearningRate}, batch {options.BatchSize}; {data.Train.Description}");
         var progress = new ProgressReporter(output, "linear", options.Epochs);
         try

@@ -45,6 +45,7 @@ public static class PretrainCommand
         map.Scalar<string>(command, "--level-reduction", "Objective:InstanceLevelReduction", "ICSC over levels: Sum (reference) or Mean");
         map.Scalar<bool>(command, "--reference-off-by-one", "Objective:ReproduceReferenceOffByOne", "Reproduce the reference's candidate-prototype off-by-one (docs/method.md R3)");
         map.Scalar<double>(command, "--crop-min-scale", "Augmentation:GlobalCropMinScale", "Lower RandomResizedCrop scale of the global crops");
+        map.Scalar<double>(command, "--eval-crop-fraction", "Augmentation:EvalCropFraction", "Centre crop of the evaluation view, a fraction of the resized image (0.875: resize 256, crop 224; 1: the whole image)");
         map.Scalar<double>(command, "--blur-probability", "Augmentation:BlurProbability", "Probability of MoCo v2's Gaussian blur on a view (0 turns it off)");
         map.Scalar<int>(command, "--image-size", "Augmentation:ImageSize", "Side of the global crops");
         map.Scalar<long>(command, "--seed", "Training:Seed", "Seed of every random source");

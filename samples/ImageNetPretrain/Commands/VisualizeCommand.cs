@@ -46,8 +46,7 @@ public static class VisualizeCommand
             var train = loaded.Data.Train;
             loaded.Model.eval();
             using var scope = NewDisposeScope();
-            var embeddings = FeatureExtractor.Extract(train, loaded.Model.Embed, loaded.ImageSize, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device,
-                ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var sources); // [N, d]
+            var embeddings = FeatureExtractor.Extract(train, loaded.Model.Embed, loaded.EvaluationView, parse.GetValue(batch), parse.GetValue(source.Workers), loaded.Device, out var sources); // [N, d]
             using var clustering = new HierarchicalKMeans(options.Clustering, options.Objective.Temperature).Fit(embeddings);
             string hierarchy = Path.Combine(directory, "hierarchy.png");
             Hierarchy(clustering.Hierarchy, embeddings, sources, train, parse.GetValue(prototypes), parse.GetValue(neighbours)).SavePng(hierarchy);

@@ -14,9 +14,10 @@ public static class BackboneKnn
     /// kNN top-1 / top-5 on backbone features of <paramref name="data"/>'s train and validation sets, for every k of
     /// <paramref name="ks"/> (the reference's by default). With a <paramref name="group"/> of several ranks
     /// (docs/distributed.md) each rank embeds 1/n of both sets and the features are gathered, so every rank computes the
-    /// same accuracies; collective. Null or one rank: one process.
+    /// same accuracies; collective. Null or one rank: one process. Both sets are seen through <paramref name="view"/>, the
+    /// evaluation view (<see cref="ViewTransform.Eval(int, double)"/>).
     /// </summary>
-    public static IReadOnlyList<KnnAccuracy> Evaluate(HcscModel model, DatasetPair data, int imageSize, int batchSize, int workers, Device device, IReadOnlyList<int>? ks = null, ICollectives? group = null)
+    public static IReadOnlyList<KnnAccuracy> Evaluate(HcscModel model, DatasetPair data, ViewTransform view, int batchSize, int workers, Device device, IReadOnlyList<int>? ks = null, ICollectives? group = null)
     {
         model.eval();
         using var scope = NewDisposeScope();
@@ -30,8 +31,8 @@ public static class BackboneKnn
         {
             long[] rows;
             var features = group is null || group.Size == 1
-                ? FeatureExtractor.Extract(dataset, model.BackboneFeatures, imageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out rows)
-                : FeatureExtractor.ExtractGathered(dataset, model.BackboneFeatures, imageSize, batchSize, workers, device, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, group, out rows);
+                ? FeatureExtractor.Extract(dataset, model.BackboneFeatures, view, batchSize, workers, device, out rows)
+                : FeatureExtractor.ExtractGathered(dataset, model.BackboneFeatures, view, batchSize, workers, device, group, out rows);
             return (features, rows);
         }
     }

@@ -82,13 +82,15 @@ public static class FineTuning
     /// <param name="labelled">The labelled training images.</param>
     /// <param name="validation">Images to evaluate on.</param>
     /// <param name="classes">Number of classes.</param>
-    /// <param name="imageSize">Crop size.</param>
+    /// <param name="evaluationView">The validation images' view (<see cref="ViewTransform.Eval(int, double)"/>); the training crops have its side.</param>
     /// <param name="options">The recipe.</param>
     /// <param name="device">Where to train.</param>
     /// <param name="epochDone">Called after each epoch with (epoch, mean loss).</param>
     public static LinearProbeResult Train(
-        ResNet backbone, IImageDataset labelled, IImageDataset validation, int classes, int imageSize, FineTuningOptions options, Device device, Action<int, double>? epochDone = null)
+        ResNet backbone, IImageDataset labelled, IImageDataset validation, int classes, ViewTransform evaluationView, FineTuningOptions options, Device device, Action<int, double>? epochDone = null)
     {
+        ArgumentNullException.ThrowIfNull(evaluationView);
+        int imageSize = evaluationView.Size;
         var problems = options.Validate();
         if (problems.Count > 0)
         {
@@ -147,8 +149,7 @@ public static class FineTuning
 
         backbone.eval();
         using var evaluation = NewDisposeScope();
-        var logits = FeatureExtractor.Extract(validation, x => classifier.call(backbone.Features(x)), imageSize, batchSize, options.Workers, device,
-            ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var rows);
+        var logits = FeatureExtractor.Extract(validation, x => classifier.call(backbone.Features(x)), evaluationView, batchSize, options.Workers, device, out var rows);
         var truth = tensor(rows.Select(i => (long)validation.Labels[(int)i]).ToArray()).to(device);
         var (top1, top5) = TopK.Accuracy(logits, truth);
         return new LinearProbeResult(top1, top5, losses);

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace Hcsc.Samples.ImageNetPretrain.Loading;
 
-/// <summary>Runs a network over a whole dataset under the evaluation transform (docs/method.md §2, §9), batch by batch, without gradients.</summary>
+/// <summary>Runs a network over a whole dataset under one view (the evaluation transform of docs/method.md §2, §9, or a probe's crops), batch by batch, without gradients.</summary>
 public static class FeatureExtractor
 {
     /// <summary>
@@ -15,14 +15,14 @@ public static class FeatureExtractor
     /// <paramref name="sources"/>[i] is the image row i was computed from: i itself, unless image i
     /// could not be decoded and was replaced (reported through <paramref name="skipped"/>), so
     /// callers take labels from it.
-    /// <paramref name="transform"/> replaces the evaluation transform (e.g. the linear probe's random crops), drawn
-    /// from <paramref name="seed"/>.
+    /// Every image is seen through <paramref name="view"/>: <see cref="ViewTransform.Eval(int, double)"/> for evaluations,
+    /// or e.g. the linear probe's random crops, drawn from <paramref name="seed"/>.
     /// </summary>
     public static Tensor Extract(
-        IImageDataset dataset, Func<Tensor, Tensor> network, int imageSize, int batchSize, int workers, Device device, float[] mean, float[] std,
-        out long[] sources, Action<int, Exception>? skipped = null, ViewTransform? transform = null, long seed = 0)
+        IImageDataset dataset, Func<Tensor, Tensor> network, ViewTransform view, int batchSize, int workers, Device device,
+        out long[] sources, Action<int, Exception>? skipped = null, long seed = 0)
     {
-        var view = (transform ?? ViewTransform.Eval(imageSize)) with { Mean = mean, Std = std };
+        ArgumentNullException.ThrowIfNull(view);
         var loader = new BatchLoader(dataset, [view], batchSize, workers, seed) { Skipped = skipped };
         var rows = new List<long>(dataset.Count);
         Tensor? features = null; // [N, D], filled batch by batch: no second copy of all features
@@ -63,14 +63,14 @@ public static class FeatureExtractor
     /// first row.
     /// </summary>
     public static Tensor ExtractBlock(
-        IImageDataset dataset, Func<Tensor, Tensor> network, int imageSize, int batchSize, int workers, Device device, float[] mean, float[] std,
+        IImageDataset dataset, Func<Tensor, Tensor> network, ViewTransform view, int batchSize, int workers, Device device,
         ICollectives group, out long[] sources, out int blockStart, Action<int, Exception>? skipped = null)
     {
         blockStart = (int)((long)dataset.Count * group.Rank / group.Size);
         int end = (int)((long)dataset.Count * (group.Rank + 1) / group.Size);
         int start = blockStart;
         var block = new DatasetSubset(dataset, Enumerable.Range(start, end - start).ToArray(), $"rank {group.Rank}'s block");
-        var features = Extract(block, network, imageSize, batchSize, workers, device, mean, std, out var blockSources, skipped);
+        var features = Extract(block, network, view, batchSize, workers, device, out var blockSources, skipped);
         try
         {
             sources = group.AllGatherVariable<long>(blockSources.Select(i => i + start).ToArray(), out _);
@@ -88,10 +88,10 @@ public static class FeatureExtractor
     /// <paramref name="device"/>, on every rank, each rank having embedded 1/n of it. Collective.
     /// </summary>
     public static Tensor ExtractGathered(
-        IImageDataset dataset, Func<Tensor, Tensor> network, int imageSize, int batchSize, int workers, Device device, float[] mean, float[] std,
+        IImageDataset dataset, Func<Tensor, Tensor> network, ViewTransform view, int batchSize, int workers, Device device,
         ICollectives group, out long[] sources, Action<int, Exception>? skipped = null)
     {
-        using var local = ExtractBlock(dataset, network, imageSize, batchSize, workers, device, mean, std, group, out sources, out _, skipped);
+        using var local = ExtractBlock(dataset, network, view, batchSize, workers, device, group, out sources, out _, skipped);
         long dim = local.shape[1];
         using var host = local.to(ScalarType.Float32, CPU).contiguous();
         float[] all = group.AllGatherVariable<float>(host.data<float>().ToArray(), out _);

@@ -476,7 +476,7 @@ public sealed class PretrainRun
     {
         var clock = Stopwatch.StartNew();
         FaultInjection.PauseAt($"{label.Replace(" ", string.Empty, StringComparison.Ordinal)}-evaluation", _output, _stop);
-        var knn = BackboneKnn.Evaluate(model, data, _options.Augmentation.ImageSize, _options.Training.BatchSize, _options.Training.Workers, device, group: _group);
+        var knn = BackboneKnn.Evaluate(model, data, ViewTransform.Eval(_options.Augmentation), _options.Training.BatchSize, _options.Training.Workers, device, group: _group);
         using var clustering = EmbeddingClustering.Run(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped, _group);
         var (fine, coarse) = ClusteringQuality.Measure(clustering, data.Train);
         var report = new EvaluationReport(knn, fine, coarse, clock.Elapsed.TotalSeconds);

@@ -103,6 +103,13 @@ public sealed class AugmentationOptions
     /// <summary>Side of the global crops. Default 224.</summary>
     public int ImageSize { get; set; } = 224;
 
+    /// <summary>
+    /// The evaluation view (clustering, kNN, probes): the image is resized to <c>ImageSize / EvalCropFraction</c> and its centre
+    /// <c>ImageSize</c>² kept. Default 0.875, ImageNet's resize 256 / centre crop 224; 1 keeps the whole image, as the
+    /// small-image presets do (on 28-pixel images 0.875 drops the outer 1.75 pixels, a quarter of the area).
+    /// </summary>
+    public double EvalCropFraction { get; set; } = 0.875;
+
     /// <summary>Lower RandomResizedCrop scale of the two global crops (upper is 1). Default 0.2, as MoCo v2.</summary>
     public double GlobalCropMinScale { get; set; } = 0.2;
 

@@ -183,6 +183,7 @@ public sealed class HcscOptionsValidator :
     {
         var problems = new ProblemList();
         problems.Require(augmentation.ImageSize > 0, $"Augmentation:ImageSize must be > 0, got {augmentation.ImageSize}.");
+        problems.Require(augmentation.EvalCropFraction is > 0 and <= 1, $"Augmentation:EvalCropFraction must be in (0, 1], got {augmentation.EvalCropFraction}.");
         problems.Require(augmentation.GlobalCropMinScale is > 0 and <= 1, $"Augmentation:GlobalCropMinScale must be in (0, 1], got {augmentation.GlobalCropMinScale}.");
         problems.Require(augmentation.BlurProbability is >= 0 and <= 1, $"Augmentation:BlurProbability must be in [0, 1], got {augmentation.BlurProbability}.");
         if (augmentation.MultiCrop)

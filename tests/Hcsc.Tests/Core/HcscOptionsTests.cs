@@ -132,6 +132,7 @@ public class HcscOptionsTests
         { "points per centroid", o => o.Clustering.MaxPointsPerCentroid = 5, "Clustering:MaxPointsPerCentroid (5) must be > 0 and >= Clustering:MinPointsPerCentroid (10)*" },
         { "multi-crop lengths", o => { o.Augmentation.MultiCrop = true; o.Augmentation.LocalCropSizes = [96]; }, "*one entry per local view; got 1, 4 and 4*" },
         { "multi-crop scales", o => { o.Augmentation.MultiCrop = true; o.Augmentation.LocalCropMaxScales = [0.86, 0.715, 0.571, 0.05]; }, "*0 < min <= max <= 1 for every local view*" },
+        { "evaluation crop", o => o.Augmentation.EvalCropFraction = 0, "Augmentation:EvalCropFraction must be in (0, 1], got 0*" },
         { "blur probability", o => o.Augmentation.BlurProbability = 1.5, "Augmentation:BlurProbability must be in [0, 1], got 1.5*" },
         { "weight decay", o => o.Training.WeightDecay = -1, "Training:WeightDecay must be a finite number >= 0, got -1*" },
     };

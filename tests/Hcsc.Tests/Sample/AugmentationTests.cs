@@ -84,6 +84,40 @@ public class AugmentationTests
     }
 
     [Fact]
+    public void An_evaluation_crop_fraction_of_one_keeps_the_whole_short_side()
+    {
+        var whole = CropBox.Center(28, 28, 28, cropFraction: 1);
+        (whole.X, whole.Y, whole.Width, whole.Height).Should().Be((0.0, 0.0, 28.0, 28.0));
+
+        // ImageNet's 0.875 on a 28-pixel image: resized to 32, so the centre 24.5 source pixels are kept.
+        var imageNet = CropBox.Center(28, 28, 28);
+        imageNet.Width.Should().BeApproximately(24.5, 1e-12);
+        imageNet.X.Should().BeApproximately(1.75, 1e-12);
+
+        var act = () => CropBox.Center(28, 28, 28, cropFraction: 0);
+        act.Should().Throw<ArgumentOutOfRangeException>().WithMessage("*fraction of the resized shorter side*");
+    }
+
+    [Fact]
+    public void The_whole_image_evaluation_view_is_the_normalised_pixels_themselves()
+    {
+        const int side = 6;
+        var pixels = new byte[side * side * 3];
+        new Random(3).NextBytes(pixels);
+        var view = new float[3 * side * side];
+        ViewTransform.Eval(side, cropFraction: 1).Apply(new RgbImage(side, side, pixels), new Random(0), view);
+
+        for (int c = 0; c < 3; c++)
+        {
+            for (int i = 0; i < side * side; i++)
+            {
+                double expected = ((pixels[(3 * i) + c] / 255.0) - ViewTransform.ImageNetMean[c]) / ViewTransform.ImageNetStd[c];
+                view[(c * side * side) + i].Should().BeApproximately((float)expected, 1e-5f, $"channel {c}, pixel {i}");
+            }
+        }
+    }
+
+    [Fact]
     public void Colour_operations_follow_their_formulas()
     {
         float[] view = [1f, 0.5f, 0f, 0f, 0.5f, 1f, 0f, 0.5f, 0f]; // planar CHW, 3 pixels: red, grey, green

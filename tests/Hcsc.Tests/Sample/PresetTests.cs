@@ -18,6 +18,17 @@ public class PresetTests
         HcscOptionsValidator.Problems(options!).Should().BeEmpty();
     }
 
+    [Theory]
+    [InlineData("fashion-mnist", 1.0)]
+    [InlineData("mnist", 1.0)]
+    [InlineData("hcsc-200ep", 0.875)]
+    public void Small_grey_images_are_evaluated_whole_and_imagenet_with_its_centre_crop(string name, double fraction)
+    {
+        using var error = new StringWriter();
+        var options = HcscOptionsLoader.Load(Presets.All[name], null, new Dictionary<string, string?>(), error);
+        options!.Augmentation.EvalCropFraction.Should().Be(fraction);
+    }
+
     [Fact]
     public void A_key_of_an_earlier_version_names_the_key_that_replaced_it()
     {
