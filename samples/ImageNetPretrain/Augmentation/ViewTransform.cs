@@ -52,8 +52,16 @@ public sealed record ViewTransform(int Size, double MinScale, double MaxScale, P
     public double CenterCropFraction { get; init; } = ImageNetCropFraction;
 
     /// <summary>The evaluation view of side <paramref name="size"/>, centre crop <paramref name="cropFraction"/> of the resized image.</summary>
-    public static ViewTransform Eval(int size, double cropFraction = ImageNetCropFraction) =>
-        new(size, 1, 1, PhotometricRecipe.None, Evaluation: true) { CenterCropFraction = cropFraction };
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="cropFraction"/> is not in (0, 1].</exception>
+    public static ViewTransform Eval(int size, double cropFraction = ImageNetCropFraction)
+    {
+        if (cropFraction is not (> 0 and <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(cropFraction), cropFraction, "The evaluation view's centre crop is a fraction of the resized image in (0, 1]; 1 keeps the whole image.");
+        }
+
+        return new(size, 1, 1, PhotometricRecipe.None, Evaluation: true) { CenterCropFraction = cropFraction };
+    }
 
     /// <summary>The evaluation view of a run's settings: side <c>ImageSize</c>, centre crop <c>EvalCropFraction</c>.</summary>
     public static ViewTransform Eval(Hcsc.Core.Options.AugmentationOptions options)
