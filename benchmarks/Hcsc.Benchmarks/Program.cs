@@ -17,6 +17,7 @@ IBenchmark[] benchmarks =
     new Hcsc.Benchmarks.Pipeline.DefaultRunSeedsBenchmark(),
     new Hcsc.Benchmarks.Pipeline.MemorySoakBenchmark(),
     new Hcsc.Benchmarks.Experiments.FashionMnistComparison(),
+    new Hcsc.Benchmarks.Experiments.PixelBaselinesBenchmark(),
     new Hcsc.Benchmarks.Distributed.ScaleOutBenchmark(),
 ];
 

@@ -15,7 +15,8 @@ namespace Hcsc.Benchmarks.Experiments;
 /// The real-data comparison of the README: on Fashion-MNIST (Debian's dataset-fashion-mnist), for each seed, the
 /// sample's fashion-mnist preset trained as HCSC and as MoCo (warm-up for every epoch: no clustering, plain InfoNCE)
 /// with the same budget; then kNN top-1 (k = 20) on the whole 10 000-image test set, a linear probe on cached features
-/// and per-level NMI for the untrained network, MoCo and HCSC, and kNN on the normalised raw pixels. Prints a markdown
+/// and per-level NMI for the untrained network, MoCo and HCSC, and the same kNN and linear probe on the raw pixels
+/// (<see cref="RawPixelBaselines"/>). Prints a markdown
 /// table (mean ± sample standard deviation over seeds; per run the training time, i.e. the epochs with their clustering,
 /// and the wall time with the evaluations before and after) and keeps every run's folder.
 /// </summary>
@@ -102,14 +103,14 @@ public sealed class FashionMnistComparison : IBenchmark
             }
         }
 
-        var pixels = RawPixelKnn(data, maxImages);
-        string plot = PlotKnnPerEpoch(output, seeds, pixels);
+        var pixels = RawPixelBaselines.Measure("fashion-mnist", data, maxImages, linearLr, seeds[0]);
+        string plot = PlotKnnPerEpoch(output, seeds, pixels[0].KnnTop1);
         Console.WriteLine();
         Console.WriteLine($"Fashion-MNIST, {maxImages} training images, {epochs} epochs (HCSC: {warmup} warm-up), batch {(batchSize > 0 ? Text(batchSize) : "of the preset")}, seeds {string.Join(", ", seeds)}; kNN k = 20 on the 10 000 test images; linear probe: cached features, 100 epochs, lr {linearLr}");
         Console.WriteLine();
         Console.WriteLine("| method | kNN top-1 (%) | linear top-1 (%) | NMI per level (train) | training time per run (s) | wall time with evaluations (s) |");
         Console.WriteLine("|---|---|---|---|---|---|");
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| raw pixels (normalised, 784-d) | {pixels:F2} | – | – | – | – |"));
+        RawPixelBaselines.PrintRows(pixels);
         foreach (string method in new[] { "untrained", "moco", "hcsc" })
         {
             var group = rows.Where(r => r.Method == method).GroupBy(r => r.Seed).Select(g => g.First()).ToList();
@@ -140,7 +141,7 @@ public sealed class FashionMnistComparison : IBenchmark
         }
 
         var line = plot.Add.HorizontalLine(pixels);
-        line.LegendText = "raw pixels";
+        line.LegendText = "raw pixels (784 grey values, standardised)";
         plot.Title($"Fashion-MNIST: kNN top-1 (k = 20) per epoch, mean of {seeds.Length} seeds");
         plot.XLabel("epoch (0 = untrained)");
         plot.YLabel("top-1 (%)");
@@ -157,23 +158,6 @@ public sealed class FashionMnistComparison : IBenchmark
         {
             throw new InvalidOperationException($"'{string.Join(' ', arguments)}' failed with exit code {exit}.");
         }
-    }
-
-    // kNN (k = 20, the sample's weighting) on the images themselves: normalised pixels, flattened.
-    private static double RawPixelKnn(string data, int maxImages)
-    {
-        using var scope = NewDisposeScope();
-        var pair = DatasetFactory.Open("fashion-mnist", data, 28, maxImages);
-        Tensor Pixels(IImageDataset set, out Tensor labels)
-        {
-            var features = FeatureExtractor.Extract(set, x => x.flatten(1), 28, 512, 2, CPU, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd, out var rows);
-            labels = tensor(rows.Select(i => (long)set.Labels[(int)i]).ToArray());
-            return features;
-        }
-
-        var train = Pixels(pair.Train, out var trainLabels);
-        var test = Pixels(pair.Validation, out var testLabels);
-        return KnnClassifier.Evaluate(train, trainLabels, test, testLabels, pair.Train.ClassNames.Count, [20])[0].Top1;
     }
 
     private static string Text(double value) => value.ToString(CultureInfo.InvariantCulture);
