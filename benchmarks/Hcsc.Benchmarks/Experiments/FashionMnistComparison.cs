@@ -1,13 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Commands;
-using Hcsc.Samples.ImageNetPretrain.Data;
-using Hcsc.Samples.ImageNetPretrain.Evaluation;
-using Hcsc.Samples.ImageNetPretrain.Loading;
 using Hcsc.Samples.ImageNetPretrain.Training;
-using static TorchSharp.torch;
 
 namespace Hcsc.Benchmarks.Experiments;
 
