@@ -23,10 +23,9 @@ public static class RawPixelBaselines
 
     /// <summary>One pixel vector's scores.</summary>
     /// <param name="Name">What the vector is, for a table row.</param>
-    /// <param name="Dimension">Its length D.</param>
     /// <param name="KnnTop1">kNN top-1 (k = 20) on the validation images, in percent.</param>
     /// <param name="LinearTop1">Linear-probe top-1 on the validation images, in percent.</param>
-    public sealed record Result(string Name, long Dimension, double KnnTop1, double LinearTop1);
+    public sealed record Result(string Name, double KnnTop1, double LinearTop1);
 
     /// <summary>Scores both pixel vectors of a 28-pixel grey dataset.</summary>
     /// <param name="dataset">fashion-mnist or mnist.</param>
@@ -62,7 +61,7 @@ public static class RawPixelBaselines
         {
             double knn = KnnClassifier.Evaluate(train, trainLabels, test, testLabels, classes, [20])[0].Top1;
             var probe = LinearProbe.Train(train, trainLabels, test, testLabels, classes, new LinearProbeOptions { LearningRate = linearLr, Seed = seed });
-            return new Result(name, train.shape[1], knn, probe.Top1);
+            return new Result(name, knn, probe.Top1);
         }
     }
 
@@ -78,7 +77,7 @@ public static class RawPixelBaselines
     private static Tensor Pixels(IImageDataset set, ViewTransform view, out Tensor labels)
     {
         var images = FeatureExtractor.Extract(set, x => x.flatten(1), view, 512, 2, CPU, out var rows);
-        labels = tensor(rows.Select(i => (long)set.Labels[(int)i]).ToArray());
+        labels = FeatureExtractor.Labels(set, rows, CPU);
         return images;
     }
 }

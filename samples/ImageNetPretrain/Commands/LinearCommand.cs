@@ -71,7 +71,7 @@ public static class LinearCommand
         (Tensor Features, Tensor Labels) Extract(IImageDataset dataset, ViewTransform view, long seed)
         {
             var features = FeatureExtractor.Extract(dataset, model.BackboneFeatures, view, options.BatchSize, workers, loaded.Device, out var rows, seed: seed);
-            var labels = tensor(rows.Select(i => (long)dataset.Labels[(int)i]).ToArray()).to(loaded.Device);
+            var labels = FeatureExtractor.Labels(dataset, rows, loaded.Device);
             return (features, labels);
         }
 

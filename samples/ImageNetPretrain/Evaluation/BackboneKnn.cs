@@ -23,8 +23,8 @@ public static class BackboneKnn
         using var scope = NewDisposeScope();
         var (train, trainRows) = Features(data.Train);
         var (validation, validationRows) = Features(data.Validation);
-        var trainLabels = tensor(trainRows.Select(i => (long)data.Train.Labels[(int)i]).ToArray()).to(device);
-        var validationLabels = tensor(validationRows.Select(i => (long)data.Validation.Labels[(int)i]).ToArray()).to(device);
+        var trainLabels = FeatureExtractor.Labels(data.Train, trainRows, device);
+        var validationLabels = FeatureExtractor.Labels(data.Validation, validationRows, device);
         return KnnClassifier.Evaluate(train, trainLabels, validation, validationLabels, data.Train.ClassNames.Count, ks ?? KnnClassifier.ReferenceKs);
 
         (Tensor Features, long[] Rows) Features(IImageDataset dataset)

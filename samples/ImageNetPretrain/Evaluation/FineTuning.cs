@@ -127,7 +127,7 @@ public static class FineTuning
             {
                 using var scope = NewDisposeScope();
                 var images = tensor(batch.Views[0], [batch.Count, 3, imageSize, imageSize]).to(device);
-                var labels = tensor(batch.Indices.Select(i => (long)labelled.Labels[(int)i]).ToArray()).to(device);
+                var labels = FeatureExtractor.Labels(labelled, batch.Indices, device);
                 var loss = nn.functional.cross_entropy(classifier.call(backbone.Features(images)), labels);
                 optimizer.zero_grad();
                 loss.backward();
@@ -150,7 +150,7 @@ public static class FineTuning
         backbone.eval();
         using var evaluation = NewDisposeScope();
         var logits = FeatureExtractor.Extract(validation, x => classifier.call(backbone.Features(x)), evaluationView, batchSize, options.Workers, device, out var rows);
-        var truth = tensor(rows.Select(i => (long)validation.Labels[(int)i]).ToArray()).to(device);
+        var truth = FeatureExtractor.Labels(validation, rows, device);
         var (top1, top5) = TopK.Accuracy(logits, truth);
         return new LinearProbeResult(top1, top5, losses);
     }

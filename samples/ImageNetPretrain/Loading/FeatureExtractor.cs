@@ -55,6 +55,13 @@ public static class FeatureExtractor
         }
     }
 
+    /// <summary>The labels of <paramref name="rows"/> of <paramref name="dataset"/> (the <c>sources</c> of an extraction): <c>[N]</c> int64 on <paramref name="device"/>.</summary>
+    public static Tensor Labels(IImageDataset dataset, IEnumerable<long> rows, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(dataset);
+        return tensor(rows.Select(i => (long)dataset.Labels[(int)i]).ToArray()).to(device);
+    }
+
     /// <summary>
     /// Rank r of <paramref name="group"/> embeds its contiguous block of <paramref name="dataset"/>,
     /// [r·N/n, (r+1)·N/n), with <see cref="Extract"/>; the blocks are gathered in rank order, so every rank returns the
