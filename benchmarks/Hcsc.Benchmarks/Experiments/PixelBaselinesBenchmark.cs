@@ -1,4 +1,5 @@
 using System.Globalization;
+using Hcsc.Samples.ImageNetPretrain.Augmentation;
 
 namespace Hcsc.Benchmarks.Experiments;
 
@@ -48,7 +49,7 @@ public sealed class PixelBaselinesBenchmark : IBenchmark
             return 2;
         }
 
-        if (cropFraction is not (> 0 and <= 1))
+        if (!ViewTransform.IsCropFraction(cropFraction))
         {
             Console.Error.WriteLine($"--eval-crop-fraction must be in (0, 1] (got {Text(cropFraction)}); 1 keeps the whole image.");
             return 2;

@@ -47,7 +47,7 @@ public readonly record struct CropBox(double X, double Y, double Width, double H
     /// </summary>
     public static CropBox Center(int width, int height, int size, double cropFraction = ViewTransform.ImageNetCropFraction)
     {
-        if (cropFraction is not (> 0 and <= 1))
+        if (!ViewTransform.IsCropFraction(cropFraction))
         {
             throw new ArgumentOutOfRangeException(nameof(cropFraction), cropFraction, "The centre crop is a fraction of the resized shorter side in (0, 1].");
         }

@@ -32,6 +32,9 @@ public sealed record ViewTransform(int Size, double MinScale, double MaxScale, P
     /// <summary>ImageNet's evaluation crop, 224 of 256: the centre crop's share of the resized shorter side.</summary>
     public const double ImageNetCropFraction = 224.0 / 256.0;
 
+    /// <summary>Whether <paramref name="value"/> can be a centre-crop fraction: in (0, 1].</summary>
+    public static bool IsCropFraction(double value) => value is > 0 and <= 1;
+
     /// <summary>Floats in one view: 3 · Size · Size.</summary>
     public int Length => 3 * Size * Size;
 
@@ -55,7 +58,7 @@ public sealed record ViewTransform(int Size, double MinScale, double MaxScale, P
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="cropFraction"/> is not in (0, 1].</exception>
     public static ViewTransform Eval(int size, double cropFraction = ImageNetCropFraction)
     {
-        if (cropFraction is not (> 0 and <= 1))
+        if (!IsCropFraction(cropFraction))
         {
             throw new ArgumentOutOfRangeException(nameof(cropFraction), cropFraction, "The evaluation view's centre crop is a fraction of the resized image in (0, 1]; 1 keeps the whole image.");
         }

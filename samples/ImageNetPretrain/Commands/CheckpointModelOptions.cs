@@ -76,7 +76,7 @@ public sealed class CheckpointModelOptions
         var device = TorchDevices.Resolve(parse.GetValue(_device)!);
         int size = parse.GetValue(_imageSize) ?? run?.Options.Augmentation.ImageSize ?? 224;
         double cropFraction = parse.GetValue(_evalCropFraction) ?? run?.Options.Augmentation.EvalCropFraction ?? ViewTransform.ImageNetCropFraction;
-        if (cropFraction is not (> 0 and <= 1))
+        if (!ViewTransform.IsCropFraction(cropFraction))
         {
             throw new ArgumentException($"--eval-crop-fraction must be in (0, 1], got {cropFraction}.");
         }
