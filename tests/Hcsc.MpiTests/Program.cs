@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using Hcsc.Core.Distributed;
 using Hcsc.Distributed.Mpi;
 using Hcsc.Models.Distributed;
+using Hcsc.Tests;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -275,9 +276,11 @@ internal sealed class Checks(MpiCollectives mpi)
                 worst = Math.Max(worst, difference.norm().item<float>() / Math.Max(expected.norm().item<float>(), 1e-30));
             }
 
-            Check(worst <= 1e-6 && buckets == (bucketBytes == 64 ? 4 : 1),
+            // The whole batch's gradient sums the same per-sample terms as the ranks' average, in another order.
+            double tolerance = FloatBounds.Sum(batch, 1, FloatBounds.Float32);
+            Check(worst <= tolerance && buckets == (bucketBytes == 64 ? 4 : 1),
                 $"GradientAllReduce ({buckets} bucket{(buckets == 1 ? "" : "s")}) = the whole batch's gradient",
-                $"relative error {worst:E2} (at most 1e-6), {buckets} buckets");
+                $"relative error {worst:E2} (at most {tolerance:E1}), {buckets} buckets");
             if (_rank == 0)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    relative error {worst:E2}"));

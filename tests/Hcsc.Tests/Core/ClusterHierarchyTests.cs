@@ -47,7 +47,7 @@ public class ClusterHierarchyTests
             for (int j = 0; j < 2; j++)
             {
                 double dot = Enumerable.Range(0, 3).Sum(k => (double)p0[(i * 3) + k] * p1[(j * 3) + k]);
-                s[i, j].item<float>().Should().BeApproximately((float)dot, 1e-6f);
+                s[i, j].item<float>().Should().BeApproximately((float)dot, (float)FloatBounds.Sum(3, 1, FloatBounds.Float32)); // a float32 dot of 3 unit-vector entries
             }
         }
     }

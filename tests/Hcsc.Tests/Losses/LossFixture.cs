@@ -65,6 +65,14 @@ public sealed class LossFixture : IDisposable
         return Enumerable.Range(0, (int)t.shape[0]).Select(r => flat.Skip((int)(r * cols)).Take((int)cols).ToArray()).ToArray();
     }
 
+    /// <summary>The unit roundoff of <paramref name="dtype"/> (<see cref="FloatBounds"/>).</summary>
+    public static double UnitRoundoff(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float32 => FloatBounds.Float32,
+        ScalarType.Float64 => FloatBounds.Float64,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "float32 or float64"),
+    };
+
     public static double[] Values(Tensor t) => t.detach().to(ScalarType.Float64).contiguous().data<double>().ToArray();
 
     public void Dispose()

@@ -11,6 +11,10 @@ namespace Hcsc.Tests.Models;
 
 public class PyTorchInteropTests
 {
+    // Width-4 ResNets: the largest reduction is a 3×3 convolution over 32 channels; ResNet-50 has 53 layers. PyTorch
+    // computed the expected values in float32 with its own summation order.
+    private static double Tolerance(Tensor expected) => FloatBounds.Network(9 * 32, 53, expected.abs().max().item<float>());
+
     private static ResNetOptions Tiny18(int classes = 10) =>
         new() { Arch = "resnet18", BaseWidth = 4, SmallImageStem = true, InputChannels = 3, NumClasses = classes };
 
@@ -28,10 +32,10 @@ public class PyTorchInteropTests
         net.eval();
         using (no_grad())
         {
-            MaxAbsDiff(net.Features(expected["input"]), expected["features"]).Should().BeLessThan(1e-4);
-            MaxAbsDiff(net.forward(expected["input"]), expected["logits"]).Should().BeLessThan(1e-4);
+            MaxAbsDiff(net.Features(expected["input"]), expected["features"]).Should().BeLessThan(Tolerance(expected["features"]));
+            MaxAbsDiff(net.forward(expected["input"]), expected["logits"]).Should().BeLessThan(Tolerance(expected["logits"]));
             net.train();
-            MaxAbsDiff(net.forward(expected["input"]), expected["logits_train"]).Should().BeLessThan(1e-4);
+            MaxAbsDiff(net.forward(expected["input"]), expected["logits_train"]).Should().BeLessThan(Tolerance(expected["logits_train"]));
         }
 
         net.state_dict()["bn1.num_batches_tracked"].item<long>().Should().Be(8);   // 7 in the file, one training forward here
@@ -48,7 +52,7 @@ public class PyTorchInteropTests
         var expected = Expected("moco_resnet18_w4.expected.pth");
         net.eval();
         using var noGrad = no_grad();
-        MaxAbsDiff(net.Features(expected["input"]), expected["features"]).Should().BeLessThan(1e-4);
+        MaxAbsDiff(net.Features(expected["input"]), expected["features"]).Should().BeLessThan(Tolerance(expected["features"]));
     }
 
     [Fact]
@@ -63,7 +67,7 @@ public class PyTorchInteropTests
         model.state_dict()["encoder_k.layer2.0.downsample.0.weight"].allclose(file["module.encoder_k.layer2.0.downsample.0.weight"], rtol: 0, atol: 0).Should().BeTrue();
         model.state_dict()["encoder_q.fc.2.weight"].allclose(file["module.encoder_q.fc.2.weight"], rtol: 0, atol: 0).Should().BeTrue();
         var expected = Expected("moco_resnet18_w4.expected.pth");
-        MaxAbsDiff(model.BackboneFeatures(expected["input"]), expected["features"]).Should().BeLessThan(1e-4);
+        MaxAbsDiff(model.BackboneFeatures(expected["input"]), expected["features"]).Should().BeLessThan(Tolerance(expected["features"]));
     }
 
     [Fact]

@@ -84,7 +84,8 @@ public class SplitBatchNormTests
         split.eval();
         reference.eval();
         var x = randn(5, 3, 4, 4);   // any batch size in eval mode
-        split.forward(x).allclose(reference.forward(x), atol: 1e-6).Should().BeTrue();
+        // (x − mean)/sqrt(var + ε)·γ + β, elementwise, on |x| ≲ 5 and |γ|, |β|, 1/σ ≲ 3: a few rounded steps on values ≲ 50.
+        split.forward(x).allclose(reference.forward(x), rtol: 0, atol: FloatBounds.Sum(0, 50, FloatBounds.Float32)).Should().BeTrue();
     }
 
     [Fact]
