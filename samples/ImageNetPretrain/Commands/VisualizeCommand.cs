@@ -103,7 +103,7 @@ public static class VisualizeCommand
         var queue = embeddings.index_select(0, queueRows);                           // [Q, d]
         var labels = level.Assignments.index_select(0, queryRows);                   // [B]
         var acceptance = InstanceSelector.AcceptanceProbabilities(queue, labels, level); // [B, Q]
-        var mask = InstanceSelector.SampleMask(acceptance, new Generator(unchecked((ulong)seed) + 1, embeddings.device)).to(ScalarType.Bool);
+        var mask = InstanceSelector.SampleMask(acceptance, new Generator(unchecked((ulong)seed) + 1)).to(ScalarType.Bool);
         var similarity = embeddings.index_select(0, queryRows).matmul(queue.t());   // [B, Q]
         long[] queueImages = queueRows.cpu().data<long>().ToArray();
         var grid = new ImageGrid();

@@ -100,7 +100,9 @@ public static class FineTuning
         using var classifier = nn.Linear(backbone.FeatureDim, classes);
         using (no_grad())
         {
-            classifier.weight!.normal_(0, 0.01, generator: new Generator(unchecked((ulong)options.Seed)));
+            using var generator = new Generator(unchecked((ulong)options.Seed));
+            using var initial = normal(0, 0.01, [classes, backbone.FeatureDim], generator: generator); // on the CPU, as the classifier is here
+            classifier.weight!.copy_(initial);
             classifier.bias!.zero_();
         }
 

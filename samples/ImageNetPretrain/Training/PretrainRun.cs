@@ -151,10 +151,11 @@ public sealed class PretrainRun
         using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
         using var queue = new SelectiveKeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
         using var objective = new HcscObjective(_options.Objective);
-        // Masks are drawn on the device; HcscModel shuffles the key batch with a CPU permutation.
+        // Both generators are CPU generators (TorchSharp has no other kind): the masks are drawn on the device from it
+        // through DeviceRandom; HcscModel shuffles the key batch with a CPU permutation.
         // Data-parallel: each rank draws its own rows' masks (seed + 1 + rank; each rank's state is checkpointed); the
         // shuffle is drawn alike on every rank.
-        using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1 + (ulong)_group.Rank, device);
+        using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1 + (ulong)_group.Rank);
         using var shuffleGenerator = new Generator(unchecked((ulong)training.Seed) + 2);
         var generators = new RunGenerators(maskGenerator, shuffleGenerator);
 

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Hcsc.Core.Randomness;
 using static TorchSharp.torch;
 
 namespace Hcsc.Losses.Kernels;
@@ -34,7 +35,7 @@ internal static unsafe class BernoulliRows
     /// <returns>Masks <c>[S, B, K]</c> bool, and the kept count per row <c>[S, B]</c> in the tables' dtype.</returns>
     public static (Tensor Masks, Tensor Counts) Sample(IReadOnlyList<ThresholdTable> tables, long rows, Generator generator)
     {
-        return CanRunOnHost(tables) ? SampleOnHost(tables, rows, DrawSeed(generator)) : SampleWithTorch(tables, rows, generator);
+        return CanRunOnHost(tables) ? SampleOnHost(tables, rows, DeviceRandom.DrawSeed(generator)) : SampleWithTorch(tables, rows, generator);
     }
 
     /// <summary>Whether <see cref="Sample"/> uses the host kernel for these tables.</summary>
@@ -43,13 +44,6 @@ internal static unsafe class BernoulliRows
             (HostMemory.IsDense(t.Thresholds, ScalarType.Float32) || HostMemory.IsDense(t.Thresholds, ScalarType.Float64))
             && t.Thresholds.dtype == tables[0].Thresholds.dtype
             && (t.Rows is null || HostMemory.IsDense(t.Rows, ScalarType.Int64)));
-
-    /// <summary>One 63-bit seed from <paramref name="generator"/> (one int64 draw).</summary>
-    public static ulong DrawSeed(Generator generator)
-    {
-        using var seed = randint(0, long.MaxValue, [1], ScalarType.Int64, device: CPU, generator: generator);
-        return (ulong)seed.item<long>();
-    }
 
     internal static (Tensor Masks, Tensor Counts) SampleOnHost(IReadOnlyList<ThresholdTable> tables, long rows, ulong seed)
     {
@@ -103,7 +97,7 @@ internal static unsafe class BernoulliRows
         {
             using var scope = NewDisposeScope();
             var threshold = tables[s].Rows is { } r ? tables[s].Thresholds.index_select(0, r) : tables[s].Thresholds;
-            var u = rand(threshold.shape, dtype: threshold.dtype, device: threshold.device, generator: generator);
+            var u = DeviceRandom.Uniform(threshold.shape, threshold.dtype, threshold.device, generator);
             masks[s].copy_(u.gt(threshold));
         }
 

@@ -57,6 +57,9 @@ public class ScalarTemporaryGuardTests
         ("samples/ImageNetPretrain/Evaluation/LinearProbe.cs",
             "M:TorchSharp.torch.normal(System.Double,System.Double,System.ReadOnlySpan{System.Int64},System.Nullable{TorchSharp.torch.ScalarType},TorchSharp.torch.Device,System.Boolean,TorchSharp.torch.Generator,System.String[])",
             "one draw of the initial weights per probe, not per step"),
+        ("samples/ImageNetPretrain/Evaluation/FineTuning.cs",
+            "M:TorchSharp.torch.normal(System.Double,System.Double,System.ReadOnlySpan{System.Int64},System.Nullable{TorchSharp.torch.ScalarType},TorchSharp.torch.Device,System.Boolean,TorchSharp.torch.Generator,System.String[])",
+            "one draw of the classifier's initial weights per fine-tuning, on the CPU, not per step"),
     ];
 
     [Fact]
