@@ -5,7 +5,10 @@ using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Models.Distributed;
 using Hcsc.Models.Normalization;
+using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Commands;
+using Hcsc.Samples.ImageNetPretrain.Data;
+using Hcsc.Samples.ImageNetPretrain.Evaluation;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using Hcsc.Tests;
 using TorchSharp;
@@ -42,6 +45,7 @@ internal sealed class TrainingChecks(ICollectives group, Action<bool, string, st
         {
             WholeRunMatchesOneProcess(root);
             ShuffledKeyBatchNormMatchesOneProcess();
+            ShardedKnnMatchesOneProcess();
         }
         finally
         {
@@ -134,6 +138,27 @@ internal sealed class TrainingChecks(ICollectives group, Action<bool, string, st
             .Where(p => p.Key.EndsWith("running_mean", StringComparison.Ordinal) || p.Key.EndsWith("running_var", StringComparison.Ordinal))
             .Max(p => MaxRelative(p.Value, averaged[p.Key]));
         check(statistics <= Tolerance, $"shuffle BN over {_size} ranks: key encoder's running statistics, averaged = one process's (max relative difference {statistics:G3})", $"{statistics:G3}");
+    }
+
+    // Each rank scores the gathered validation features against its own block of the training features and the
+    // neighbour lists are merged: the accuracies of one process, without gathering the training set's features. Features
+    // of the same image computed in batches of other sizes may differ in the last bits, so a near-tie may fall the other
+    // way: at most one query's vote per k.
+    private void ShardedKnnMatchesOneProcess()
+    {
+        using var scope = NewDisposeScope();
+        var data = DatasetFactory.Open("synthetic", null, 16, 120);
+        random.manual_seed(4);
+        using var model = new HcscModel(new Hcsc.Core.Options.ModelOptions { Arch = "resnet18", Dim = 16, QueueLength = 64, BatchNormSplits = 1 }, Backbone);
+        var view = ViewTransform.Eval(16, 1.0);
+        int[] ks = [1, 5, 20];
+        var single = BackboneKnn.Evaluate(model, data, view, 16, 0, CPU, ks);
+        var sharded = BackboneKnn.Evaluate(model, data, view, 16, 0, CPU, ks, group);
+        double onePercent = 100.0 / data.Validation.Count;
+        bool same = single.Count == sharded.Count && single.Zip(sharded).All(p => p.First.K == p.Second.K
+            && Math.Abs(p.First.Top1 - p.Second.Top1) <= onePercent + 1e-9 && Math.Abs(p.First.Top5 - p.Second.Top5) <= onePercent + 1e-9);
+        check(same, $"sharded kNN over {_size} ranks = one process's accuracies (k = 1, 5, 20; the training features never gathered)",
+            $"one process {string.Join(", ", single)}; {_size} ranks {string.Join(", ", sharded)}");
     }
 
     private static ResNet Backbone() => ResNet.Create(new ResNetOptions { Arch = "resnet18", SmallImageStem = true, BaseWidth = 8 });

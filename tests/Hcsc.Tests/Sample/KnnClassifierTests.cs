@@ -45,6 +45,28 @@ public class KnnClassifierTests
     }
 
     [Fact]
+    public void Chunked_and_sharded_neighbours_give_the_same_accuracies_as_one_pass()
+    {
+        // Bounded memory: the training set read 7 rows at a time; data-parallel: three shards' lists merged.
+        using var scope = NewDisposeScope();
+        var g = new TorchSharp.torch.Generator(5);
+        var train = randn([50, 6], generator: g);
+        var trainLabels = randint(4, [50], generator: g);
+        var query = randn([23, 6], generator: g);
+        var queryLabels = randint(4, [23], generator: g);
+        int[] ks = [1, 5, 20];
+        var whole = KnnClassifier.Evaluate(train, trainLabels, query, queryLabels, 4, ks);
+        KnnClassifier.Evaluate(train, trainLabels, query, queryLabels, 4, ks, chunk: 5, trainChunk: 7).Should().Equal(whole);
+
+        long[] bounds = [0, 9, 9, 50]; // one empty shard
+        var parts = Enumerable.Range(0, 3).Select(r => KnnClassifier.Neighbours(
+            train.narrow(0, bounds[r], bounds[r + 1] - bounds[r]), trainLabels.narrow(0, bounds[r], bounds[r + 1] - bounds[r]), query, 20)).ToList();
+        parts[1].Similarities.shape.Should().Equal(23, 0);
+        var (similarities, labels) = KnnClassifier.MergeNeighbours(parts, 20);
+        KnnClassifier.Vote(similarities, labels, queryLabels, 4, ks).Should().Equal(whole);
+    }
+
+    [Fact]
     public void Invalid_neighbour_counts_are_rejected()
     {
         using var scope = NewDisposeScope();
