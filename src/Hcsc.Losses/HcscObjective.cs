@@ -1,3 +1,4 @@
+using Hcsc.Core.Devices;
 using Hcsc.Core.Hierarchy;
 using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
@@ -67,12 +68,6 @@ public sealed class HcscObjective : IDisposable
     public ObjectiveOptions Options => _options.Clone();
 
     /// <summary>
-    /// Use the C# kernels for the instance and PCSC cross-entropies when the tensors are on the CPU
-    /// (default). False takes the tensor-operation path everywhere; tests use it to compare the two.
-    /// </summary>
-    internal bool HostKernels { get; init; } = true;
-
-    /// <summary>
     /// Computes the objective and all its parts for one step against a <see cref="SelectiveKeyQueue"/>: its keys are the
     /// negatives, its hierarchy (<see cref="SelectiveKeyQueue.UseHierarchy"/>; null: InfoNCE) selects them, and its
     /// cache, kept in step with the keys by the queue, spares the Q × k_l softmax of every step (docs/method.md R4).
@@ -139,6 +134,7 @@ public sealed class HcscObjective : IDisposable
     {
         var locals = localQueries ?? [];
         Validate(query, key, queue, batchIndices, hierarchy, generator, locals, cache);
+        using var kernels = _options.Kernels == KernelPath.Auto ? null : KernelSelection.Use(_options.Kernels);
         using var scope = NewDisposeScope();
         var views = new List<Tensor> { query };
         views.AddRange(locals);
@@ -169,7 +165,7 @@ public sealed class HcscObjective : IDisposable
     /// </summary>
     private HcscLossResult InfoNceOnly(List<Tensor> views, Tensor key, Tensor queue)
     {
-        var terms = views.Select(v => InstanceContrast.Compute(v, key, queue.t(), _options.Temperature, null, _options.UnselectedNegatives, HostKernels)).ToArray();
+        var terms = views.Select(v => InstanceContrast.Compute(v, key, queue.t(), _options.Temperature, null, _options.UnselectedNegatives)).ToArray();
         var infoNce = terms.Select(t => t.InfoNce.mean()).ToArray();
         var locals = views.Skip(1).ToArray();
         return new HcscLossResult
@@ -303,7 +299,7 @@ public sealed class HcscObjective : IDisposable
         var handling = _options.UnselectedNegatives;
         var loss = views.Select(_ => new List<Tensor>()).ToArray();
         var accuracy = new List<Tensor>();
-        bool host = HostKernels && PrototypeContrast.OnHost(views[0]);
+        bool host = PrototypeContrast.OnHost(views[0]);
         var candidateCounts = host ? stack(selection.Candidates.Select(c => c.sum()).ToList()).data<long>().ToArray() : [];   // one read
         var stackedLabels = host ? stack(labels) : null;                                                                           // [L, B]
         for (int v = 0; v < views.Count; v++)
@@ -358,7 +354,7 @@ public sealed class HcscObjective : IDisposable
         for (int v = 0; v < views.Count; v++)
         {
             bool selectedView = masks is not null && (v == 0 || localSelection);
-            var terms = InstanceContrast.Compute(views[v], key, queue.t(), _options.Temperature, selectedView ? masks : null, _options.UnselectedNegatives, HostKernels);
+            var terms = InstanceContrast.Compute(views[v], key, queue.t(), _options.Temperature, selectedView ? masks : null, _options.UnselectedNegatives);
             infoNce[v] = terms.InfoNce.mean();
             accuracy ??= terms.Top1.to(views[0].dtype).mean();
             if (terms.Selected is { } selected)

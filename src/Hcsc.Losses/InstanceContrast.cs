@@ -19,16 +19,15 @@ internal static class InstanceContrast
     /// <param name="temperature">τ.</param>
     /// <param name="masks">ICSC masks <c>[L, B, Q]</c> bool, or null for InfoNCE alone.</param>
     /// <param name="handling">How unselected negatives enter the softmax (docs/method.md R1).</param>
-    /// <param name="hostKernels">Allow the C# kernels on the CPU.</param>
     /// <returns>InfoNCE <c>[B]</c>, ICSC <c>[B, L]</c> (null without masks), and top-1 (x_p ≥ every negative logit) <c>[B]</c> bool.</returns>
     public static (Tensor InfoNce, Tensor? Selected, Tensor Top1) Compute(
-        Tensor query, Tensor key, Tensor queueTransposed, double temperature, Tensor? masks, UnselectedNegativeHandling handling, bool hostKernels)
+        Tensor query, Tensor key, Tensor queueTransposed, double temperature, Tensor? masks, UnselectedNegativeHandling handling)
     {
         using var inverseTemperature = (1.0 / temperature).ToScalar();
         var scaled = query.mul(inverseTemperature);                         // [B, d]
         var positive = scaled.mul(key).sum(1);                               // [B]
         var logits = scaled.mm(queueTransposed);                             // [B, Q]
-        if (hostKernels && QueueCrossEntropy.OnHost(query))
+        if (QueueCrossEntropy.OnHost(query))
         {
             var (loss, top1) = QueueCrossEntropy.Compute(logits, positive, masks, handling == UnselectedNegativeHandling.ZeroLogit);
             return (loss.select(1, 0), masks is null ? null : loss.narrow(1, 1, masks.shape[0]), top1);

@@ -43,6 +43,7 @@ public static class PretrainCommand
         map.Scalar<bool>(command, "--selection-on-local", "Objective:SelectionOnLocalViews", "Instance selection on the local views too");
         map.Scalar<string>(command, "--unselected", "Objective:UnselectedNegatives", "How unselected negatives count: ZeroLogit (reference) or Exclude (paper)");
         map.Scalar<string>(command, "--level-reduction", "Objective:InstanceLevelReduction", "ICSC over levels: Sum (reference) or Mean");
+        map.Scalar<string>(command, "--kernels", "Objective:Kernels", "Loss kernels: Auto (C# SIMD kernels for CPU tensors), Host, or Tensor (tensor operations everywhere: the GPU's code path, on any device)");
         map.Scalar<bool>(command, "--reference-off-by-one", "Objective:ReproduceReferenceOffByOne", "Reproduce the reference's candidate-prototype off-by-one (docs/method.md R3)");
         map.Scalar<double>(command, "--crop-min-scale", "Augmentation:GlobalCropMinScale", "Lower RandomResizedCrop scale of the global crops");
         map.Scalar<double>(command, "--eval-crop-fraction", "Augmentation:EvalCropFraction", "Centre crop of the evaluation view, a fraction of the resized image (0.875: resize 256, crop 224; 1: the whole image)");

@@ -93,6 +93,12 @@ public sealed class PretrainRun
         }
 
         var device = _ranks.DeviceOfThisRank(TorchDevices.Resolve(training.Device), training.Device);
+        if (_options.Objective.Kernels == KernelPath.Host && device.type != DeviceType.CPU)
+        {
+            throw new ArgumentException($"Objective:Kernels (--kernels) is Host, whose C# kernels need CPU tensors, but the run's device is {device}. Use Auto or Tensor there.");
+        }
+
+        using var kernels = KernelSelection.Use(_options.Objective.Kernels);
         using var random = RandomSources.SeedEverything(training.Seed);
         var data = DatasetFactory.Open(_settings.Dataset, _settings.Data, _options.Augmentation.ImageSize, _settings.MaxImages);
         int workers = training.Workers;

@@ -88,6 +88,7 @@ public sealed class HcscOptionsValidator :
         problems.Add(TemperatureProblem(options.Temperature));
         problems.RequireDefined(options.UnselectedNegatives, "Objective:UnselectedNegatives");
         problems.RequireDefined(options.InstanceLevelReduction, "Objective:InstanceLevelReduction");
+        problems.RequireDefined(options.Kernels, "Objective:Kernels");
         return problems;
     }
 

@@ -52,6 +52,14 @@ public sealed class ObjectiveOptions
     /// </summary>
     public bool CheckIndexRangesOnDevice { get; set; }
 
+    /// <summary>
+    /// The code path of the cross-entropies, mask draws and selection tables while an objective with these options
+    /// computes (<see cref="Devices.KernelSelection"/>): <see cref="KernelPath.Auto"/> (default) leaves the choice of the
+    /// calling flow; <see cref="KernelPath.Tensor"/> runs the accelerator's path on the CPU too. The results agree
+    /// within float rounding.
+    /// </summary>
+    public KernelPath Kernels { get; set; }
+
     /// <summary>The public reference implementation, exactly (docs/method.md §11): zero logits (R1), sum over levels (R2), the off-by-one (R3), τ = 0.2.</summary>
     public static ObjectiveOptions Reference() => new()
     {

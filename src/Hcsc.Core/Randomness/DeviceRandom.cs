@@ -1,3 +1,4 @@
+using Hcsc.Core.Devices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,7 +15,8 @@ namespace Hcsc.Core.Randomness;
 /// it. Here the CPU generator stays the source: on the CPU the draws come from it directly (bit for bit what
 /// <c>rand(…, generator)</c> gives); on CUDA one 64-bit seed drawn from it reseeds every CUDA device's default generator
 /// (<c>torch.cuda.manual_seed_all</c>, a host call with no device sync) and the draws are made on the device from
-/// that; on any other device they are drawn on the CPU and copied. The draws on CUDA therefore depend only on the CPU
+/// that; on any other device they are drawn on the CPU and copied. Under <see cref="Options.KernelPath.Tensor"/>
+/// (<see cref="KernelSelection"/>) a CPU draw takes the CUDA branch's steps: a seed drawn, then a generator seeded with it. The draws on CUDA therefore depend only on the CPU
 /// generator's state, which is what checkpoints save and restore.
 /// </remarks>
 public static class DeviceRandom
@@ -31,8 +33,15 @@ public static class DeviceRandom
         ArgumentNullException.ThrowIfNull(generator);
         switch (device.type)
         {
-            case DeviceType.CPU:
+            case DeviceType.CPU when KernelSelection.HostKernelsAllowed:
                 return rand(shape, dtype: dtype, device: CPU, generator: generator);
+            case DeviceType.CPU:
+                // KernelPath.Tensor: the CUDA branch's steps on the CPU (a seed drawn, then a stream seeded with it).
+                using (var seeded = new Generator(DrawSeed(generator)))
+                {
+                    return rand(shape, dtype: dtype, device: CPU, generator: seeded);
+                }
+
             case DeviceType.CUDA:
                 ReseedCuda(generator);
                 return rand(shape, dtype: dtype, device: device);

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Hcsc.Core.Devices;
 using Hcsc.Core.Randomness;
 using static TorchSharp.torch;
 
@@ -40,7 +41,7 @@ internal static unsafe class BernoulliRows
 
     /// <summary>Whether <see cref="Sample"/> uses the host kernel for these tables.</summary>
     public static bool CanRunOnHost(IReadOnlyList<ThresholdTable> tables) =>
-        Vector256.IsHardwareAccelerated && tables.All(t =>
+        KernelSelection.HostKernelsAllowed && Vector256.IsHardwareAccelerated && tables.All(t =>
             (HostMemory.IsDense(t.Thresholds, ScalarType.Float32) || HostMemory.IsDense(t.Thresholds, ScalarType.Float64))
             && t.Thresholds.dtype == tables[0].Thresholds.dtype
             && (t.Rows is null || HostMemory.IsDense(t.Rows, ScalarType.Int64)));

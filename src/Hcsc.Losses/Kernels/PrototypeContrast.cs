@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Hcsc.Core.Devices;
 using Hcsc.Core.Options;
 using static TorchSharp.torch;
 
@@ -27,7 +28,7 @@ internal sealed unsafe class PrototypeContrast : autograd.SingleTensorFunction<P
 
     /// <summary>Whether the host kernels can take these logits.</summary>
     public static bool OnHost(Tensor logits) =>
-        Vector256.IsHardwareAccelerated && (HostMemory.IsDense(logits, ScalarType.Float32) || HostMemory.IsDense(logits, ScalarType.Float64));
+        KernelSelection.HostKernelsAllowed && Vector256.IsHardwareAccelerated && (HostMemory.IsDense(logits, ScalarType.Float32) || HostMemory.IsDense(logits, ScalarType.Float64));
 
     /// <summary>Computes the per-sample, per-level cross-entropies.</summary>
     /// <param name="logits">Prototype logits of all levels side by side <c>[B, Σ k_l]</c> (level l at columns o_l … o_l + k_l − 1), contiguous, on the CPU.</param>

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Hcsc.Core.Devices;
 using static TorchSharp.torch;
 
 namespace Hcsc.Losses.Kernels;
@@ -35,7 +36,7 @@ internal sealed unsafe class QueueCrossEntropy : autograd.SingleTensorFunction<Q
 
     /// <summary>Whether the host kernels can take logits of this dtype and device.</summary>
     public static bool OnHost(Tensor query) =>
-        Vector256.IsHardwareAccelerated && query.device_type == TorchSharp.DeviceType.CPU
+        KernelSelection.HostKernelsAllowed && Vector256.IsHardwareAccelerated && query.device_type == TorchSharp.DeviceType.CPU
         && (query.dtype == ScalarType.Float32 || query.dtype == ScalarType.Float64);
 
     /// <summary>Computes InfoNCE and the per-level ICSC terms per sample.</summary>

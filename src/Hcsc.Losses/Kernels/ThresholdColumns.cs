@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Hcsc.Core.Devices;
 using static TorchSharp.torch;
 
 namespace Hcsc.Losses.Kernels;
@@ -18,7 +19,7 @@ internal static unsafe class ThresholdColumns
 {
     /// <summary>Whether the kernel can take these tensors (float32 or float64 on the CPU; destinations contiguous).</summary>
     public static bool OnHost(Tensor logits, Tensor table, Tensor logNormalisers) =>
-        Vector256.IsHardwareAccelerated && logits.device_type == TorchSharp.DeviceType.CPU && logits.dtype == table.dtype && logits.dtype == logNormalisers.dtype
+        KernelSelection.HostKernelsAllowed && Vector256.IsHardwareAccelerated && logits.device_type == TorchSharp.DeviceType.CPU && logits.dtype == table.dtype && logits.dtype == logNormalisers.dtype
         && (logits.dtype == ScalarType.Float32 || logits.dtype == ScalarType.Float64)
         && logits.stride(1) == 1 && table.is_contiguous() && logNormalisers.is_contiguous();
 

@@ -1,3 +1,4 @@
+using Hcsc.Core.Devices;
 using Hcsc.Core.Options;
 using Hcsc.Core.Queue;
 using Hcsc.Losses;
@@ -95,6 +96,41 @@ public class SelectiveKeyQueueTests
         using var fresh = new QueueSelectionCache();
         fresh.Refresh(f.Hierarchy, queue.Keys);
         Same(queue.Cache!.Thresholds[0], fresh.Thresholds[0]).Should().BeTrue();
+    }
+
+    [Fact]
+    public void The_tensor_path_keeps_the_same_selection_cache_as_the_host_kernels()
+    {
+        // The cache's columns are written by the ThresholdColumns kernel on the host path and by tensor operations on
+        // the GPU's path (KernelPath.Tensor); through several wraps both must hold the same normalisers and thresholds.
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var host = new SelectiveKeyQueue(7, 3, generator: new Generator(1));        // the same initial keys
+        using var tensorPath = new SelectiveKeyQueue(7, 3, generator: new Generator(1));
+        host.UseHierarchy(f.Hierarchy);
+        using (KernelSelection.Use(KernelPath.Tensor))
+        {
+            tensorPath.UseHierarchy(f.Hierarchy);
+        }
+
+        var g = new Generator(4);
+        double tolerance = FloatBounds.Softmax(3, 5, 1000, FloatBounds.Float32); // 5 logits ≤ 1000, width 3
+        for (int step = 0; step < 6; step++)
+        {
+            var keys = UnitKeys(3, 3, g);
+            var indices = randint(10, new long[] { 3 }, generator: g);
+            host.Enqueue(keys, indices);
+            using (KernelSelection.Use(KernelPath.Tensor))
+            {
+                tensorPath.Enqueue(keys, indices);
+            }
+
+            for (int l = 0; l < 3; l++)
+            {
+                tensorPath.Cache!.LogNormalisers[l].allclose(host.Cache!.LogNormalisers[l], rtol: 0, atol: tolerance).Should().BeTrue($"step {step}, level {l} normalisers");
+                tensorPath.Cache.Thresholds[l].allclose(host.Cache.Thresholds[l], rtol: 0, atol: tolerance).Should().BeTrue($"step {step}, level {l} thresholds");
+            }
+        }
     }
 
     [Theory]

@@ -143,6 +143,36 @@ public sealed class PretrainRunTests : IDisposable
     }
 
     [Fact]
+    public void The_tensor_kernel_path_trains_like_the_host_kernels()
+    {
+        // --kernels tensor: the code path of a GPU run, on the CPU. The warm-up epoch draws no masks, so both paths see
+        // the same negatives; their step losses differ only by the rounding of two cross-entropy implementations,
+        // carried through the steps (a width-8 ResNet-18: FloatBounds.Network). The HCSC epoch draws its masks from
+        // other streams, so it is checked for finite losses and selection.
+        var host = Tiny(epochs: 2);
+        host.Objective.Kernels = KernelPath.Host;
+        var tensorPath = Tiny(epochs: 2);
+        tensorPath.Objective.Kernels = KernelPath.Tensor;
+        string other = Directory.CreateTempSubdirectory("hcsc-run-").FullName;
+        try
+        {
+            new PretrainRun(host, Settings(), new StringWriter()).Execute();
+            new PretrainRun(tensorPath, Settings() with { ExperimentDirectory = other }, new StringWriter()).Execute();
+            var tensorMetrics = File.ReadAllLines(Path.Combine(other, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+            double tolerance = FloatBounds.Network(9 * 64, 20, 1);
+            StepLosses(tensorMetrics, epoch: 0).Should().Equal(StepLosses(Metrics(), epoch: 0), (a, b) => Math.Abs(a - b) <= tolerance * Math.Abs(b));
+            var clustered = tensorMetrics.Single(m => !m.TryGetProperty("evaluation", out _) && m.GetProperty("epoch").GetInt32() == 1);
+            StepLosses(tensorMetrics, epoch: 1).Should().HaveCount(3).And.OnlyContain(loss => double.IsFinite(loss) && loss > 0);
+            clustered.GetProperty("acceptance_0").GetDouble().Should().BeInRange(0, 1);
+            clustered.GetProperty("loss_icsc_0").GetDouble().Should().BeGreaterThan(0);
+        }
+        finally
+        {
+            Directory.Delete(other, recursive: true);
+        }
+    }
+
+    [Fact]
     public void A_run_stopped_after_an_epoch_resumes_with_the_same_steps_as_an_uninterrupted_run()
     {
         using var stop = new CancellationTokenSource();
