@@ -75,8 +75,10 @@ public sealed class HierarchicalKMeans
     /// Collective: every rank calls it with the same options and temperature. The finest level runs
     /// <see cref="KMeans.FitDistributed"/> (the same random draws as one process, over global row indices; per iteration
     /// the per-centre sums, sizes and objective summed over the ranks), and its concentrations sum each rank's per-cluster
-    /// sums of distances and sizes. The levels above cluster the prototypes of the level below, which are the same on every
-    /// rank, so they run locally without communication, as do the parents; each rank's assignments compose through them.
+    /// sums of distances and sizes. The levels above cluster the prototypes of the level below on every rank. After each
+    /// level rank 0's centres, concentrations and parents are broadcast, so the ranks hold the same hierarchy by
+    /// construction, also on devices whose reductions are not deterministic (CUDA's atomics); each rank's assignments
+    /// compose through the parents.
     /// </para>
     /// <para>
     /// Equal to <see cref="Fit"/> on the concatenated embeddings up to floating-point summation order: prototypes and
@@ -121,6 +123,14 @@ public sealed class HierarchicalKMeans
             var levelShard = level == 0 ? shard : null;
             using var result = kmeans.FitLevel(points, counts[level], _options.Seed + level, null, null, progress, level, levelCount, levelShard, cancellationToken);
             var nearest = result.Assignments.clone(); // [P_l]
+            var centres = result.Centroids.to(ScalarType.Float32).clone(); // [k_l, d]
+            concentrations[level] = ConcentrationEstimator.Estimate(
+                result.SquaredDistances, nearest, counts[level], _temperature, _options.ConcentrationLowPercentile, _options.ConcentrationHighPercentile, levelShard);
+            if (shard is { IsDistributed: true })
+            {
+                ShareRankZeros(shard.Collectives, centres, concentrations[level], level > 0 ? nearest : null);
+            }
+
             if (level == 0)
             {
                 assignments[0] = nearest;
@@ -131,9 +141,7 @@ public sealed class HierarchicalKMeans
                 assignments[level] = nearest.index_select(0, assignments[level - 1]);
             }
 
-            concentrations[level] = ConcentrationEstimator.Estimate(
-                result.SquaredDistances, nearest, counts[level], _temperature, _options.ConcentrationLowPercentile, _options.ConcentrationHighPercentile, levelShard);
-            raw[level] = result.Centroids.to(ScalarType.Float32).clone();
+            raw[level] = centres;
             prototypes[level] = nn.functional.normalize(raw[level], dim: 1);
             points = prototypes[level];
             double objective = result.Objective;
@@ -160,5 +168,19 @@ public sealed class HierarchicalKMeans
 
         var hierarchy = ClusterHierarchy.FromTensors(prototypes, assignments, concentrations, parents);
         return new HierarchicalKMeansResult(hierarchy, raw.Select(r => r.MoveToOuterDisposeScope()).ToArray(), reports);
+    }
+
+    // Every rank must hold the same hierarchy (the objective's selection and the next level's points depend on it), but
+    // the same computation on two devices need not give the same bits: on CUDA, index_add_ and scatter reductions use
+    // atomics whose order varies. So each level's centres, concentrations and (above the finest) the parents that every
+    // rank computed are replaced by rank 0's, and the ranks agree by construction. k_l × (d + 2) numbers a level.
+    private static void ShareRankZeros(ICollectives collectives, Tensor centres, Tensor concentrations, Tensor? parents)
+    {
+        collectives.Broadcast(centres, root: 0);
+        collectives.Broadcast(concentrations, root: 0);
+        if (parents is not null)
+        {
+            collectives.Broadcast(parents, root: 0);
+        }
     }
 }
