@@ -57,19 +57,28 @@ internal sealed class DataParallelRanks(ICollectives group)
         return rank;
     }
 
-    /// <summary>One rank a GPU: a plain <c>cuda</c> (not <c>cuda:N</c>) becomes cuda:(local rank) under a launcher.</summary>
+    /// <summary>
+    /// One rank a GPU (<see cref="GpuBinding"/>): under a launcher, <c>cuda</c> becomes cuda:(local rank); a layout that
+    /// would put two ranks of one machine on one GPU (<c>cuda:N</c> on every rank, more ranks than GPUs) is refused on
+    /// every rank with what to do. Collective for CUDA devices.
+    /// </summary>
     public Device DeviceOfThisRank(Device device, string setting)
     {
-        if (group.Size == 1 || device.type != DeviceType.CUDA || setting.Contains(':', StringComparison.Ordinal))
+        if (group.Size == 1 || device.type != DeviceType.CUDA)
         {
             return device;
         }
 
-        string? local = Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_RANK")
-            ?? Environment.GetEnvironmentVariable("SLURM_LOCALID")
-            ?? Environment.GetEnvironmentVariable("MPI_LOCALRANKID");
-        int localRank = int.TryParse(local, NumberStyles.Integer, CultureInfo.InvariantCulture, out int parsed) ? parsed : group.Rank;
-        return new Device(DeviceType.CUDA, localRank % Math.Max(1, (int)cuda.device_count()));
+        Span<long> mine = [GpuBinding.NodeIdentity(), GpuBinding.LauncherLocalRank(), cuda.device_count()];
+        var all = new long[3 * group.Size];
+        group.AllGather<long>(mine, all);
+        var ranks = Enumerable.Range(0, group.Size).ToArray();
+        int[] devices = GpuBinding.Assign(
+            ranks.Select(r => all[3 * r]).ToArray(),
+            ranks.Select(r => (int)all[(3 * r) + 1]).ToArray(),
+            ranks.Select(r => (int)all[(3 * r) + 2]).ToArray(),
+            setting.Contains(':', StringComparison.Ordinal) ? device.index : null);
+        return new Device(DeviceType.CUDA, devices[group.Rank]);
     }
 
     /// <summary>Rank 0's weights and buffers on every rank, then checked identical.</summary>
