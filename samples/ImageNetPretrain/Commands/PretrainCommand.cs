@@ -70,8 +70,9 @@ public static class PretrainCommand
         var keep = new Option<int>("--keep-checkpoints") { Description = "Numbered checkpoints to keep, newest first (0: all)" };
         var retries = new Option<int>("--divergence-retries") { Description = "After a NaN/Inf loss or gradient, resume from the last good checkpoint with half the learning rate, at most this many times (0: stop)" };
         var distributed = new Option<string>("--distributed") { Description = "none, or mpi: data-parallel over the ranks of an MPI launcher (mpirun -np N dotnet hcsc-pretrain.dll pretrain --distributed mpi ...; docs/distributed.md)", DefaultValueFactory = _ => "none" };
+        var skipPreflight = new Option<bool>("--skip-preflight") { Description = "Skip the checks run on the device before the first epoch (k-means, an HCSC step with selection, a checkpoint round trip)" };
         var checkWeights = new Option<int>("--check-weights-every") { Description = "Debug, with --distributed mpi: verify every N steps that every rank holds the same weights (0: at the start and the end only)" };
-        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps, retries, distributed, checkWeights })
+        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps, retries, distributed, checkWeights, skipPreflight })
         {
             command.Options.Add(option);
         }
@@ -120,6 +121,7 @@ public static class PretrainCommand
                 DivergenceRetries = parse.GetValue(retries),
                 Distributed = parse.GetValue(distributed)!,
                 CheckWeightsEvery = parse.GetValue(checkWeights),
+                SkipPreflight = parse.GetValue(skipPreflight),
             };
 
             // The sample's settings and the HCSC options are checked together, so every problem is reported at once.
@@ -198,6 +200,13 @@ public static class PretrainCommand
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (System.Runtime.InteropServices.ExternalException e)
+        {
+            // libtorch's errors (a CUDA error, a device out of memory): the first line is the cause, the rest a C++ trace.
+            Console.Error.WriteLine($"error: libtorch: {e.Message.Split('\n')[0].Trim()}");
+            Console.Error.WriteLine($"The run stopped; continue from the last checkpoint with: --exp-dir {settings.ExperimentDirectory} --resume auto");
             return 1;
         }
     }

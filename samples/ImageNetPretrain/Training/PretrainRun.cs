@@ -99,6 +99,16 @@ public sealed class PretrainRun
         }
 
         using var kernels = KernelSelection.Use(_options.Objective.Kernels);
+        if (!_settings.SkipPreflight)
+        {
+            // Before the random sources are seeded: the preflight's draws do not change the run's.
+            double seconds = Preflight.Run(device, _options.Objective, _settings.ExperimentDirectory);
+            if (device.type != DeviceType.CPU)
+            {
+                _output.WriteLine($"Preflight on {device}: hierarchical k-means, an HCSC step with selection and a checkpoint round trip passed ({seconds:F1} s)");
+            }
+        }
+
         using var random = RandomSources.SeedEverything(training.Seed);
         var data = DatasetFactory.Open(_settings.Dataset, _settings.Data, _options.Augmentation.ImageSize, _settings.MaxImages);
         int workers = training.Workers;

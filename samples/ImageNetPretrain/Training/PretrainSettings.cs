@@ -50,6 +50,9 @@ public sealed record PretrainSettings
     /// <summary>Debug: verify every this many steps that every rank holds the same weights (0: only at the start).</summary>
     public int CheckWeightsEvery { get; init; }
 
+    /// <summary>Skip the <see cref="Preflight"/> checks on the run's device before the first epoch.</summary>
+    public bool SkipPreflight { get; init; }
+
     /// <summary>
     /// Every problem with these settings, each with what to change (empty when they are valid). Creates the experiment
     /// folder if needed and checks that a file can be written there, so a read-only or missing destination is found

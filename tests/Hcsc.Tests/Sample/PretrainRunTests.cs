@@ -143,6 +143,26 @@ public sealed class PretrainRunTests : IDisposable
     }
 
     [Fact]
+    public void The_preflight_does_not_change_the_runs_results()
+    {
+        new PretrainRun(Tiny(epochs: 2), Settings(), new StringWriter()).Execute();
+        string skipped = Directory.CreateTempSubdirectory("hcsc-run-").FullName;
+        try
+        {
+            new PretrainRun(Tiny(epochs: 2), Settings() with { ExperimentDirectory = skipped, SkipPreflight = true }, new StringWriter()).Execute();
+            var metrics = File.ReadAllLines(Path.Combine(skipped, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+            for (int epoch = 0; epoch < 2; epoch++)
+            {
+                StepLosses(metrics, epoch).Should().Equal(StepLosses(Metrics(), epoch), $"epoch {epoch}: the preflight runs before the run's random sources are seeded");
+            }
+        }
+        finally
+        {
+            Directory.Delete(skipped, recursive: true);
+        }
+    }
+
+    [Fact]
     public void The_tensor_kernel_path_trains_like_the_host_kernels()
     {
         // --kernels tensor: the code path of a GPU run, on the CPU. The warm-up epoch draws no masks, so both paths see
