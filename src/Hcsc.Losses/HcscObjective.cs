@@ -76,7 +76,7 @@ public sealed class HcscObjective : IDisposable
     /// <param name="key">Keys k <c>[B, d]</c>, L2-normalised (detached here).</param>
     /// <param name="queue">The queue of keys z <c>[Q, d]</c> and the hierarchy; read only (enqueue k after the step).</param>
     /// <param name="batchIndices">Dataset index of each sample <c>[B]</c>, int64 in [0, N).</param>
-    /// <param name="generator">Random source of the masks, on the queries' device.</param>
+    /// <param name="generator">Random source of the masks: a CPU generator (TorchSharp's only kind); the masks are drawn on the queries' device from it.</param>
     /// <returns>The total and every component, as tensors.</returns>
     public HcscLossResult Compute(Tensor query, Tensor key, SelectiveKeyQueue queue, Tensor batchIndices, Generator generator) =>
         Compute(query, key, queue, batchIndices, generator, null);
@@ -86,7 +86,7 @@ public sealed class HcscObjective : IDisposable
     /// <param name="key">Keys k <c>[B, d]</c>, L2-normalised (detached here).</param>
     /// <param name="queue">The queue of keys z <c>[Q, d]</c> and the hierarchy; read only (enqueue k after the step).</param>
     /// <param name="batchIndices">Dataset index of each sample <c>[B]</c>, int64 in [0, N).</param>
-    /// <param name="generator">Random source of the masks, on the queries' device.</param>
+    /// <param name="generator">Random source of the masks: a CPU generator (TorchSharp's only kind); the masks are drawn on the queries' device from it.</param>
     /// <param name="localQueries">Local views of multi-crop, each <c>[B, d]</c>, with gradient; null or empty: none.</param>
     /// <returns>The total and every component, as tensors.</returns>
     public HcscLossResult Compute(Tensor query, Tensor key, SelectiveKeyQueue queue, Tensor batchIndices, Generator generator, IReadOnlyList<Tensor>? localQueries)
@@ -105,7 +105,7 @@ public sealed class HcscObjective : IDisposable
     /// <param name="queue">Queue keys z <c>[Q, d]</c> (detached here).</param>
     /// <param name="batchIndices">Dataset index of each sample <c>[B]</c>, int64 in [0, N).</param>
     /// <param name="hierarchy">The cluster hierarchy; null during warm-up (plain InfoNCE).</param>
-    /// <param name="generator">Random source of the masks, on the queries' device.</param>
+    /// <param name="generator">Random source of the masks: a CPU generator (TorchSharp's only kind); the masks are drawn on the queries' device from it.</param>
     /// <param name="localQueries">Optional local views of multi-crop, each <c>[B, d]</c>, with gradient.</param>
     /// <returns>The total and every component, as tensors.</returns>
     public HcscLossResult Compute(

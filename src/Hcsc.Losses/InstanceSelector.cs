@@ -99,12 +99,13 @@ public static class InstanceSelector
     /// Draws the selection mask: mask[n, j] = 1 (kept) with probability clamp(accept[n, j], 0, 0.999),
     /// else 0, using one uniform u ∈ [0, 1) per entry: kept ⇔ u &gt; 1 − clamp(accept, 0, 0.999).
     /// On the CPU the uniforms come from per-row xoshiro128+ streams under one seed drawn from
-    /// <paramref name="generator"/> (fast, and the same whatever the thread count); on other devices the
-    /// generator draws them directly. Either way the same generator state gives the same mask, and
+    /// <paramref name="generator"/> (fast, and the same whatever the thread count); on other devices (and under
+    /// <see cref="Core.Options.KernelPath.Tensor"/>) they are drawn on the tensor's device through
+    /// <see cref="Core.Randomness.DeviceRandom"/>. Either way the same generator state gives the same mask, and
     /// <see cref="HcscObjective"/> draws its level-0 mask exactly like this.
     /// </summary>
     /// <param name="acceptance">Acceptance probabilities <c>[B, Q]</c>.</param>
-    /// <param name="generator">The random source (on the tensor's device).</param>
+    /// <param name="generator">The random source: a CPU generator (TorchSharp's only kind), whatever the tensor's device.</param>
     /// <returns>A 0/1 mask <c>[B, Q]</c> in the dtype of <paramref name="acceptance"/>.</returns>
     public static Tensor SampleMask(Tensor acceptance, Generator generator)
     {

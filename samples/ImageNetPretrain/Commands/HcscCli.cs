@@ -19,6 +19,7 @@ public static class HcscCli
         root.Subcommands.Add(ClustersCommand.Create());
         root.Subcommands.Add(VisualizeCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());
+        root.Subcommands.Add(GpuCheckCommand.Create());
         root.Subcommands.Add(ClusterCommand.Create());
         return root;
     }

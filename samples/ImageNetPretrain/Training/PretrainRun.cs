@@ -99,6 +99,12 @@ public sealed class PretrainRun
         }
 
         using var kernels = KernelSelection.Use(_options.Objective.Kernels);
+        if (device.type == DeviceType.CUDA)
+        {
+            bool benchmark = CudaSwitches.Apply(_settings.CudnnBenchmark, _settings.Tf32);
+            _output.WriteLine($"CUDA: cuDNN benchmark {(benchmark ? (_settings.CudnnBenchmark ? "on" : "off") : "not reachable in this libtorch")}, TF32 {(_settings.Tf32 ? "on" : "off")}");
+        }
+
         if (!_settings.SkipPreflight)
         {
             // Before the random sources are seeded: the preflight's draws do not change the run's.

@@ -53,6 +53,12 @@ public sealed record PretrainSettings
     /// <summary>Skip the <see cref="Preflight"/> checks on the run's device before the first epoch.</summary>
     public bool SkipPreflight { get; init; }
 
+    /// <summary>On CUDA: let cuDNN time its convolution algorithms and keep the fastest (<see cref="Hcsc.Core.Runtime.CudaSwitches"/>). Default on, as MoCo's reference.</summary>
+    public bool CudnnBenchmark { get; init; } = true;
+
+    /// <summary>On CUDA: TF32 tensor-core arithmetic for float32 products and convolutions. Default off (float32 results as tested).</summary>
+    public bool Tf32 { get; init; }
+
     /// <summary>
     /// Every problem with these settings, each with what to change (empty when they are valid). Creates the experiment
     /// folder if needed and checks that a file can be written there, so a read-only or missing destination is found

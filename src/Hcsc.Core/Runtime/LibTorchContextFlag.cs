@@ -13,15 +13,28 @@ internal sealed unsafe class LibTorchContextFlag
     /// <summary><c>at::Context::userEnabledNNPACK</c>: NNPACK convolutions (tried for float32 batches of 16 or more when oneDNN is not used).</summary>
     public static readonly LibTorchContextFlag Nnpack = new("NNPACK", "NNPACK", "_ZN2at7Context20setUserEnabledNNPACKEb", "_ZNK2at7Context17userEnabledNNPACKEv");
 
+    /// <summary>
+    /// <c>at::Context::benchmarkCuDNN</c> (PyTorch: <c>torch.backends.cudnn.benchmark</c>): cuDNN times its convolution
+    /// algorithms for each new input shape and keeps the fastest. No effect on the CPU.
+    /// </summary>
+    public static readonly LibTorchContextFlag CuDnnBenchmark = new(
+        "cuDNN benchmark", "_ZN2at7Context17setBenchmarkCuDNNEb", "_ZNK2at7Context14benchmarkCuDNNEv",
+        "?setBenchmarkCuDNN@Context@at@@QEAAX_N@Z", "?benchmarkCuDNN@Context@at@@QEBA_NXZ");
+
     private readonly string _description;
-    private readonly string _member;
+    private readonly string _setter;
     private readonly Lazy<Entry?> _entry;
 
     private LibTorchContextFlag(string description, string member, string itaniumSet, string itaniumGet)
+        : this(description, itaniumSet, itaniumGet, $"?setUserEnabled{member}@Context@at@@QEAAX_N@Z", $"?userEnabled{member}@Context@at@@QEBA_NXZ")
+    {
+    }
+
+    private LibTorchContextFlag(string description, string itaniumSet, string itaniumGet, string windowsSet, string windowsGet)
     {
         _description = description;
-        _member = member;
-        _entry = new(() => Find(member, itaniumSet, itaniumGet), LazyThreadSafetyMode.ExecutionAndPublication);
+        _setter = itaniumSet;
+        _entry = new(() => Find(itaniumSet, itaniumGet, windowsSet, windowsGet), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>True when the flag can be read and written in this process (libtorch found, symbols exported).</summary>
@@ -45,14 +58,14 @@ internal sealed unsafe class LibTorchContextFlag
     }
 
     private Entry Require() => _entry.Value ?? throw new PlatformNotSupportedException(
-        $"libtorch's {_description} switch (at::Context::setUserEnabled{_member}) was not found in this process's libtorch_cpu library.");
+        $"libtorch's {_description} switch ({_setter}) was not found in this process's libtorch_cpu library.");
 
-    // at::globalContext(), at::Context::setUserEnabledX(bool), at::Context::userEnabledX() const; member functions take `this` first.
-    private static Entry? Find(string member, string itaniumSet, string itaniumGet)
+    // at::globalContext(), at::Context::setX(bool), at::Context::x() const; member functions take `this` first.
+    private static Entry? Find(string itaniumSet, string itaniumGet, string windowsSet, string windowsGet)
     {
         var context = LibTorchCpuLibrary.Find("_ZN2at13globalContextEv", "?globalContext@at@@YAAEAVContext@1@XZ");
-        var set = LibTorchCpuLibrary.Find(itaniumSet, $"?setUserEnabled{member}@Context@at@@QEAAX_N@Z");
-        var get = LibTorchCpuLibrary.Find(itaniumGet, $"?userEnabled{member}@Context@at@@QEBA_NXZ");
+        var set = LibTorchCpuLibrary.Find(itaniumSet, windowsSet);
+        var get = LibTorchCpuLibrary.Find(itaniumGet, windowsGet);
         return context == IntPtr.Zero || set == IntPtr.Zero || get == IntPtr.Zero
             ? null
             : new Entry((delegate* unmanaged<IntPtr>)context, (delegate* unmanaged<IntPtr, byte, void>)set, (delegate* unmanaged<IntPtr, byte>)get);
