@@ -110,6 +110,19 @@ internal sealed class DataParallelRanks(ICollectives group)
         return sum[0] / group.Size;
     }
 
+    /// <summary>The largest <paramref name="value"/> of any rank, on every rank.</summary>
+    public int Max(int value)
+    {
+        if (group.Size == 1)
+        {
+            return value;
+        }
+
+        var all = new int[group.Size];
+        group.AllGather<int>([value], all);
+        return all.Max();
+    }
+
     /// <summary>True on every rank when <paramref name="flag"/> is true on any.</summary>
     public bool Any(bool flag)
     {

@@ -59,7 +59,8 @@ public static class FaultInjection
 
     /// <summary>
     /// Waits when <paramref name="name"/> is the point asked for: until the process is killed, or until
-    /// <paramref name="stop"/> is requested (a SIGTERM or SIGINT), when the run goes on to honour it.
+    /// <paramref name="stop"/> is requested (a SIGTERM or SIGINT) or a checkpoint is asked for (SIGUSR1/SIGUSR2), when
+    /// the run goes on to honour it.
     /// </summary>
     public static void PauseAt(string name, TextWriter output, GracefulStop stop)
     {
@@ -70,7 +71,7 @@ public static class FaultInjection
 
         output.WriteLine($"paused at {name}");
         output.Flush();
-        while (!stop.Requested)
+        while (!stop.Requested && !stop.CheckpointRequested)
         {
             Thread.Sleep(20);
         }

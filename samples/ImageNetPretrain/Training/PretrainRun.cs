@@ -191,6 +191,11 @@ public sealed class PretrainRun
             {
                 metrics.TruncateFrom(startEpoch);
             }
+
+            if (int.TryParse(Environment.GetEnvironmentVariable("SLURM_RESTART_COUNT"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int restarts) && restarts > 0)
+            {
+                _output.WriteLine($"Slurm restart {restarts} of job {Environment.GetEnvironmentVariable("SLURM_JOB_ID") ?? "?"} (requeued): resumed from {resume}");
+            }
         }
 
         _ranks.StartIdentical(model);
@@ -445,22 +450,25 @@ public sealed class PretrainRun
     }
 
     // After a step: the fault-injection pause point, then a checkpoint with the position when a stop was requested (and
-    // the run stops) or every CheckpointEverySteps steps.
+    // the run stops), when a checkpoint was asked for (SIGUSR1/SIGUSR2) or every CheckpointEverySteps steps. A signal may
+    // reach the ranks at different steps, or only some of them: they agree here, after the same step, on whether to stop,
+    // to checkpoint, and on the exit code (the largest any rank was given), so every rank ends alike.
     private void CheckpointInsideEpoch(RunState run, EpochPosition position)
     {
         FaultInjection.PauseAt($"epoch{position.Epoch + 1}-step{position.Step}", _output, _stop);
         bool periodic = _settings.CheckpointEverySteps > 0 && position.Step % _settings.CheckpointEverySteps == 0 && position.Step < run.Loader.TrainingBatches;
-        bool stopping = _ranks.Any(_stop.Requested); // a signal may reach the ranks at different steps: they stop together
-        if (!stopping && !periodic)
+        int exitCode = _ranks.Max(_stop.ExitCode);
+        bool asked = _ranks.Any(_stop.TakeCheckpointRequest());
+        if (exitCode == 0 && !periodic && !asked)
         {
             return;
         }
 
         _checkpoints.Save(position.Epoch, run.Model, run.Optimizer, run.Queue, run.Generators, position);
-        if (stopping)
+        if (exitCode != 0)
         {
             _group.Barrier(); // rank 0's checkpoint is written before any rank ends
-            throw new RunStoppedException(_stop.ExitCode,
+            throw new RunStoppedException(exitCode,
                 $"Stopped in epoch {position.Epoch + 1} after step {position.Step} with a checkpoint; continue with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
         }
     }

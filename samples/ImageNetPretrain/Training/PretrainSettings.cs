@@ -50,6 +50,9 @@ public sealed record PretrainSettings
     /// <summary>Debug: verify every this many steps that every rank holds the same weights (0: only at the start).</summary>
     public int CheckWeightsEvery { get; init; }
 
+    /// <summary>What SIGUSR1 and SIGUSR2 do: checkpoint and go on (default), or checkpoint and exit with <see cref="GracefulStop.RequeueExitCode"/>.</summary>
+    public UserSignalAction OnSignal { get; init; }
+
     /// <summary>Skip the <see cref="Preflight"/> checks on the run's device before the first epoch.</summary>
     public bool SkipPreflight { get; init; }
 

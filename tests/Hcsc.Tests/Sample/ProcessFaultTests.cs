@@ -30,10 +30,16 @@ public sealed partial class ProcessFaultTests : IDisposable
         private readonly BlockingCollection<string> _lines = [];
         private readonly Process _process;
 
-        public Child(string[] arguments, string? pauseAt, string? failAt = null, string? nanAt = null)
+        public Child(string[] arguments, string? pauseAt, string? failAt = null, string? nanAt = null, string[]? launcher = null, IReadOnlyDictionary<string, string>? environment = null)
         {
-            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            if (SigIntIgnoredHere())
+            // launcher: the command that starts `dotnet` (e.g. setsid, for a process group of its own); its first word runs.
+            var start = new ProcessStartInfo(launcher?[0] ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (string word in launcher?.Skip(1) ?? [])
+            {
+                start.ArgumentList.Add(word);
+            }
+
+            if (launcher is null && SigIntIgnoredHere())
             {
                 // A child inherits an ignored SIGINT (a test run started in the background of a script), and .NET keeps
                 // it ignored; GNU env resets it, so the stop-signal test sends a signal that can arrive.
@@ -60,6 +66,11 @@ public sealed partial class ProcessFaultTests : IDisposable
             if (nanAt is not null)
             {
                 start.Environment[FaultInjection.NanEnvironmentVariable] = nanAt;
+            }
+
+            foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            {
+                start.Environment[name] = value;
             }
 
             _process = new Process { StartInfo = start };
@@ -141,9 +152,9 @@ public sealed partial class ProcessFaultTests : IDisposable
         return directory;
     }
 
-    private void ResumeAndCompare(string directory, string expectedResumeLine)
+    private void ResumeAndCompare(string directory, string expectedResumeLine, IReadOnlyDictionary<string, string>? environment = null)
     {
-        using var resumed = new Child(Arguments(directory, "--resume", "auto"), pauseAt: null);
+        using var resumed = new Child(Arguments(directory, "--resume", "auto"), pauseAt: null, environment: environment);
         resumed.WaitForExit().Should().Be(0, string.Join('\n', resumed.Output));
         resumed.Output.Should().Contain(l => l.Contains(expectedResumeLine, StringComparison.Ordinal));
         string reference = Uninterrupted();
@@ -299,6 +310,63 @@ public sealed partial class ProcessFaultTests : IDisposable
         }
 
         ResumeAndCompare(directory, "1 epochs and 2 steps of epoch 2 done; continuing there");
+    }
+
+    // `dotnet run` as the parent, in a process group of its own (setsid): the shape of a run under a scheduler or a
+    // terminal, where a signal reaches the whole group and dotnet run forwards it to the app once more.
+    private static string[] DotnetRun(string directory, params string[] extra) =>
+        ["run", "--project", Path.Combine(Hcsc.Tests.Build.ScalarTemporaryGuardTests.RepoRoot(), "samples", "ImageNetPretrain"), "-c", "Release", "--no-build", "--", .. Arguments(directory, extra).Skip(1)];
+
+    [Theory]
+    [InlineData(true)]   // kill -TERM -PGID: scancel, timeout, systemd's control-group kill
+    [InlineData(false)]  // kill -TERM PID of dotnet run alone
+    public void Sigterm_to_the_process_group_or_to_dotnet_run_is_one_stop_request_with_a_checkpoint(bool wholeGroup)
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var child = new Child(DotnetRun(directory), "epoch2-step2", launcher: ["setsid", "dotnet"]))
+        {
+            child.WaitForLine("paused at epoch2-step2");
+            kill(wholeGroup ? -child.Id : child.Id, 15).Should().Be(0);
+            child.WaitForExit().Should().Be(143, string.Join('\n', child.Output));
+            child.Output.Should().Contain(l => l.Contains("(epoch 2, step 2)", StringComparison.Ordinal), "the checkpoint of the stop is written");
+        }
+
+        ResumeAndCompare(directory, "1 epochs and 2 steps of epoch 2 done; continuing there");
+    }
+
+    [Fact]
+    public void Sigusr1_writes_a_checkpoint_at_the_end_of_the_step_and_the_run_goes_on_unchanged()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var child = new Child(Arguments(directory), "epoch2-step2"))
+        {
+            child.WaitForLine("paused at epoch2-step2");
+            kill(child.Id, 10).Should().Be(0);
+            child.WaitForExit().Should().Be(0, string.Join('\n', child.Output));
+            child.Output.Should().Contain(l => l.Contains("SIGUSR1 received: writing a checkpoint", StringComparison.Ordinal))
+                .And.Contain(l => l.Contains("(epoch 2, step 2)", StringComparison.Ordinal), "the checkpoint asked for");
+        }
+
+        string reference = Uninterrupted();
+        foreach (int epoch in new[] { 0, 1, 2 })
+        {
+            StepLosses(directory, epoch).Should().Equal(StepLosses(reference, epoch), $"epoch index {epoch}: a checkpoint changes nothing");
+        }
+    }
+
+    [Fact]
+    public void Sigusr1_with_on_signal_requeue_checkpoints_exits_75_and_the_requeued_run_says_so_and_continues()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var child = new Child(Arguments(directory, "--on-signal", "Requeue"), "epoch2-step2"))
+        {
+            child.WaitForLine("paused at epoch2-step2");
+            kill(child.Id, 10).Should().Be(0);
+            child.WaitForExit().Should().Be(GracefulStop.RequeueExitCode, string.Join('\n', child.Output));
+        }
+
+        // As Slurm starts a requeued job: SLURM_RESTART_COUNT counts the restarts.
+        ResumeAndCompare(directory, "Slurm restart 1 of job 42 (requeued)", new Dictionary<string, string> { ["SLURM_RESTART_COUNT"] = "1", ["SLURM_JOB_ID"] = "42" });
     }
 
     [Fact]
