@@ -143,6 +143,17 @@ public static class PretrainCommand
                 return Task.FromResult(2);
             }
 
+            if (settings.Resume is not null && TryReadManifest(settings.ExperimentDirectory) is { } recorded)
+            {
+                // The checkpoint's shapes are the run's: take them from its run.json unless the command line sets them.
+                var (resumed, taken) = ModelShape.ApplyRecorded(recorded, options, settings, overrides.Keys, parse.GetValue(width) is not null, parse.GetValue(smallStem) is not null);
+                settings = resumed;
+                if (taken.Count > 0)
+                {
+                    Console.WriteLine($"Resuming with the run's model shape from {RunManifest.FileName}: {string.Join(", ", taken)}");
+                }
+            }
+
             MpiCollectives? mpi = null;
             if (settings.Distributed == "mpi")
             {
@@ -214,6 +225,19 @@ public static class PretrainCommand
             Console.Error.WriteLine($"error: libtorch: {e.Message.Split('\n')[0].Trim()}");
             Console.Error.WriteLine($"The run stopped; continue from the last checkpoint with: --exp-dir {settings.ExperimentDirectory} --resume auto");
             return 1;
+        }
+    }
+
+    private static RunManifest? TryReadManifest(string directory)
+    {
+        try
+        {
+            return RunManifest.TryRead(directory);
+        }
+        catch (InvalidDataException e)
+        {
+            Console.Error.WriteLine($"warning: {e.Message}; the model shape comes from the command line.");
+            return null;
         }
     }
 

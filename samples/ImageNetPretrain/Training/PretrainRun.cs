@@ -144,10 +144,6 @@ public sealed class PretrainRun
         }
 
         Directory.CreateDirectory(_settings.ExperimentDirectory);
-        if (_root)
-        {
-            new RunManifest(_options, _settings).Write(_settings.ExperimentDirectory);
-        }
 
         var metrics = new MetricsLog(Path.Combine(_settings.ExperimentDirectory, "metrics.jsonl"));
 
@@ -196,6 +192,12 @@ public sealed class PretrainRun
             {
                 _output.WriteLine($"Slurm restart {restarts} of job {Environment.GetEnvironmentVariable("SLURM_JOB_ID") ?? "?"} (requeued): resumed from {resume}");
             }
+        }
+
+        if (_root)
+        {
+            // Only now that a resume was accepted: a refused one leaves the record of the run that wrote the checkpoints.
+            new RunManifest(_options, _settings).Write(_settings.ExperimentDirectory);
         }
 
         _ranks.StartIdentical(model);

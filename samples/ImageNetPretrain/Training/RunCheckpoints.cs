@@ -127,8 +127,7 @@ internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings setti
         }
         catch (StateDictMismatchException e)
         {
-            throw new InvalidDataException(
-                $"The checkpoint '{path}' does not fit this model (was it written with other --arch, --width, --dim, --small-stem or BatchNormSplits?): {e.Message}", e);
+            throw new InvalidDataException(MismatchMessage(path, e), e);
         }
 
         EpochPosition? position;
@@ -152,6 +151,30 @@ internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings setti
                 : $"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {contents.Epoch + 1}."
             : $"Resumed from {path}: {contents.Epoch} epochs and {position.Step} steps of epoch {contents.Epoch + 1} done; continuing there.");
         return (checked((int)contents.Epoch), position);
+    }
+
+    // A few lines: the checkpoint's model (from run.json when the folder has one) beside the one asked for, the size of
+    // the mismatch with a few examples, and what to do. The full key lists are in the exception's inner exception.
+    private string MismatchMessage(string path, StateDictMismatchException e)
+    {
+        string directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
+        RunManifest? recorded = null;
+        try
+        {
+            recorded = RunManifest.TryRead(directory);
+        }
+        catch (InvalidDataException)
+        {
+            // described as unknown below
+        }
+
+        string Examples(IReadOnlyList<string> keys) => keys.Count == 0 ? "" : $" (e.g. {string.Join(", ", keys.Take(3))})";
+        return string.Join(Environment.NewLine,
+            $"The checkpoint '{path}' was written by a model of another shape and cannot be resumed with this one.",
+            $"  the checkpoint's run ({RunManifest.FileName}): {(recorded is null ? "unknown (no run.json beside it)" : ModelShape.Describe(recorded.Options.Model, recorded.Settings))}",
+            $"  this attempt:                     {ModelShape.Describe(_options.Model, _settings)}",
+            $"  state dict: {e.Missing.Count} keys missing{Examples(e.Missing)}, {e.Unexpected.Count} unexpected{Examples(e.Unexpected)}, {e.Misshaped.Count} of another shape{Examples(e.Misshaped)}.",
+            $"Drop the options that change the model (--arch, --width, --small-stem, --dim, --mlp, --queue-length, BatchNormSplits) to continue the run, or start a new run with another --exp-dir. {RunManifest.FileName} was left as it was.");
     }
 
     // Rank r takes its own saved state. A checkpoint of one process, of an older version or of fewer ranks has none for

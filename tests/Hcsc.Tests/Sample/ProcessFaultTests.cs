@@ -370,6 +370,58 @@ public sealed partial class ProcessFaultTests : IDisposable
     }
 
     [Fact]
+    public void A_resume_with_another_model_says_so_in_a_few_lines_and_leaves_the_runs_record_for_its_evaluations()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var first = new Child(Arguments(directory), pauseAt: null))
+        {
+            first.WaitForExit().Should().Be(0, string.Join('\n', first.Output));
+        }
+
+        string manifest = Path.Combine(directory, RunManifest.FileName);
+        byte[] record = File.ReadAllBytes(manifest);
+        using (var refused = new Child(Arguments(directory, "--resume", "auto", "--arch", "resnet34"), pauseAt: null))
+        {
+            refused.WaitForExit().Should().Be(1, string.Join('\n', refused.Output));
+            var error = refused.Output.Where(l => !l.StartsWith('{') && !l.StartsWith("HCSC pretraining", StringComparison.Ordinal)).ToList();
+            error.Should().Contain(l => l.Contains("was written by a model of another shape", StringComparison.Ordinal));
+            error.Should().Contain(l => l.Contains("the checkpoint's run (run.json): arch resnet18, width 8", StringComparison.Ordinal))
+                .And.Contain(l => l.Contains("this attempt:", StringComparison.Ordinal) && l.Contains("arch resnet34", StringComparison.Ordinal));
+            string.Join('\n', error).Split('\n').Length.Should().BeLessThanOrEqualTo(12, string.Join('\n', error));
+        }
+
+        File.ReadAllBytes(manifest).Should().Equal(record, "a refused resume must not rewrite the run's record");
+        using var knn = new Child([Path.Combine(AppContext.BaseDirectory, "hcsc-pretrain.dll"), "knn", "--checkpoint", Path.Combine(directory, PretrainRun.LatestCheckpoint), "--k", "5", "--workers", "0"], pauseAt: null);
+        knn.WaitForExit().Should().Be(0, "the run's own checkpoint still evaluates: " + string.Join('\n', knn.Output));
+    }
+
+    [Fact]
+    public void A_resume_takes_the_model_shape_from_the_runs_record_unless_the_command_line_sets_it()
+    {
+        string directory = Path.Combine(_directory, "run");
+        using (var first = new Child(Arguments(directory), "epoch2-step1"))
+        {
+            first.WaitForLine("paused at epoch2-step1");
+            kill(first.Id, 15).Should().Be(0);
+            first.WaitForExit().Should().Be(143, string.Join('\n', first.Output));
+        }
+
+        // The same command without --width 8 and --dim 16: the defaults (16 and the preset's 64) would not fit.
+        var withoutShape = Arguments(directory, "--resume", "auto").ToList();
+        foreach (string flag in new[] { "--width", "--dim" })
+        {
+            withoutShape.RemoveRange(withoutShape.IndexOf(flag), 2);
+        }
+
+        using var resumed = new Child([.. withoutShape], pauseAt: null);
+        resumed.WaitForExit().Should().Be(0, string.Join('\n', resumed.Output));
+        resumed.Output.Should().Contain(l => l.Contains("Resuming with the run's model shape from run.json:", StringComparison.Ordinal)
+            && l.Contains("Model:Dim = 16", StringComparison.Ordinal) && l.Contains("--width 8", StringComparison.Ordinal));
+        string reference = Uninterrupted();
+        StepLosses(directory, 2).Should().Equal(StepLosses(reference, 2), "the resumed run is the same run");
+    }
+
+    [Fact]
     public void A_cpu_where_nnpack_cannot_initialise_gets_one_log_line_not_one_per_convolution()
     {
         using var child = new Child(Arguments(Path.Combine(_directory, "run")), pauseAt: null);
