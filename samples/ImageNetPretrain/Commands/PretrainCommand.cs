@@ -185,8 +185,8 @@ public static class PretrainCommand
         var output = mpi is { Rank: > 0 } ? TextWriter.Null : Console.Out;
         output.WriteLine($"HCSC pretraining{(presetName is null ? string.Empty : $" (preset {presetName})")}; options:");
         output.WriteLine(JsonSerializer.Serialize(options, new JsonSerializerOptions { Converters = { new JsonStringEnumConverter() } }));
-        int code = Train(options, settings, output, mpi, cancellation);
-        if (code != 0 && mpi is { Size: > 1 })
+        int code = Train(options, settings, output, mpi, cancellation, out bool agreedStop);
+        if (code != 0 && !agreedStop && mpi is { Size: > 1 })
         {
             // The other ranks may wait in a collective for this one: end them all.
             Console.Error.Flush();
@@ -196,8 +196,10 @@ public static class PretrainCommand
         return code;
     }
 
-    private static int Train(Hcsc.Core.Options.HcscOptions options, PretrainSettings settings, TextWriter output, ICollectives? collectives, CancellationToken cancellation)
+    // agreedStop: every rank stopped after the same step with the same code (a signal honoured), so none waits for another.
+    private static int Train(Hcsc.Core.Options.HcscOptions options, PretrainSettings settings, TextWriter output, ICollectives? collectives, CancellationToken cancellation, out bool agreedStop)
     {
+        agreedStop = false;
         using var stop = GracefulStop.ListenToSignals(output, settings.OnSignal);
         try
         {
@@ -206,6 +208,7 @@ public static class PretrainCommand
         }
         catch (RunStoppedException e)
         {
+            agreedStop = true;
             Console.Error.WriteLine(e.Message);
             return e.ExitCode;
         }

@@ -60,9 +60,10 @@ public static class FaultInjection
     /// <summary>
     /// Waits when <paramref name="name"/> is the point asked for: until the process is killed, or until
     /// <paramref name="stop"/> is requested (a SIGTERM or SIGINT) or a checkpoint is asked for (SIGUSR1/SIGUSR2), when
-    /// the run goes on to honour it.
+    /// the run goes on to honour it. With <paramref name="anyRank"/> (data-parallel runs, where every rank pauses at the
+    /// same point) the ranks wait until any of them was asked, so a signal to one rank releases them all.
     /// </summary>
-    public static void PauseAt(string name, TextWriter output, GracefulStop stop)
+    public static void PauseAt(string name, TextWriter output, GracefulStop stop, Func<bool, bool>? anyRank = null)
     {
         if (Point is null || !string.Equals(Point, name, StringComparison.Ordinal))
         {
@@ -71,7 +72,8 @@ public static class FaultInjection
 
         output.WriteLine($"paused at {name}");
         output.Flush();
-        while (!stop.Requested && !stop.CheckpointRequested)
+        anyRank ??= asked => asked;
+        while (!anyRank(stop.Requested || stop.CheckpointRequested))
         {
             Thread.Sleep(20);
         }

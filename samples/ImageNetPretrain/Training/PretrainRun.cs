@@ -457,7 +457,7 @@ public sealed class PretrainRun
     // to checkpoint, and on the exit code (the largest any rank was given), so every rank ends alike.
     private void CheckpointInsideEpoch(RunState run, EpochPosition position)
     {
-        FaultInjection.PauseAt($"epoch{position.Epoch + 1}-step{position.Step}", _output, _stop);
+        FaultInjection.PauseAt($"epoch{position.Epoch + 1}-step{position.Step}", _output, _stop, _ranks.Any);
         bool periodic = _settings.CheckpointEverySteps > 0 && position.Step % _settings.CheckpointEverySteps == 0 && position.Step < run.Loader.TrainingBatches;
         int exitCode = _ranks.Max(_stop.ExitCode);
         bool asked = _ranks.Any(_stop.TakeCheckpointRequest());
