@@ -7,7 +7,7 @@ using Hcsc.Samples.ImageNetPretrain.Training;
 namespace Hcsc.Benchmarks.Experiments;
 
 /// <summary>
-/// The real-data comparison of the README: on Fashion-MNIST (Debian's dataset-fashion-mnist), for each seed, the
+/// The real-data comparison of docs/results.md: on Fashion-MNIST (Debian's dataset-fashion-mnist), for each seed, the
 /// sample's fashion-mnist preset trained as HCSC and as MoCo (warm-up for every epoch: no clustering, plain InfoNCE)
 /// with the same budget; then kNN top-1 (k = 20) on the whole 10 000-image test set, a linear probe on cached features
 /// and per-level NMI for the untrained network, MoCo and HCSC, and the same kNN and linear probe on the raw pixels

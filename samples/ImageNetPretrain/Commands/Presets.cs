@@ -25,7 +25,7 @@ public static class Presets
         ["hcsc-multicrop-400ep"] = Reference(400, multiCrop: true),
         ["hcsc-multicrop-800ep"] = Reference(800, multiCrop: true),
         // Batch 32 (18 -> 37 steps an epoch, for about 12 % more time an epoch): at batch 64 seed 4 ended level with the
-        // untrained network on kNN (65.91 %) on one machine; at 32 the five seeds end 15-43 points above it there (README).
+        // untrained network on kNN (65.91 %) on one machine; at 32 the five seeds end 15-43 points above it there (docs/results.md).
         ["synthetic-quick"] = new Dictionary<string, string?>
         {
             ["Model:Arch"] = "resnet18", ["Model:Dim"] = "64", ["Model:QueueLength"] = "1024", ["Model:BatchNormSplits"] = "4", ["Model:EncoderMomentum"] = "0.99",
@@ -47,7 +47,7 @@ public static class Presets
     };
 
     // 60 000 images of 28x28 on a CPU: a small-stem ResNet-18 (base width 16 from the sample's defaults), five epochs
-    // of which two are MoCo warm-up (about 30 minutes on 2 cores: README, "A real-data result"), prototypes
+    // of which two are MoCo warm-up (about 30 minutes on 2 cores: docs/results.md, "Fashion-MNIST"), prototypes
     // 200 -> 50 -> 10 (10 classes). Learning rate 0.06 per 256 images (0.03 at batch 128): at 0.24 the MoCo loss rose after the first epoch and kNN fell below the untrained network's
     // (Fashion-MNIST, 20 000 images, 4 MoCo epochs, seed 1: kNN 75.7 % untrained -> 70.9 % at lr 0.24, 77.0 % at 0.06,
     // 76.2 % at 0.03). Evaluated on whole images (EvalCropFraction 1): ImageNet's resize-256 / crop-224 drops a quarter

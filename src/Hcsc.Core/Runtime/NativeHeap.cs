@@ -12,8 +12,8 @@ public sealed record NativeHeapDecision(bool KeepsFreedMemory, string Reason);
 /// after every operation. By default glibc serves a block above 32 MiB (and, until it has freed one, above 128 KiB) with
 /// its own <c>mmap</c> and unmaps it on <c>free</c>, so the next operation faults every page in again, zero-filled:
 /// ATen's im2col convolutions allocate a <c>[B, C·k·k, H·W]</c> column buffer per call (58 MiB for 16 channels at 28×28,
-/// batch 128), and a CPU training step spent more time in the kernel than computing (measured in
-/// <c>benchmarks/README.md</c>, "glibc's malloc keeps freed buffers": 2.3× faster steps with freed memory kept).
+/// batch 128), and a CPU training step spends more time in the kernel than computing (figures in
+/// <c>benchmarks/README.md</c>, "glibc's malloc keeps freed buffers").
 /// </summary>
 /// <remarks>
 /// <see cref="Apply"/> sets <c>mallopt(M_MMAP_MAX, 0)</c> (blocks come from the heaps; glibc still maps a block of its

@@ -8,8 +8,8 @@ public sealed record NnpackDecision(bool ConvolutionsMayUseNnpack, string Reason
 /// <summary>
 /// Turns libtorch's NNPACK switch off where NNPACK cannot initialise on this CPU. libtorch then never uses NNPACK, but
 /// it asks again before every convolution of a float32 batch of 16 or more that oneDNN does not take, and logs
-/// "Could not initialize NNPACK! Reason: Unsupported hardware." each time: 29 100 lines on standard error in one run
-/// of the sample's default command (at batch 64) on a CPU that reports no caches (where <see cref="OneDnnGuard"/> keeps oneDNN off).
+/// "Could not initialize NNPACK! Reason: Unsupported hardware." each time: tens of thousands of lines on standard error
+/// in one training run on a CPU that reports no caches (where <see cref="OneDnnGuard"/> keeps oneDNN off).
 /// With the switch off libtorch stops asking; the convolutions and their results are the same.
 /// </summary>
 /// <remarks>Hcsc's models call <see cref="Apply"/> when they are built. Asking libtorch whether NNPACK initialises logs that line once.</remarks>
