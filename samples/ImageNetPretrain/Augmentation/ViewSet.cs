@@ -20,9 +20,10 @@ public static class ViewSet
         var views = new List<ViewTransform> { global, global };
         if (options.MultiCrop)
         {
-            for (int i = 0; i < options.LocalCropSizes.Length; i++)
+            int[] sizes = options.ResolvedLocalCropSizes();
+            for (int i = 0; i < sizes.Length; i++)
             {
-                views.Add(global with { Size = options.LocalCropSizes[i], MinScale = options.LocalCropMinScales[i], MaxScale = options.LocalCropMaxScales[i] });
+                views.Add(global with { Size = sizes[i], MinScale = options.LocalCropMinScales[i], MaxScale = options.LocalCropMaxScales[i] });
             }
         }
 

@@ -156,7 +156,7 @@ public sealed class PretrainRun
         }));
         model.to(device);
         var batchNormProblems = model.BatchNormProblems(
-            training.BatchSize / _group.Size, imageSize, _options.Augmentation.MultiCrop ? _options.Augmentation.LocalCropSizes : null);
+            training.BatchSize / _group.Size, imageSize, _options.Augmentation.MultiCrop ? _options.Augmentation.ResolvedLocalCropSizes() : null);
         if (batchNormProblems.Count > 0)
         {
             throw new ArgumentException(string.Join(Environment.NewLine, batchNormProblems));

@@ -122,12 +122,29 @@ public sealed class AugmentationOptions
     /// <summary>Add local views (the 73.3 % setting). Default false.</summary>
     public bool MultiCrop { get; set; }
 
-    /// <summary>Sides of the local views. Default 192, 160, 128, 96.</summary>
-    public int[] LocalCropSizes { get; set; } = [192, 160, 128, 96];
+    /// <summary>
+    /// Sides of the local views. Default empty: the reference's sizes relative to the global view,
+    /// <see cref="ReferenceLocalCropRatios"/> × <see cref="ImageSize"/> (192, 160, 128, 96 at 224; 27, 23, 18, 14 at 32),
+    /// so one switch works at any image size (<see cref="ResolvedLocalCropSizes"/>). Each must be smaller than
+    /// <see cref="ImageSize"/>.
+    /// </summary>
+    public int[] LocalCropSizes { get; set; } = [];
+
+    /// <summary>The reference's local view sizes over its global view: 192/224, 160/224, 128/224, 96/224.</summary>
+    public static IReadOnlyList<double> ReferenceLocalCropRatios { get; } = [192 / 224.0, 160 / 224.0, 128 / 224.0, 96 / 224.0];
 
     /// <summary>Lower RandomResizedCrop scale of each local view. Default 0.172, 0.143, 0.114, 0.086.</summary>
     public double[] LocalCropMinScales { get; set; } = [0.172, 0.143, 0.114, 0.086];
 
     /// <summary>Upper RandomResizedCrop scale of each local view. Default 0.86, 0.715, 0.571, 0.429.</summary>
     public double[] LocalCropMaxScales { get; set; } = [0.86, 0.715, 0.571, 0.429];
+
+    /// <summary>
+    /// The local views' sides: <see cref="LocalCropSizes"/> when given, else
+    /// round(<see cref="ReferenceLocalCropRatios"/>[i] · <see cref="ImageSize"/>), at least 1.
+    /// </summary>
+    public int[] ResolvedLocalCropSizes() =>
+        LocalCropSizes is { Length: > 0 } explicitSizes
+            ? explicitSizes
+            : ReferenceLocalCropRatios.Select(ratio => Math.Max(1, (int)Math.Round(ratio * ImageSize, MidpointRounding.AwayFromZero))).ToArray();
 }

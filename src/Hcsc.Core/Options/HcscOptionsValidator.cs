@@ -189,11 +189,17 @@ public sealed class HcscOptionsValidator :
         problems.Require(augmentation.BlurProbability is >= 0 and <= 1, $"Augmentation:BlurProbability must be in [0, 1], got {augmentation.BlurProbability}.");
         if (augmentation.MultiCrop)
         {
-            int[] sizes = augmentation.LocalCropSizes ?? [];
+            int[] sizes = augmentation.ResolvedLocalCropSizes();
             double[] low = augmentation.LocalCropMinScales ?? [];
             double[] high = augmentation.LocalCropMaxScales ?? [];
             problems.Require(sizes.Length > 0, "Augmentation:LocalCropSizes must list at least one size when Augmentation:MultiCrop is on.");
             problems.Require(sizes.All(s => s > 0), $"Augmentation:LocalCropSizes must all be > 0, got {string.Join(", ", sizes)}.");
+            foreach (int size in sizes.Where(s => s >= augmentation.ImageSize).Distinct())
+            {
+                problems.Add(
+                    $"Augmentation:LocalCropSizes holds a local view of {size} px, not smaller than the global view's {augmentation.ImageSize} px (Augmentation:ImageSize); " +
+                    "local views are the small crops of multi-crop. Leave LocalCropSizes empty to take the reference's ratios of the global size, or list smaller sizes.");
+            }
             problems.Require(
                 low.Length == sizes.Length && high.Length == sizes.Length,
                 $"Augmentation:LocalCropSizes, LocalCropMinScales and LocalCropMaxScales must have one entry per local view; got {sizes.Length}, {low.Length} and {high.Length}.");

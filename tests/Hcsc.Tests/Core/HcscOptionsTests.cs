@@ -203,4 +203,26 @@ public class HcscOptionsTests
         var act = () => provider.GetRequiredService<IStartupValidator>().Validate();
         act.Should().Throw<OptionsValidationException>().Which.Failures.Should().ContainSingle().Which.Should().StartWith("Objective:Temperature (τ)");
     }
+
+    [Theory]
+    [InlineData(224, new[] { 192, 160, 128, 96 })]  // the reference's sizes
+    [InlineData(96, new[] { 82, 69, 55, 41 })]
+    [InlineData(32, new[] { 27, 23, 18, 14 })]     // 27.43, 22.86, 18.29, 13.71 rounded
+    public void Local_views_follow_the_global_view_by_the_reference_ratios(int imageSize, int[] expected)
+    {
+        var options = new AugmentationOptions { ImageSize = imageSize, MultiCrop = true };
+        options.ResolvedLocalCropSizes().Should().Equal(expected);
+        HcscOptionsValidator.Problems(new HcscOptions { Augmentation = options }).Should().BeEmpty();
+        new AugmentationOptions { ImageSize = imageSize, LocalCropSizes = [10, 8, 6, 4] }.ResolvedLocalCropSizes().Should().Equal(10, 8, 6, 4);
+    }
+
+    [Fact]
+    public void A_local_view_not_smaller_than_the_global_one_is_refused_naming_both_sizes()
+    {
+        var options = new HcscOptions { Augmentation = new AugmentationOptions { ImageSize = 32, MultiCrop = true, LocalCropSizes = [192, 160, 28, 32] } };
+        var problems = HcscOptionsValidator.Problems(options);
+        problems.Should().Contain(p => p.Contains("a local view of 192 px, not smaller than the global view's 32 px", StringComparison.Ordinal))
+            .And.Contain(p => p.Contains("a local view of 32 px", StringComparison.Ordinal))
+            .And.NotContain(p => p.Contains("a local view of 28 px", StringComparison.Ordinal));
+    }
 }
