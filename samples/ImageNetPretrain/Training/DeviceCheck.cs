@@ -138,7 +138,7 @@ public static class DeviceCheck
         var view1 = randn([8, 3, 32, 32], generator: inputs).to(dtype).to(device);
         var view2 = randn([8, 3, 32, 32], generator: inputs).to(dtype).to(device);
         var queue = nn.functional.normalize(randn([64, 16], generator: inputs), dim: 1).to(dtype).to(device);
-        var indices = arange(8L).to(device);
+        var indices = tensor(new long[] { 0, 1, 2, 3, 4, 5, 6, 7 }).to(device);
         using var shuffle = new Generator(9);
         var (q, k) = model.Forward(view1, view2, shuffle);
         using var objective = new HcscObjective();
@@ -174,6 +174,7 @@ public static class DeviceCheck
             using var objective = new HcscObjective();
             using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), 0.03, 0.9, weightDecay: 1e-4);
             using var generator = new Generator(12);
+            using var indices = tensor(Enumerable.Range(0, settings.BatchSize).Select(i => (long)i).ToArray()).to(device);
             var clock = new Stopwatch();
             for (int step = 0; step < settings.WarmupSteps + settings.Steps; step++)
             {
@@ -186,7 +187,6 @@ public static class DeviceCheck
                 using var scope = NewDisposeScope();
                 var view1 = randn([settings.BatchSize, 3, settings.ImageSize, settings.ImageSize], device: device);
                 var view2 = randn([settings.BatchSize, 3, settings.ImageSize, settings.ImageSize], device: device);
-                var indices = arange(settings.BatchSize, ScalarType.Int64, device);
                 var (q, k) = model.Forward(view1, view2, generator);
                 var loss = objective.Compute(q, k, queue, indices, generator);
                 optimizer.zero_grad();
