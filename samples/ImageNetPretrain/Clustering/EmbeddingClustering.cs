@@ -37,17 +37,29 @@ public static class EmbeddingClustering
         {
             using var embeddings = FeatureExtractor.Extract(train, model.Embed, ViewTransform.Eval(options.Augmentation), batchSize, workers, device, out var sources, skipped);
             var result = new HierarchicalKMeans(options.Clustering, options.Objective.Temperature).Fit(embeddings);
-            return new ClusteredEmbeddings(result.Hierarchy, sources, result);
+            return new ClusteredEmbeddings(result.Hierarchy, sources, result) { KMeansSeconds = result.Levels.Sum(l => l.Seconds) };
         }
 
         using var local = EmbedBlock(model, train, options, batchSize, workers, device, skipped, group, out var allSources);
         var sharded = new HierarchicalKMeans(options.Clustering, options.Objective.Temperature).FitDistributed(local, group);
+        return WholeHierarchy(sharded, allSources, group);
+    }
+
+    /// <summary>
+    /// A sharded result (<see cref="HierarchicalKMeans.FitDistributed"/>, each rank its block's assignments) as the whole
+    /// hierarchy on every rank: the assignments gathered, checked identical over the ranks. Takes ownership of
+    /// <paramref name="sharded"/>. Collective.
+    /// </summary>
+    public static ClusteredEmbeddings WholeHierarchy(HierarchicalKMeansResult sharded, long[] allSources, ICollectives group)
+    {
+        ArgumentNullException.ThrowIfNull(sharded);
+        ArgumentNullException.ThrowIfNull(group);
         ClusterHierarchy? whole = null;
         try
         {
             whole = WithGatheredAssignments(sharded.Hierarchy, group);
             VerifyIdentical(whole, group);
-            return new ClusteredEmbeddings(whole, allSources, new Owners(whole, sharded));
+            return new ClusteredEmbeddings(whole, allSources, new Owners(whole, sharded)) { KMeansSeconds = sharded.Levels.Sum(l => l.Seconds) };
         }
         catch
         {

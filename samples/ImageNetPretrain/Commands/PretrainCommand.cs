@@ -71,11 +71,12 @@ public static class PretrainCommand
         var retries = new Option<int>("--divergence-retries") { Description = "After a NaN/Inf loss or gradient, resume from the last good checkpoint with half the learning rate, at most this many times (0: stop)" };
         var distributed = new Option<string>("--distributed") { Description = "none, or mpi: data-parallel over the ranks of an MPI launcher (mpirun -np N dotnet hcsc-pretrain.dll pretrain --distributed mpi ...; docs/distributed.md)", DefaultValueFactory = _ => "none" };
         var skipPreflight = new Option<bool>("--skip-preflight") { Description = "Skip the checks run on the device before the first epoch (k-means, an HCSC step with selection, a checkpoint round trip)" };
+        var clusterOn = new Option<ClusterInput>("--cluster-on") { Description = "What each epoch clusters: Pass (the training set embedded again, the reference's) or Keys (the keys the steps computed: no second pass)" };
         var onSignal = new Option<UserSignalAction>("--on-signal") { Description = $"What SIGUSR1/SIGUSR2 do (a cluster's warning before a time limit): Checkpoint (at the end of the current step, and go on) or Requeue (checkpoint and exit with {GracefulStop.RequeueExitCode})" };
         var cudnnBenchmark = new Option<bool>("--cudnn-benchmark") { Description = "On CUDA: cuDNN picks the fastest convolution algorithms by timing them (default true)", DefaultValueFactory = _ => true };
         var tf32 = new Option<bool>("--tf32") { Description = "On CUDA (Ampere and newer): TF32 tensor cores for float32 products and convolutions, 2-8x faster, ~1e-3 relative error (default false)" };
         var checkWeights = new Option<int>("--check-weights-every") { Description = "Debug, with --distributed mpi: verify every N steps that every rank holds the same weights (0: at the start and the end only)" };
-        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps, retries, distributed, checkWeights, skipPreflight, cudnnBenchmark, tf32, onSignal })
+        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps, retries, distributed, checkWeights, skipPreflight, cudnnBenchmark, tf32, onSignal, clusterOn })
         {
             command.Options.Add(option);
         }
@@ -126,6 +127,7 @@ public static class PretrainCommand
                 CheckWeightsEvery = parse.GetValue(checkWeights),
                 SkipPreflight = parse.GetValue(skipPreflight),
                 OnSignal = parse.GetValue(onSignal),
+                ClusterOn = parse.GetValue(clusterOn),
                 CudnnBenchmark = parse.GetValue(cudnnBenchmark),
                 Tf32 = parse.GetValue(tf32),
             };

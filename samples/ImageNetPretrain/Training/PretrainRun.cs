@@ -219,7 +219,8 @@ public sealed class PretrainRun
             ShardCount = _group.Size,
         };
 
-        var run = new RunState(model, optimizer, queue, objective, generators, guard, board, loader, data, device);
+        using var keys = _settings.ClusterOn == ClusterInput.Keys ? new KeyBank(data.Train.Count, _options.Model.Dim, device) : null;
+        var run = new RunState(model, optimizer, queue, objective, generators, guard, board, loader, data, device, keys);
         for (int epoch = startEpoch; epoch < training.Epochs; epoch++)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -333,7 +334,24 @@ public sealed class PretrainRun
     {
         var clock = Stopwatch.StartNew();
         FaultInjection.PauseAt($"epoch{epoch + 1}-clustering", _output, _stop);
-        var clustering = resumeAt?.Clustering ?? EmbeddingClustering.Run(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, run.Device, ReportSkipped, _group);
+        double embeddingSeconds = 0;
+        int embeddedImages = 0;
+        ClusteredEmbeddings clustering;
+        if (resumeAt?.Clustering is { } kept)
+        {
+            clustering = kept;
+        }
+        else if (run.Keys is { } bank)
+        {
+            (clustering, embeddedImages, embeddingSeconds) = bank.Cluster(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, ReportSkipped, _group);
+        }
+        else
+        {
+            clustering = EmbeddingClustering.Run(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, run.Device, ReportSkipped, _group);
+            embeddingSeconds = clock.Elapsed.TotalSeconds - clustering.KMeansSeconds;
+            embeddedImages = run.Data.Train.Count;
+        }
+
         try
         {
             run.Queue.UseHierarchy(clustering.Hierarchy);
@@ -341,6 +359,9 @@ public sealed class PretrainRun
             fine.WriteTo(record);
             coarse.WriteTo(record, "_coarse");
             record["clustering_seconds"] = clock.Elapsed.TotalSeconds;
+            record["embedding_seconds"] = embeddingSeconds;
+            record["embedded_images"] = embeddedImages;
+            record["kmeans_seconds"] = clustering.KMeansSeconds;
             record["empty_prototypes"] = WarnAboutEmptyPrototypes(clustering, epoch);
             _output.WriteLine($"epoch {epoch + 1}: clustered {run.Data.Train.Count} embeddings into {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes in {clock.Elapsed.TotalSeconds:F1}s; NMI {Join(fine.Nmi)}");
             return clustering;
@@ -427,14 +448,9 @@ public sealed class PretrainRun
 
         // Dequeue and enqueue: the keys and their indices replace the oldest; the queue updates its selection cache.
         // Data-parallel: every rank's keys gathered into the global batch (MoCo's concat_all_gather), so the queues stay identical.
-        if (_group.Size == 1)
-        {
-            run.Queue.Enqueue(k.detach(), indices);
-        }
-        else
-        {
-            run.Queue.Enqueue(StridedShards.Gather(_group, k), StridedShards.Gather(_group, indices));
-        }
+        var (batchKeys, batchIndices) = _group.Size == 1 ? (k.detach(), indices) : (StridedShards.Gather(_group, k), StridedShards.Gather(_group, indices));
+        run.Queue.Enqueue(batchKeys, batchIndices);
+        run.Keys?.Record(batchKeys, batchIndices); // --cluster-on keys: the next epoch clusters these
 
         return (loss, value, EmbeddingSpread.Of(q));
     }

@@ -50,6 +50,13 @@ public sealed record PretrainSettings
     /// <summary>Debug: verify every this many steps that every rank holds the same weights (0: only at the start).</summary>
     public int CheckWeightsEvery { get; init; }
 
+    /// <summary>
+    /// What the epoch's hierarchical k-means clusters: <see cref="ClusterInput.Pass"/> (default, the reference's: the
+    /// training set embedded again by the key encoder under the evaluation view) or <see cref="ClusterInput.Keys"/> (the
+    /// keys the training steps computed, kept by dataset index: no second pass).
+    /// </summary>
+    public ClusterInput ClusterOn { get; init; }
+
     /// <summary>What SIGUSR1 and SIGUSR2 do: checkpoint and go on (default), or checkpoint and exit with <see cref="GracefulStop.RequeueExitCode"/>.</summary>
     public UserSignalAction OnSignal { get; init; }
 

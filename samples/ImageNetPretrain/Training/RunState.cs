@@ -1,5 +1,6 @@
 using Hcsc.Losses;
 using Hcsc.Models;
+using Hcsc.Samples.ImageNetPretrain.Clustering;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Loading;
 using TorchSharp;
@@ -22,7 +23,8 @@ internal sealed record RunState(
     TensorBoardLog? Board,
     BatchLoader Loader,
     DatasetPair Data,
-    Device Device);
+    Device Device,
+    KeyBank? Keys);
 
 /// <summary>The run's explicit random sources: selection masks on the training device, the key-batch shuffle on the CPU.</summary>
 internal sealed record RunGenerators(Generator Masks, Generator Shuffle);

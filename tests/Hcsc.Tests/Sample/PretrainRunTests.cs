@@ -143,6 +143,33 @@ public sealed class PretrainRunTests : IDisposable
     }
 
     [Fact]
+    public void Cluster_on_keys_clusters_the_steps_keys_without_a_second_pass_and_learns_like_the_pass()
+    {
+        string keysRun = Directory.CreateTempSubdirectory("hcsc-run-").FullName;
+        try
+        {
+            new PretrainRun(Tiny(epochs: 3), Settings(), new StringWriter()).Execute();
+            new PretrainRun(Tiny(epochs: 3), Settings() with { ExperimentDirectory = keysRun, ClusterOn = ClusterInput.Keys }, new StringWriter()).Execute();
+            var pass = Metrics().Where(m => !m.TryGetProperty("evaluation", out _)).ToList();
+            var keys = File.ReadAllLines(Path.Combine(keysRun, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement)
+                .Where(m => !m.TryGetProperty("evaluation", out _)).ToList();
+            StepLosses(keys, 0).Should().Equal(StepLosses(pass, 0), "the warm-up is the same run");
+            foreach (int epoch in new[] { 1, 2 })
+            {
+                pass[epoch].GetProperty("embedded_images").GetInt32().Should().Be(48, "the reference embeds the whole training set");
+                keys[epoch].GetProperty("embedded_images").GetInt32().Should().Be(0, "every image has a key from the steps (3 full batches of 16)");
+                keys[epoch].GetProperty("kmeans_seconds").GetDouble().Should().BeGreaterThan(0);
+                keys[epoch].GetProperty("nmi")[0].GetDouble().Should().BeInRange(0, 1);
+                StepLosses(keys, epoch).Should().OnlyContain(loss => double.IsFinite(loss) && loss > 0);
+            }
+        }
+        finally
+        {
+            Directory.Delete(keysRun, recursive: true);
+        }
+    }
+
+    [Fact]
     public void The_preflight_does_not_change_the_runs_results()
     {
         new PretrainRun(Tiny(epochs: 2), Settings(), new StringWriter()).Execute();
