@@ -16,6 +16,7 @@ IBenchmark[] benchmarks =
     new Hcsc.Benchmarks.Models.OptimizerStepBenchmark(),
     new Hcsc.Benchmarks.Pipeline.DefaultRunSeedsBenchmark(),
     new Hcsc.Benchmarks.Pipeline.MemorySoakBenchmark(),
+    new Hcsc.Benchmarks.Pipeline.EpochOverheadBenchmark(),
     new Hcsc.Benchmarks.Experiments.FashionMnistComparison(),
     new Hcsc.Benchmarks.Experiments.PixelBaselinesBenchmark(),
     new Hcsc.Benchmarks.Distributed.ScaleOutBenchmark(),
