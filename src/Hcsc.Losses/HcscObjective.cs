@@ -495,6 +495,14 @@ public sealed class HcscObjective : IDisposable
             return;
         }
 
+        if (hierarchy.IsDisposed)
+        {
+            throw new ObjectDisposedException(nameof(hierarchy),
+                "The cluster hierarchy was disposed while it is still in use (by this call, or by the SelectiveKeyQueue it was given to). " +
+                "After a new clustering, give the queue the new hierarchy (queue.UseHierarchy(next)) before disposing the old result, " +
+                "or call queue.UseHierarchy(null) to train with InfoNCE.");
+        }
+
         Guard.SameDevice(hierarchy.Levels[0].Prototypes, nameof(hierarchy) + " prototypes", query, nameof(query));
         Guard.EmbeddingSize(query, nameof(query), hierarchy.EmbeddingSize, "the hierarchy's prototypes");
         Guard.Range(batchIndices, nameof(batchIndices), hierarchy.SampleCount, $"the hierarchy covers {hierarchy.SampleCount} samples", _options.CheckIndexRangesOnDevice);

@@ -78,6 +78,13 @@ public sealed class SelectiveKeyQueue : KeyQueue
     /// <inheritdoc />
     protected override void OnKeysWritten(long startSlot, Tensor keys)
     {
+        if (Hierarchy is { IsDisposed: true })
+        {
+            throw new ObjectDisposedException("hierarchy",
+                "The queue's cluster hierarchy was disposed while the queue still uses it. After a new clustering call " +
+                "UseHierarchy(next) before disposing the old result, or UseHierarchy(null) to drop it.");
+        }
+
         if (Hierarchy is not null)
         {
             _cache.Update(startSlot, keys);

@@ -104,6 +104,9 @@ public sealed class ClusterHierarchy : IDisposable
         return moved;
     }
 
+    /// <summary>True once <see cref="Dispose"/> was called: its tensors are gone.</summary>
+    public bool IsDisposed => _disposed;
+
     /// <inheritdoc />
     public void Dispose()
     {

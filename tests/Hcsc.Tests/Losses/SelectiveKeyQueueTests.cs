@@ -1,4 +1,5 @@
 using Hcsc.Core.Devices;
+using Hcsc.Core.Hierarchy;
 using Hcsc.Core.Options;
 using Hcsc.Core.Queue;
 using Hcsc.Losses;
@@ -96,6 +97,26 @@ public class SelectiveKeyQueueTests
         using var fresh = new QueueSelectionCache();
         fresh.Refresh(f.Hierarchy, queue.Keys);
         Same(queue.Cache!.Thresholds[0], fresh.Thresholds[0]).Should().BeTrue();
+    }
+
+    [Fact]
+    public void A_hierarchy_disposed_while_the_queue_uses_it_is_named_with_the_order_to_follow()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var queue = new SelectiveKeyQueue(7, 3, generator: new Generator(1));
+        var clustering = ClusterHierarchy.FromTensors(
+            f.Hierarchy.Levels.Select(l => l.Prototypes).ToList(), f.Hierarchy.Levels.Select(l => l.Assignments).ToList(),
+            f.Hierarchy.Levels.Select(l => l.Concentrations).ToList(), f.Hierarchy.Levels.Where(l => l.Parents is not null).Select(l => l.Parents!).ToList());
+        queue.UseHierarchy(clustering);
+        clustering.Dispose(); // the mistake: the old result disposed before the queue was given the new one
+        using var objective = new HcscObjective();
+        objective.Invoking(o => o.Compute(f.Query, f.Key, queue, f.BatchIndices, new Generator(2)))
+            .Should().Throw<ObjectDisposedException>().WithMessage("*disposed while it is still in use*queue.UseHierarchy(next)*before disposing the old result*");
+        queue.Invoking(q => q.Enqueue(UnitKeys(2, 3, new Generator(3)), tensor(new long[] { 0, 1 })))
+            .Should().Throw<ObjectDisposedException>().WithMessage("*UseHierarchy(next) before disposing the old result*");
+        queue.UseHierarchy(null);
+        queue.Invoking(q => q.Enqueue(UnitKeys(2, 3, new Generator(3)), tensor(new long[] { 0, 1 }))).Should().NotThrow();
     }
 
     [Fact]
