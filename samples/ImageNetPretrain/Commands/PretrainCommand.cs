@@ -50,7 +50,7 @@ public static class PretrainCommand
         map.Scalar<double>(command, "--blur-probability", "Augmentation:BlurProbability", "Probability of MoCo v2's Gaussian blur on a view (0 turns it off)");
         map.Scalar<int>(command, "--image-size", "Augmentation:ImageSize", "Side of the global crops");
         map.Scalar<long>(command, "--seed", "Training:Seed", "Seed of every random source");
-        map.Scalar<int>(command, "--workers", "Training:Workers", "Data-loading threads", "-j");
+        map.Scalar<int>(command, "--workers", "Training:Workers", "Data-loading threads (-1, the default without a preset: the cores available to this process; 0: on the training thread)", "-j");
         map.Scalar<string>(command, "--device", "Training:Device", "auto, cpu, cuda or cuda:N");
         map.Scalar<int>(command, "--save-freq", "Training:CheckpointEvery", "Checkpoint every this many epochs");
 

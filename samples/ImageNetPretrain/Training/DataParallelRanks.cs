@@ -110,6 +110,25 @@ internal sealed class DataParallelRanks(ICollectives group)
         return sum[0] / group.Size;
     }
 
+    /// <summary>
+    /// The cores this process may use for loading data: the processor count divided among the ranks a launcher
+    /// started on this machine (OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE, MPI_LOCALNRANKS), at least 1.
+    /// </summary>
+    public static int CoresOfThisRank()
+    {
+        int ranksHere = 1;
+        foreach (string name in new[] { "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS" })
+        {
+            if (int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) && value > 0)
+            {
+                ranksHere = value;
+                break;
+            }
+        }
+
+        return Math.Max(1, Environment.ProcessorCount / ranksHere);
+    }
+
     /// <summary>The largest <paramref name="value"/> of any rank, on every rank.</summary>
     public int Max(int value)
     {

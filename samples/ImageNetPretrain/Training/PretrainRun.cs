@@ -39,6 +39,7 @@ public sealed class PretrainRun
     private readonly PretrainSettings _settings;
     private readonly TextWriter _output;
     private readonly GracefulStop _stop;
+    private readonly int _workers;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> _skippedThisEpoch = new();
     private readonly ICollectives _group;
     private readonly DataParallelRanks _ranks;
@@ -67,6 +68,7 @@ public sealed class PretrainRun
         _output = _root ? output : TextWriter.Null;
         _stop = stop ?? new GracefulStop();
         _checkpoints = new RunCheckpoints(options, settings, _output, _stop, _group);
+        _workers = options.Training.Workers >= 0 ? options.Training.Workers : DataParallelRanks.CoresOfThisRank();
     }
 
     /// <summary>For tests: the norm layer of both encoders (null: the ResNet's batch norm).</summary>
@@ -117,7 +119,7 @@ public sealed class PretrainRun
 
         using var random = RandomSources.SeedEverything(training.Seed);
         var data = DatasetFactory.Open(_settings.Dataset, _settings.Data, _options.Augmentation.ImageSize, _settings.MaxImages);
-        int workers = training.Workers;
+        int workers = _workers;
         int imageSize = _options.Augmentation.ImageSize;
         _output.WriteLine($"Data: {data.Train.Description}; kNN against {data.Validation.Description}");
         _output.WriteLine($"Device: {device}; {get_num_threads()} torch threads, {workers} data workers");
@@ -343,11 +345,11 @@ public sealed class PretrainRun
         }
         else if (run.Keys is { } bank)
         {
-            (clustering, embeddedImages, embeddingSeconds) = bank.Cluster(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, ReportSkipped, _group);
+            (clustering, embeddedImages, embeddingSeconds) = bank.Cluster(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _workers, ReportSkipped, _group);
         }
         else
         {
-            clustering = EmbeddingClustering.Run(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, run.Device, ReportSkipped, _group);
+            clustering = EmbeddingClustering.Run(run.Model, run.Data.Train, _options, _options.Training.BatchSize, _workers, run.Device, ReportSkipped, _group);
             embeddingSeconds = clock.Elapsed.TotalSeconds - clustering.KMeansSeconds;
             embeddedImages = run.Data.Train.Count;
         }
@@ -525,8 +527,8 @@ public sealed class PretrainRun
     {
         var clock = Stopwatch.StartNew();
         FaultInjection.PauseAt($"{label.Replace(" ", string.Empty, StringComparison.Ordinal)}-evaluation", _output, _stop);
-        var knn = BackboneKnn.Evaluate(model, data, ViewTransform.Eval(_options.Augmentation), _options.Training.BatchSize, _options.Training.Workers, device, group: _group);
-        using var clustering = EmbeddingClustering.Run(model, data.Train, _options, _options.Training.BatchSize, _options.Training.Workers, device, ReportSkipped, _group);
+        var knn = BackboneKnn.Evaluate(model, data, ViewTransform.Eval(_options.Augmentation), _options.Training.BatchSize, _workers, device, group: _group);
+        using var clustering = EmbeddingClustering.Run(model, data.Train, _options, _options.Training.BatchSize, _workers, device, ReportSkipped, _group);
         var (fine, coarse) = ClusteringQuality.Measure(clustering, data.Train);
         var report = new EvaluationReport(knn, fine, coarse, clock.Elapsed.TotalSeconds);
         string knnText = string.Join(", ", knn.Select(a => string.Create(CultureInfo.InvariantCulture, $"k={a.K}: {a.Top1:F2} %")));

@@ -87,8 +87,11 @@ public sealed class TrainingOptions
     /// <summary>auto, cpu, cuda or cuda:N. Default auto.</summary>
     public string Device { get; set; } = "auto";
 
-    /// <summary>Data-loading threads; 0 loads on the training thread. Default 4.</summary>
-    public int Workers { get; set; } = 4;
+    /// <summary>
+    /// Data-loading threads; 0 loads on the training thread; -1 (default) takes the cores available to this process
+    /// (divided among the ranks a launcher starts on one machine).
+    /// </summary>
+    public int Workers { get; set; } = -1;
 
     /// <summary>The learning rate actually used at epoch 0: <see cref="LearningRate"/> · <see cref="BatchSize"/> / 256.</summary>
     public double ScaledLearningRate => LearningRate * BatchSize / 256.0;

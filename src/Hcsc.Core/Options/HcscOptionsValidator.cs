@@ -175,7 +175,7 @@ public sealed class HcscOptionsValidator :
         problems.Require(training.SgdMomentum is >= 0 and < 1, $"Training:SgdMomentum must be in [0, 1), got {training.SgdMomentum}.");
         problems.Require(training.WeightDecay >= 0 && double.IsFinite(training.WeightDecay), $"Training:WeightDecay must be a finite number >= 0, got {training.WeightDecay}.");
         problems.Require(training.CheckpointEvery > 0, $"Training:CheckpointEvery must be > 0 epochs, got {training.CheckpointEvery}.");
-        problems.Require(training.Workers >= 0, $"Training:Workers must be >= 0, got {training.Workers}.");
+        problems.Require(training.Workers >= -1, $"Training:Workers must be >= 0 (0: load on the training thread), or -1 for the cores available, got {training.Workers}.");
         problems.Require(TorchDevices.IsWellFormed(training.Device), $"Training:Device is '{training.Device}'; use auto, cpu, cuda or cuda:N.");
         return problems;
     }
