@@ -45,7 +45,6 @@ public sealed class PretrainRun
     private readonly DataParallelRanks _ranks;
     private readonly RunCheckpoints _checkpoints;
     private readonly bool _root;
-    private readonly GradientAllReduce _gradients;
     private int _globalStep;
 
     /// <summary>Prepares a run; nothing happens until <see cref="Execute"/>.</summary>
@@ -63,7 +62,6 @@ public sealed class PretrainRun
         _settings = settings;
         _group = collectives ?? SingleProcessCollectives.Instance;
         _root = _group.Rank == 0;
-        _gradients = new GradientAllReduce(_group);
         _ranks = new DataParallelRanks(_group);
         _output = _root ? output : TextWriter.Null;
         _stop = stop ?? new GracefulStop();
@@ -391,13 +389,14 @@ public sealed class PretrainRun
     private List<double> TrainSteps(RunState run, int epoch, EpochPosition? resumeAt, ClusteredEmbeddings? clustering, EpochAccumulator sums, CancellationToken cancellation)
     {
         run.Model.train();
+        var trainingStep = new PretrainStep(run, _group, _ranks.ShuffleKeysAcrossRanks(_options.Model)) { AfterBackward = FaultInjection.CorruptGradientAt };
         var progress = new ProgressReporter(_output, $"epoch {epoch + 1}/{_options.Training.Epochs}", run.Loader.TrainingBatches);
         int step = resumeAt?.Step ?? 0;
         var stepLosses = new List<double>(resumeAt?.StepLosses ?? []);
         foreach (var batch in run.Loader.TrainingEpoch(epoch, firstBatch: step, cancellation: cancellation))
         {
             using var scope = NewDisposeScope();
-            var (loss, value, spread) = TrainStep(run, batch, epoch, step);
+            var (loss, value, spread) = trainingStep.Run(batch, epoch, step);
             stepLosses.Add(value);
             run.Board?.Step((epoch * run.Loader.TrainingBatches) + step, stepLosses[^1]);
             sums.Add(loss, spread);
@@ -414,59 +413,6 @@ public sealed class PretrainRun
         }
 
         return stepLosses;
-    }
-
-    /// <summary>
-    /// One step, MoCo's <c>train()</c> loop body with the HCSC objective (docs/method.md §1, §5); returns the loss parts
-    /// and the loss's value, checked finite with the gradients (<see cref="NonFiniteGuard"/>) before the optimiser used them,
-    /// and the spread of the queries (<see cref="EmbeddingSpread"/>).
-    /// </summary>
-    private (HcscLossResult Loss, double Value, Tensor Spread) TrainStep(RunState run, ImageBatch batch, int epoch, int step)
-    {
-        // The views and dataset indices of the batch, on the device.
-        var images = batch.Views.Select((v, i) => tensor(v, [batch.Count, 3, batch.ViewSizes[i], batch.ViewSizes[i]]).to(run.Device)).ToArray();
-        var indices = tensor(batch.Indices).to(run.Device);
-
-        // Query and key features (the key encoder's EMA update and shuffled batch norm inside); local views of multi-crop.
-        // Data-parallel: this rank's strided shard of the global batch; the key batch shuffled over the ranks.
-        var (q, k) = _group.Size == 1
-            ? run.Model.Forward(images[0], images[1], run.Generators.Shuffle)
-            : run.Model.ForwardDataParallel(images[0], images[1], run.Generators.Shuffle, _group, _ranks.ShuffleKeysAcrossRanks(_options.Model));
-        var locals = images.Length > 2 ? run.Model.ForwardLocal(images[2..]) : null;
-
-        // The objective against the queue, selecting under the queue's hierarchy (InfoNCE in the warm-up).
-        var loss = run.Objective.Compute(q, k, run.Queue, indices, run.Generators.Masks, locals);
-
-        // Gradients, checked for NaN before the optimiser step (the guard reads the loss and every gradient norm at once).
-        run.Optimizer.zero_grad();
-        Backward(loss, epoch, step);
-        FaultInjection.CorruptGradientAt(epoch + 1, step + 1, run.Model);
-        _gradients.Average(run.Model.TrainableParameters()); // data-parallel: the mean gradient over the ranks (a NaN reaches every rank)
-        double value = _ranks.Mean(run.Guard.Check(loss.Total, epoch + 1, step + 1));
-
-        // SGD step; data-parallel: the batch-norm statistics averaged, as split BN averages its splits'.
-        run.Optimizer.step();
-        _gradients.AverageBuffers(run.Model);
-
-        // Dequeue and enqueue: the keys and their indices replace the oldest; the queue updates its selection cache.
-        // Data-parallel: every rank's keys gathered into the global batch (MoCo's concat_all_gather), so the queues stay identical.
-        var (batchKeys, batchIndices) = _group.Size == 1 ? (k.detach(), indices) : (StridedShards.Gather(_group, k), StridedShards.Gather(_group, indices));
-        run.Queue.Enqueue(batchKeys, batchIndices);
-        run.Keys?.Record(batchKeys, batchIndices); // --cluster-on keys: the next epoch clusters these
-
-        return (loss, value, EmbeddingSpread.Of(q));
-    }
-
-    private static void Backward(HcscLossResult loss, int epoch, int step)
-    {
-        try
-        {
-            loss.Backward();
-        }
-        catch (BackwardPassException e)
-        {
-            throw new InvalidOperationException($"Epoch {epoch + 1}, step {step + 1}: {e.Message}", e);
-        }
     }
 
     // After a step: the fault-injection pause point, then a checkpoint with the position when a stop was requested (and
