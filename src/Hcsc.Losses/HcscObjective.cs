@@ -44,8 +44,7 @@ namespace Hcsc.Losses;
 /// <code>
 /// using var objective = new HcscObjective(ObjectiveOptions.Reference());
 /// using var queue = new SelectiveKeyQueue(length: 4096, dim: 128);
-/// queue.UseHierarchy(hierarchy);                         // after each clustering
-/// var r = objective.Compute(q, k, queue, idx, generator);
+/// var r = objective.Compute(q, k, queue, idx, hierarchy, generator);  // hierarchy: null in the warm-up
 /// r.Backward();
 /// queue.Enqueue(k, idx);
 /// </code>
@@ -69,30 +68,42 @@ public sealed class HcscObjective : IDisposable
 
     /// <summary>
     /// Computes the objective and all its parts for one step against a <see cref="SelectiveKeyQueue"/>: its keys are the
-    /// negatives, its hierarchy (<see cref="SelectiveKeyQueue.UseHierarchy"/>; null: InfoNCE) selects them, and its
-    /// cache, kept in step with the keys by the queue, spares the Q × k_l softmax of every step (docs/method.md R4).
+    /// negatives, <paramref name="hierarchy"/> selects them (null during the warm-up: InfoNCE), and the queue's selection
+    /// cache, kept in step with its keys, spares the Q × k_l softmax of every step (docs/method.md R4). A hierarchy the
+    /// queue does not hold yet is handed to it first (<see cref="SelectiveKeyQueue.UseHierarchy"/>: the cache is computed
+    /// once per clustering).
     /// </summary>
     /// <param name="query">Global queries q <c>[B, d]</c>, L2-normalised, with gradient.</param>
     /// <param name="key">Keys k <c>[B, d]</c>, L2-normalised (detached here).</param>
-    /// <param name="queue">The queue of keys z <c>[Q, d]</c> and the hierarchy; read only (enqueue k after the step).</param>
+    /// <param name="queue">The queue of keys z <c>[Q, d]</c>; enqueue k after the step.</param>
     /// <param name="batchIndices">Dataset index of each sample <c>[B]</c>, int64 in [0, N).</param>
-    /// <param name="generator">Random source of the masks: a CPU generator (TorchSharp's only kind); the masks are drawn on the queries' device from it.</param>
-    /// <returns>The total and every component, as tensors.</returns>
-    public HcscLossResult Compute(Tensor query, Tensor key, SelectiveKeyQueue queue, Tensor batchIndices, Generator generator) =>
-        Compute(query, key, queue, batchIndices, generator, null);
-
-    /// <summary>As <see cref="Compute(Tensor, Tensor, SelectiveKeyQueue, Tensor, Generator)"/>, with the local views of multi-crop.</summary>
-    /// <param name="query">Global queries q <c>[B, d]</c>, L2-normalised, with gradient.</param>
-    /// <param name="key">Keys k <c>[B, d]</c>, L2-normalised (detached here).</param>
-    /// <param name="queue">The queue of keys z <c>[Q, d]</c> and the hierarchy; read only (enqueue k after the step).</param>
-    /// <param name="batchIndices">Dataset index of each sample <c>[B]</c>, int64 in [0, N).</param>
+    /// <param name="hierarchy">The epoch's cluster hierarchy; null during the warm-up (plain InfoNCE).</param>
     /// <param name="generator">Random source of the masks: a CPU generator (TorchSharp's only kind); the masks are drawn on the queries' device from it.</param>
     /// <param name="localQueries">Local views of multi-crop, each <c>[B, d]</c>, with gradient; null or empty: none.</param>
     /// <returns>The total and every component, as tensors.</returns>
-    public HcscLossResult Compute(Tensor query, Tensor key, SelectiveKeyQueue queue, Tensor batchIndices, Generator generator, IReadOnlyList<Tensor>? localQueries)
+#pragma warning disable RS0026 // Two overloads with an optional last parameter: their third parameters' types differ (SelectiveKeyQueue, Tensor), so no call is ambiguous.
+    public HcscLossResult Compute(
+        Tensor query,
+        Tensor key,
+        SelectiveKeyQueue queue,
+        Tensor batchIndices,
+        ClusterHierarchy? hierarchy,
+        Generator generator,
+        IReadOnlyList<Tensor>? localQueries = null)
     {
         ArgumentNullException.ThrowIfNull(queue);
-        return Compute(query, key, queue.Keys, batchIndices, queue.Hierarchy, generator, queue.Cache, localQueries);
+        if (hierarchy is null)
+        {
+            return Compute(query, key, queue.Keys, batchIndices, null, generator, cache: null, localQueries);
+        }
+
+        if (!ReferenceEquals(queue.Hierarchy, hierarchy))
+        {
+            ObjectDisposedException.ThrowIf(hierarchy.IsDisposed, hierarchy);
+            queue.UseHierarchy(hierarchy);
+        }
+
+        return Compute(query, key, queue.Keys, batchIndices, hierarchy, generator, queue.Cache, localQueries);
     }
 
     /// <summary>
@@ -117,6 +128,7 @@ public sealed class HcscObjective : IDisposable
         Generator generator,
         IReadOnlyList<Tensor>? localQueries = null) =>
         Compute(query, key, queue, batchIndices, hierarchy, generator, cache: null, localQueries);
+#pragma warning restore RS0026
 
     /// <summary>
     /// Both public overloads end here; tests and benchmarks call it with a cache they maintain themselves, which must be

@@ -10,9 +10,9 @@ namespace Hcsc.Losses;
 /// The MoCo key queue (<see cref="KeyQueue"/>: keys [Q, d], their dataset indices [Q], the write pointer) together with
 /// the per-slot selection cache of instance selection (docs/method.md §3 and R4), kept in step by the queue itself:
 /// <see cref="UseHierarchy"/> computes the cache for the whole queue, every <see cref="KeyQueue.Enqueue"/> recomputes the
-/// slots it wrote, and <see cref="KeyQueue.Restore"/> (a checkpoint) recomputes it all. Pass the queue to
-/// <see cref="HcscObjective.Compute(Tensor, Tensor, SelectiveKeyQueue, Tensor, Generator)"/>: it
-/// takes the hierarchy from here, so the objective, the cache and the keys always agree.
+/// slots it wrote, and <see cref="KeyQueue.Restore"/> (a checkpoint) recomputes it all. Pass the queue and the epoch's
+/// hierarchy to <see cref="HcscObjective.Compute(Tensor, Tensor, SelectiveKeyQueue, Tensor, Hcsc.Core.Hierarchy.ClusterHierarchy, Generator, IReadOnlyList{Tensor})"/>:
+/// a hierarchy the queue does not hold yet is handed to it there, so the objective, the cache and the keys always agree.
 /// </summary>
 /// <remarks>
 /// <para>With no hierarchy (the warm-up, or after <see cref="UseHierarchy"/>(null)) the queue keeps no cache and the
@@ -25,8 +25,7 @@ namespace Hcsc.Losses;
 /// <example>
 /// <code>
 /// using var queue = new SelectiveKeyQueue(length: 4096, dim: 128);
-/// queue.UseHierarchy(hierarchy);                               // after each clustering (null during the warm-up)
-/// var r = objective.Compute(q, k, queue, idx, generator);      // every step
+/// var r = objective.Compute(q, k, queue, idx, hierarchy, generator); // every step; hierarchy null during the warm-up
 /// r.Backward();
 /// queue.Enqueue(k, idx);                                       // keys, indices and cache together
 /// </code>

@@ -229,9 +229,9 @@ public sealed class TrainingStepParityRun : IDisposable
             var view2 = Views2[step];
             var indices = BatchIndices[step];
 
-            // PretrainRun.TrainStep.
+            // PretrainStep.Run.
             var (q, k) = model.Forward(view1, view2, shuffleGenerator);
-            var loss = objective.Compute(q, k, queue, indices, maskGenerator);
+            var loss = objective.Compute(q, k, queue, indices, hierarchy, maskGenerator);
             optimizer.zero_grad();
             loss.Total.backward();
             losses[step] = loss.Total.ToDouble();

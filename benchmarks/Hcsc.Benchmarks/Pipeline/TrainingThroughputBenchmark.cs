@@ -85,7 +85,7 @@ public sealed class TrainingThroughputBenchmark : IBenchmark
             var v2 = randn(batch, 3, size, size);
             var indices = randint(0, n, batch);
             var (q, k) = model.Forward(v1, v2, generator);
-            var loss = objective.Compute(q, k, queue, indices, generator);
+            var loss = objective.Compute(q, k, queue, indices, hierarchy, generator);
             optimizer.zero_grad();
             loss.Total.backward();
             optimizer.step();

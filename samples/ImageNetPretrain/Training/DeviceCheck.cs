@@ -188,7 +188,7 @@ public static class DeviceCheck
                 var view1 = randn([settings.BatchSize, 3, settings.ImageSize, settings.ImageSize], device: device);
                 var view2 = randn([settings.BatchSize, 3, settings.ImageSize, settings.ImageSize], device: device);
                 var (q, k) = model.Forward(view1, view2, generator);
-                var loss = objective.Compute(q, k, queue, indices, generator);
+                var loss = objective.Compute(q, k, queue, indices, hierarchy: null, generator);
                 optimizer.zero_grad();
                 loss.Backward();
                 optimizer.step();

@@ -51,14 +51,13 @@ public static class Preflight
 
             stage = "an HCSC step with selection";
             using var queue = new SelectiveKeyQueue(QueueLength, Dim, device, generator);
-            queue.UseHierarchy(clustered.Hierarchy);
             using var objective = new HcscObjective(objectiveOptions);
             using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), 0.01, 0.9, weightDecay: 1e-4);
             var view1 = randn([Batch, 3, ImageSize, ImageSize], generator: generator).to(device);
             var view2 = randn([Batch, 3, ImageSize, ImageSize], generator: generator).to(device);
             var indices = randint(64, [Batch], generator: generator).to(device);
             var (q, k) = model.Forward(view1, view2, generator);
-            var loss = objective.Compute(q, k, queue, indices, generator);
+            var loss = objective.Compute(q, k, queue, indices, clustered.Hierarchy, generator);
             loss.Backward();
             optimizer.step();
             queue.Enqueue(k, indices);

@@ -396,7 +396,7 @@ public sealed class PretrainRun
         foreach (var batch in run.Loader.TrainingEpoch(epoch, firstBatch: step, cancellation: cancellation))
         {
             using var scope = NewDisposeScope();
-            var (loss, value, spread) = trainingStep.Run(batch, epoch, step);
+            var (loss, value, spread) = trainingStep.Run(batch, clustering?.Hierarchy, epoch, step);
             stepLosses.Add(value);
             run.Board?.Step((epoch * run.Loader.TrainingBatches) + step, stepLosses[^1]);
             sums.Add(loss, spread);

@@ -1,4 +1,5 @@
 using Hcsc.Core.Distributed;
+using Hcsc.Core.Hierarchy;
 using Hcsc.Losses;
 using Hcsc.Models.Distributed;
 using Hcsc.Samples.ImageNetPretrain.Loading;
@@ -23,17 +24,18 @@ internal sealed class PretrainStep(RunState run, ICollectives group, bool shuffl
     public Action<int, int, nn.Module>? AfterBackward { get; init; }
 
     /// <summary>
-    /// Runs the step on <paramref name="batch"/> (0-based <paramref name="epoch"/> and <paramref name="step"/>); returns the
+    /// Runs the step on <paramref name="batch"/> under the epoch's <paramref name="hierarchy"/> (null in the warm-up:
+    /// InfoNCE), 0-based <paramref name="epoch"/> and <paramref name="step"/>; returns the
     /// loss parts, the loss (checked finite with every gradient before the optimiser used them, the mean over the ranks)
     /// and the spread of the queries (<see cref="EmbeddingSpread"/>).
     /// </summary>
-    public (HcscLossResult Loss, double Value, Tensor Spread) Run(ImageBatch batch, int epoch, int step)
+    public (HcscLossResult Loss, double Value, Tensor Spread) Run(ImageBatch batch, ClusterHierarchy? hierarchy, int epoch, int step)
     {
         var images = batch.Views.Select((v, i) => tensor(v, [batch.Count, 3, batch.ViewSizes[i], batch.ViewSizes[i]]).to(run.Device)).ToArray();
         var indices = tensor(batch.Indices).to(run.Device);                                                   // [B]
         var (q, k) = run.Model.ForwardDataParallel(images[0], images[1], run.Generators.Shuffle, group, shuffleKeysAcrossRanks); // [B, d] each
         var locals = images.Length > 2 ? run.Model.ForwardLocal(images[2..]) : null;                          // multi-crop
-        var loss = run.Objective.Compute(q, k, run.Queue, indices, run.Generators.Masks, locals);              // InfoNCE in the warm-up
+        var loss = run.Objective.Compute(q, k, run.Queue, indices, hierarchy, run.Generators.Masks, locals);   // InfoNCE in the warm-up
         run.Optimizer.zero_grad();
         Backward(loss, epoch, step);
         AfterBackward?.Invoke(epoch + 1, step + 1, run.Model);

@@ -86,7 +86,7 @@ public class SelectiveKeyQueueTests
         queue.Cache.Should().BeNull();
 
         using var objective = new HcscObjective(ObjectiveOptions.Reference());
-        var viaQueue = objective.Compute(f.Query, f.Key, queue, f.BatchIndices, new Generator(3));
+        var viaQueue = objective.Compute(f.Query, f.Key, queue, f.BatchIndices, hierarchy: null, new Generator(3));
         var raw = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, null, new Generator(3));
         viaQueue.Instance.Should().BeEmpty();
         viaQueue.Prototype.Should().BeEmpty();
@@ -111,7 +111,7 @@ public class SelectiveKeyQueueTests
         queue.UseHierarchy(clustering);
         clustering.Dispose(); // the mistake: the old result disposed before the queue was given the new one
         using var objective = new HcscObjective();
-        objective.Invoking(o => o.Compute(f.Query, f.Key, queue, f.BatchIndices, new Generator(2)))
+        objective.Invoking(o => o.Compute(f.Query, f.Key, queue, f.BatchIndices, clustering, new Generator(2)))
             .Should().Throw<ObjectDisposedException>().WithMessage("*disposed while it is still in use*queue.UseHierarchy(next)*before disposing the old result*");
         queue.Invoking(q => q.Enqueue(UnitKeys(2, 3, new Generator(3)), tensor(new long[] { 0, 1 })))
             .Should().Throw<ObjectDisposedException>().WithMessage("*UseHierarchy(next) before disposing the old result*");
@@ -174,7 +174,7 @@ public class SelectiveKeyQueueTests
         for (int step = 0; step < 5; step++)                         // 20 keys through 7 slots
         {
             var keys = UnitKeys(4, 3, g);
-            var viaQueue = objective.Compute(f.Query, keys, selective, f.BatchIndices, new Generator((ulong)step));
+            var viaQueue = objective.Compute(f.Query, keys, selective, f.BatchIndices, f.Hierarchy, new Generator((ulong)step));
             var byHand = objectiveByHand.Compute(f.Query, keys, plain.Keys, f.BatchIndices, f.Hierarchy, new Generator((ulong)step), cache);
             var uncached = objective.Compute(f.Query, keys, plain.Keys, f.BatchIndices, f.Hierarchy, new Generator((ulong)step));
             viaQueue.Total.item<float>().Should().Be(byHand.Total.item<float>(), $"step {step}");
