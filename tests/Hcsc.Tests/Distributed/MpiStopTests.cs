@@ -8,7 +8,7 @@ using Xunit.Abstractions;
 namespace Hcsc.Tests.Distributed;
 
 /// <summary>
-/// Stops of a two-rank data-parallel run under <c>mpirun</c> (in a process group of its own): SIGTERM to one rank, to
+/// The sample's pretraining on two ranks under <c>mpirun</c>. Stops of a two-rank data-parallel run (in a process group of its own): SIGTERM to one rank, to
 /// <c>mpirun</c> (which forwards it to the ranks), and to every process of the job at once (as <c>scancel</c> or a
 /// cgroup kill does, each rank then getting it twice: directly and forwarded) end as one agreed stop: every rank finishes
 /// step 2 of epoch 2, rank 0 writes the checkpoint, no rank hangs or aborts the others, and the run resumed with
@@ -67,6 +67,18 @@ public sealed partial class MpiStopTests(ITestOutputHelper output) : IDisposable
         int resumed = RunToEndExit(run, "--resume", "auto");
         resumed.Should().Be(0);
         StepLosses(run, 2).Should().Equal(StepLosses(Reference.Value, 2), "the resumed epoch takes the uninterrupted run's steps");
+    }
+
+    [MpiFact]
+    public void Cluster_on_keys_clusters_the_gathered_keys_on_two_ranks_without_an_embedding_pass()
+    {
+        // Every rank records the global batch's gathered keys, so each holds the whole bank and clusters its block.
+        string run = Path.Combine(_directory, "keys");
+        RunToEndExit(run, "--cluster-on", "Keys").Should().Be(0);
+        var records = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.Clone())
+            .Where(m => !m.TryGetProperty("evaluation", out _) && m.TryGetProperty("embedded_images", out _)).ToList();
+        records.Should().HaveCount(2, "epochs 2 and 3 cluster");
+        records.Should().OnlyContain(m => m.GetProperty("embedded_images").GetInt32() == 0 && m.GetProperty("nmi")[0].GetDouble() > 0);
     }
 
     private static string[] Arguments(string directory, params string[] extra) =>
