@@ -81,24 +81,76 @@ public sealed class PretrainRun
     /// <summary>Trains, evaluates before and after, and returns the final evaluation.</summary>
     public PretrainOutcome Execute(CancellationToken cancellation = default)
     {
+        var training = _options.Training;
+        var device = ResolveDevice();
+        using var kernels = KernelSelection.Use(_options.Objective.Kernels);
+        PrepareDevice(device);
+        using var random = RandomSources.SeedEverything(training.Seed);
+        var data = OpenData(device);
+        Directory.CreateDirectory(_settings.ExperimentDirectory);
+        var metrics = new MetricsLog(Path.Combine(_settings.ExperimentDirectory, "metrics.jsonl"));
+        using var model = CreateModel(device);
+        var board = _root ? new TensorBoardLog(Path.Combine(_settings.ExperimentDirectory, "tensorboard")) : null;
+        var guard = new NonFiniteGuard(
+            model.named_parameters(),
+            $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
+        using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
+        using var queue = new SelectiveKeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
+        using var objective = new HcscObjective(_options.Objective);
+
+        // Both generators are CPU generators (TorchSharp has no other kind): the masks are drawn on the device from it
+        // through DeviceRandom; HcscModel shuffles the key batch with a CPU permutation. Data-parallel: each rank draws
+        // its own rows' masks (seed + 1 + rank; each rank's state is checkpointed); the shuffle is drawn alike on every rank.
+        using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1 + (ulong)_group.Rank);
+        using var shuffleGenerator = new Generator(unchecked((ulong)training.Seed) + 2);
+        var generators = new RunGenerators(maskGenerator, shuffleGenerator);
+        var (startEpoch, position) = ResumeIfAsked(model, optimizer, queue, generators, device, metrics);
+        if (_root)
+        {
+            // Only now that a resume was accepted: a refused one leaves the record of the run that wrote the checkpoints.
+            new RunManifest(_options, _settings).Write(_settings.ExperimentDirectory);
+        }
+
+        _ranks.StartIdentical(model);
+        var before = startEpoch == 0 && position is null && Evaluations ? EvaluateTogether(model, data, device, "untrained") : null;
+        if (before is not null)
+        {
+            metrics.Append(EvaluationRecord(-1, before));
+        }
+
+        var views = ViewSet.Training(_options.Augmentation, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        var loader = new BatchLoader(data.Train, views, training.BatchSize, _workers, training.Seed) { Skipped = ReportSkipped, ShardRank = _group.Rank, ShardCount = _group.Size };
+        using var keys = _settings.ClusterOn == ClusterInput.Keys ? new KeyBank(data.Train.Count, _options.Model.Dim, device) : null;
+        var run = new RunState(model, optimizer, queue, objective, generators, guard, board, loader, data, device, keys);
+        TrainEpochs(run, startEpoch, position, metrics, cancellation);
+        return Finish(run, before, metrics);
+    }
+
+    // The run's device (data-parallel: this rank's GPU), after the settings and the ranks' preconditions are checked.
+    private Device ResolveDevice()
+    {
         if (_settings.Validate() is { Count: > 0 } problems)
         {
             throw new ArgumentException(string.Join(Environment.NewLine, problems));
         }
 
-        var training = _options.Training;
         if (_ranks.Problems(_options) is { Count: > 0 } distributedProblems)
         {
             throw new ArgumentException(string.Join(Environment.NewLine, distributedProblems));
         }
 
-        var device = _ranks.DeviceOfThisRank(TorchDevices.Resolve(training.Device), training.Device);
+        var device = _ranks.DeviceOfThisRank(TorchDevices.Resolve(_options.Training.Device), _options.Training.Device);
         if (_options.Objective.Kernels == KernelPath.Host && device.type != DeviceType.CPU)
         {
             throw new ArgumentException($"Objective:Kernels (--kernels) is Host, whose C# kernels need CPU tensors, but the run's device is {device}. Use Auto or Tensor there.");
         }
 
-        using var kernels = KernelSelection.Use(_options.Objective.Kernels);
+        return device;
+    }
+
+    // CUDA's switches, then the preflight, before the random sources are seeded (its draws do not change the run's).
+    private void PrepareDevice(Device device)
+    {
         if (device.type == DeviceType.CUDA)
         {
             bool benchmark = CudaSwitches.Apply(_settings.CudnnBenchmark, _settings.Tf32);
@@ -107,26 +159,28 @@ public sealed class PretrainRun
 
         if (!_settings.SkipPreflight)
         {
-            // Before the random sources are seeded: the preflight's draws do not change the run's.
             double seconds = Preflight.Run(device, _options.Objective, _settings.ExperimentDirectory);
             if (device.type != DeviceType.CPU)
             {
                 _output.WriteLine($"Preflight on {device}: hierarchical k-means, an HCSC step with selection and a checkpoint round trip passed ({seconds:F1} s)");
             }
         }
+    }
 
-        using var random = RandomSources.SeedEverything(training.Seed);
+    // The data set, announced with the device, and refused when it is smaller than a batch or the finest level.
+    private DatasetPair OpenData(Device device)
+    {
+        var training = _options.Training;
         var data = DatasetFactory.Open(_settings.Dataset, _settings.Data, _options.Augmentation.ImageSize, _settings.MaxImages);
-        int workers = _workers;
-        int imageSize = _options.Augmentation.ImageSize;
         _output.WriteLine($"Data: {data.Train.Description}; kNN against {data.Validation.Description}");
-        _output.WriteLine($"Device: {device}; {get_num_threads()} torch threads, {workers} data workers");
+        _output.WriteLine($"Device: {device}; {get_num_threads()} torch threads, {_workers} data workers");
         if (_group.Size > 1)
         {
             _output.WriteLine(
                 $"Distributed: {_group.Size} ranks (this is rank {_group.Rank}); global batch {training.BatchSize}, {training.BatchSize / _group.Size} images a rank; " +
                 (_ranks.ShuffleKeysAcrossRanks(_options.Model) ? $"key batch shuffled over the ranks, {_options.Model.BatchNormSplits / _group.Size} BN split(s) a rank" : "batch norm per rank, key batch not shuffled"));
         }
+
         if (OneDnnGuard.Apply() is { ConvolutionsUseOneDnn: false } oneDnn)
         {
             _output.WriteLine($"note: {oneDnn.Reason}");
@@ -143,11 +197,13 @@ public sealed class PretrainRun
                 $"The training set has {data.Train.Count} images, fewer than the {_options.Clustering.NumClusters[0]} prototypes of the finest level; lower --num-cluster.");
         }
 
-        Directory.CreateDirectory(_settings.ExperimentDirectory);
+        return data;
+    }
 
-        var metrics = new MetricsLog(Path.Combine(_settings.ExperimentDirectory, "metrics.jsonl"));
-
-        using var model = new HcscModel(_ranks.ModelOptionsOfThisRank(_options.Model), () => ResNet.Create(new ResNetOptions
+    // Both encoders on the device; sizes whose batch norm would see one value per channel are refused.
+    private HcscModel CreateModel(Device device)
+    {
+        var model = new HcscModel(_ranks.ModelOptionsOfThisRank(_options.Model), () => ResNet.Create(new ResNetOptions
         {
             Arch = _options.Model.Arch,
             SmallImageStem = _settings.SmallStem,
@@ -155,106 +211,83 @@ public sealed class PretrainRun
             NormLayer = NormLayer,
         }));
         model.to(device);
-        var batchNormProblems = model.BatchNormProblems(
-            training.BatchSize / _group.Size, imageSize, _options.Augmentation.MultiCrop ? _options.Augmentation.ResolvedLocalCropSizes() : null);
-        if (batchNormProblems.Count > 0)
+        var problems = model.BatchNormProblems(
+            _options.Training.BatchSize / _group.Size, _options.Augmentation.ImageSize, _options.Augmentation.MultiCrop ? _options.Augmentation.ResolvedLocalCropSizes() : null);
+        if (problems.Count > 0)
         {
-            throw new ArgumentException(string.Join(Environment.NewLine, batchNormProblems));
+            model.Dispose();
+            throw new ArgumentException(string.Join(Environment.NewLine, problems));
         }
 
-        var board = _root ? new TensorBoardLog(Path.Combine(_settings.ExperimentDirectory, "tensorboard")) : null;
-        var guard = new NonFiniteGuard(
-            model.named_parameters(),
-            $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
-        using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
-        using var queue = new SelectiveKeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
-        using var objective = new HcscObjective(_options.Objective);
-        // Both generators are CPU generators (TorchSharp has no other kind): the masks are drawn on the device from it
-        // through DeviceRandom; HcscModel shuffles the key batch with a CPU permutation.
-        // Data-parallel: each rank draws its own rows' masks (seed + 1 + rank; each rank's state is checkpointed); the
-        // shuffle is drawn alike on every rank.
-        using var maskGenerator = new Generator(unchecked((ulong)training.Seed) + 1 + (ulong)_group.Rank);
-        using var shuffleGenerator = new Generator(unchecked((ulong)training.Seed) + 2);
-        var generators = new RunGenerators(maskGenerator, shuffleGenerator);
+        return model;
+    }
 
-        int startEpoch = 0;
-        EpochPosition? position = null;
+    // --resume: the epochs done and the position inside an epoch; the metrics after them are dropped.
+    private (int StartEpoch, EpochPosition? Position) ResumeIfAsked(
+        HcscModel model, TorchSharp.Modules.OptimizerHelper optimizer, SelectiveKeyQueue queue, RunGenerators generators, Device device, MetricsLog metrics)
+    {
         string? resume = _settings.Resume == "auto" ? _checkpoints.FindForAutoResume() : _settings.Resume;
-        if (resume is not null)
+        if (resume is null)
         {
-            (startEpoch, position) = _checkpoints.Resume(resume, model, optimizer, queue, generators, device);
-            if (_root)
-            {
-                metrics.TruncateFrom(startEpoch);
-            }
-
-            if (int.TryParse(Environment.GetEnvironmentVariable("SLURM_RESTART_COUNT"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int restarts) && restarts > 0)
-            {
-                _output.WriteLine($"Slurm restart {restarts} of job {Environment.GetEnvironmentVariable("SLURM_JOB_ID") ?? "?"} (requeued): resumed from {resume}");
-            }
+            return (0, null);
         }
 
+        var (startEpoch, position) = _checkpoints.Resume(resume, model, optimizer, queue, generators, device);
         if (_root)
         {
-            // Only now that a resume was accepted: a refused one leaves the record of the run that wrote the checkpoints.
-            new RunManifest(_options, _settings).Write(_settings.ExperimentDirectory);
+            metrics.TruncateFrom(startEpoch);
         }
 
-        _ranks.StartIdentical(model);
-        EvaluationReport? before = null;
-        if (startEpoch == 0 && position is null && Evaluations)
+        if (int.TryParse(Environment.GetEnvironmentVariable("SLURM_RESTART_COUNT"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int restarts) && restarts > 0)
         {
-            before = EvaluateTogether(model, data, device, "untrained");
-            if (before is not null)
-            {
-                metrics.Append(EvaluationRecord(-1, before));
-            }
+            _output.WriteLine($"Slurm restart {restarts} of job {Environment.GetEnvironmentVariable("SLURM_JOB_ID") ?? "?"} (requeued): resumed from {resume}");
         }
 
-        var views = ViewSet.Training(_options.Augmentation, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
-        var loader = new BatchLoader(data.Train, views, training.BatchSize, workers, training.Seed)
-        {
-            Skipped = ReportSkipped,
-            ShardRank = _group.Rank,
-            ShardCount = _group.Size,
-        };
+        return (startEpoch, position);
+    }
 
-        using var keys = _settings.ClusterOn == ClusterInput.Keys ? new KeyBank(data.Train.Count, _options.Model.Dim, device) : null;
-        var run = new RunState(model, optimizer, queue, objective, generators, guard, board, loader, data, device, keys);
+    // The epochs from startEpoch on: each trained, evaluated every KnnEvery epochs, recorded, checkpointed.
+    private void TrainEpochs(RunState run, int startEpoch, EpochPosition? position, MetricsLog metrics, CancellationToken cancellation)
+    {
+        var training = _options.Training;
         for (int epoch = startEpoch; epoch < training.Epochs; epoch++)
         {
             cancellation.ThrowIfCancellationRequested();
             var record = TrainEpoch(run, epoch, position?.Epoch == epoch ? position : null, cancellation);
             int completed = epoch + 1;
             if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs
-                && EvaluateTogether(model, data, device, $"epoch {completed}") is { } report)
+                && EvaluateTogether(run.Model, run.Data, run.Device, $"epoch {completed}") is { } report)
             {
                 record["knn_top1"] = report.Top1;
                 record["evaluation_seconds"] = report.Seconds;
             }
 
-            guard.CheckWeights(completed);
+            run.Guard.CheckWeights(completed);
             if (_root)
             {
                 metrics.Append(record);
-                board!.Epoch(completed, record);
+                run.Board!.Epoch(completed, record);
             }
 
             if (completed % training.CheckpointEvery == 0 || completed == training.Epochs)
             {
-                _checkpoints.Save(completed, model, optimizer, queue, generators);
+                _checkpoints.Save(completed, run.Model, run.Optimizer, run.Queue, run.Generators);
             }
         }
 
         if (_settings.CheckWeightsEvery > 0)
         {
-            ParameterChecksum.VerifyIdentical(model, _group);
+            ParameterChecksum.VerifyIdentical(run.Model, _group);
         }
+    }
 
-        var after = Evaluations ? EvaluateTogether(model, data, device, "trained") : null;
+    // The final evaluation, the before/after lines, the plots.
+    private PretrainOutcome Finish(RunState run, EvaluationReport? before, MetricsLog metrics)
+    {
+        var after = Evaluations ? EvaluateTogether(run.Model, run.Data, run.Device, "trained") : null;
         if (after is not null)
         {
-            metrics.Append(EvaluationRecord(training.Epochs, after));
+            metrics.Append(EvaluationRecord(_options.Training.Epochs, after));
         }
 
         if (before is not null && after is not null)
