@@ -75,4 +75,34 @@ public static class ClusteringMetrics
 
     private static bool IsTrivial(ContingencyTable table) =>
         (table.RowSums.Length == 1 && table.ColumnSums.Length == 1) || (table.RowSums.Length == 0 && table.ColumnSums.Length == 0);
+
+    /// <summary>
+    /// <see cref="NormalizedMutualInformation(ReadOnlySpan{long}, ReadOnlySpan{long})"/> of two integer label tensors
+    /// <c>[n]</c> on any device (e.g. a level's <c>Assignments</c> and the dataset's labels); read to the host once.
+    /// </summary>
+    /// <exception cref="ArgumentException">Not 1-D integer tensors of one length, or empty.</exception>
+    public static double NormalizedMutualInformation(TorchSharp.torch.Tensor a, TorchSharp.torch.Tensor b) =>
+        NormalizedMutualInformation(HostLabels(a, nameof(a)), HostLabels(b, nameof(b)));
+
+    /// <summary><see cref="AdjustedMutualInformation(ReadOnlySpan{long}, ReadOnlySpan{long})"/> of two integer label tensors <c>[n]</c> on any device.</summary>
+    /// <exception cref="ArgumentException">Not 1-D integer tensors of one length, or empty.</exception>
+    public static double AdjustedMutualInformation(TorchSharp.torch.Tensor a, TorchSharp.torch.Tensor b) =>
+        AdjustedMutualInformation(HostLabels(a, nameof(a)), HostLabels(b, nameof(b)));
+
+    /// <summary><see cref="AdjustedRandIndex(ReadOnlySpan{long}, ReadOnlySpan{long})"/> of two integer label tensors <c>[n]</c> on any device.</summary>
+    /// <exception cref="ArgumentException">Not 1-D integer tensors of one length, or empty.</exception>
+    public static double AdjustedRandIndex(TorchSharp.torch.Tensor a, TorchSharp.torch.Tensor b) =>
+        AdjustedRandIndex(HostLabels(a, nameof(a)), HostLabels(b, nameof(b)));
+
+    private static long[] HostLabels(TorchSharp.torch.Tensor labels, string name)
+    {
+        ArgumentNullException.ThrowIfNull(labels, name);
+        if (labels.dim() != 1 || labels.is_floating_point() || labels.dtype == TorchSharp.torch.ScalarType.Bool)
+        {
+            throw new ArgumentException($"{name} must be a 1-D integer tensor of labels; got {Hcsc.Core.Tensors.TensorDescription.Describe(labels)}.", name);
+        }
+
+        using var host = labels.to(TorchSharp.torch.ScalarType.Int64, TorchSharp.torch.CPU).contiguous();
+        return host.data<long>().ToArray();
+    }
 }

@@ -5,6 +5,19 @@ namespace Hcsc.Tests.Clustering;
 public class MetricsTests
 {
     [Fact]
+    public void Tensor_labels_give_the_same_scores_as_spans_and_other_tensors_are_refused()
+    {
+        long[] a = [0, 0, 1, 1, 2, 2, 2, 0], b = [1, 1, 0, 0, 0, 2, 2, 1];
+        using var ta = TorchSharp.torch.tensor(a);
+        using var tb = TorchSharp.torch.tensor(b.Select(v => (int)v).ToArray()); // int32 labels too
+        ClusteringMetrics.NormalizedMutualInformation(ta, tb).Should().Be(ClusteringMetrics.NormalizedMutualInformation(a, b));
+        ClusteringMetrics.AdjustedMutualInformation(ta, tb).Should().Be(ClusteringMetrics.AdjustedMutualInformation(a, b));
+        ClusteringMetrics.AdjustedRandIndex(ta, tb).Should().Be(ClusteringMetrics.AdjustedRandIndex(a, b));
+        using var floats = TorchSharp.torch.ones(8);
+        FluentActions.Invoking(() => ClusteringMetrics.AdjustedRandIndex(ta, floats)).Should().Throw<ArgumentException>().WithMessage("b must be a 1-D integer tensor*");
+    }
+
+    [Fact]
     public void Identical_and_renamed_labelings_score_one()
     {
         long[] a = [0, 0, 1, 1, 2, 2, 2, 3];
