@@ -129,17 +129,20 @@ internal sealed class DataParallelRanks(ICollectives group)
         return Math.Max(1, Environment.ProcessorCount / ranksHere);
     }
 
-    /// <summary>The largest <paramref name="value"/> of any rank, on every rank.</summary>
-    public int Max(int value)
+    /// <summary>
+    /// What the ranks agree on after a step, in one collective: the largest stop exit code any rank was given (0: none)
+    /// and whether any rank was asked for a checkpoint.
+    /// </summary>
+    public (int ExitCode, bool Checkpoint) AgreeAfterStep(int exitCode, bool checkpoint)
     {
         if (group.Size == 1)
         {
-            return value;
+            return (exitCode, checkpoint);
         }
 
-        var all = new int[group.Size];
-        group.AllGather<int>([value], all);
-        return all.Max();
+        var all = new int[2 * group.Size];
+        group.AllGather<int>([exitCode, checkpoint ? 1 : 0], all);
+        return (Enumerable.Range(0, group.Size).Max(r => all[2 * r]), Enumerable.Range(0, group.Size).Any(r => all[(2 * r) + 1] != 0));
     }
 
     /// <summary>True on every rank when <paramref name="flag"/> is true on any.</summary>

@@ -456,8 +456,7 @@ public sealed class PretrainRun
     {
         FaultInjection.PauseAt($"epoch{position.Epoch + 1}-step{position.Step}", _output, _stop, _ranks.Any);
         bool periodic = _settings.CheckpointEverySteps > 0 && position.Step % _settings.CheckpointEverySteps == 0 && position.Step < run.Loader.TrainingBatches;
-        int exitCode = _ranks.Max(_stop.ExitCode);
-        bool asked = _ranks.Any(_stop.TakeCheckpointRequest());
+        var (exitCode, asked) = _ranks.AgreeAfterStep(_stop.ExitCode, _stop.TakeCheckpointRequest());
         if (exitCode == 0 && !periodic && !asked)
         {
             return;
