@@ -99,7 +99,7 @@ public sealed class HcscObjective : IDisposable
 
         if (!ReferenceEquals(queue.Hierarchy, hierarchy))
         {
-            ObjectDisposedException.ThrowIf(hierarchy.IsDisposed, hierarchy);
+            ThrowIfDisposed(hierarchy);
             queue.UseHierarchy(hierarchy);
         }
 
@@ -159,6 +159,18 @@ public sealed class HcscObjective : IDisposable
         }
 
         return result;
+    }
+
+    // One message for a hierarchy disposed too early, whether this call or the queue it was given to still holds it.
+    private static void ThrowIfDisposed(ClusterHierarchy hierarchy)
+    {
+        if (hierarchy.IsDisposed)
+        {
+            throw new ObjectDisposedException(nameof(hierarchy),
+                "The cluster hierarchy was disposed while it is still in use (by this call, or by the SelectiveKeyQueue it was given to). " +
+                "After a new clustering, give the queue the new hierarchy (queue.UseHierarchy(next)) before disposing the old result, " +
+                "or call queue.UseHierarchy(null) to train with InfoNCE.");
+        }
     }
 
     /// <inheritdoc />
@@ -507,14 +519,7 @@ public sealed class HcscObjective : IDisposable
             return;
         }
 
-        if (hierarchy.IsDisposed)
-        {
-            throw new ObjectDisposedException(nameof(hierarchy),
-                "The cluster hierarchy was disposed while it is still in use (by this call, or by the SelectiveKeyQueue it was given to). " +
-                "After a new clustering, give the queue the new hierarchy (queue.UseHierarchy(next)) before disposing the old result, " +
-                "or call queue.UseHierarchy(null) to train with InfoNCE.");
-        }
-
+        ThrowIfDisposed(hierarchy);
         Guard.SameDevice(hierarchy.Levels[0].Prototypes, nameof(hierarchy) + " prototypes", query, nameof(query));
         Guard.EmbeddingSize(query, nameof(query), hierarchy.EmbeddingSize, "the hierarchy's prototypes");
         Guard.Range(batchIndices, nameof(batchIndices), hierarchy.SampleCount, $"the hierarchy covers {hierarchy.SampleCount} samples", _options.CheckIndexRangesOnDevice);

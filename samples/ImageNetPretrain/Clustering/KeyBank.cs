@@ -6,6 +6,7 @@ using Hcsc.Models;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Loading;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Hcsc.Samples.ImageNetPretrain.Clustering;
@@ -27,6 +28,7 @@ public sealed class KeyBank : IDisposable
 {
     private readonly Tensor _keys;    // [N, d]
     private readonly Tensor _written; // [N] bool
+    private readonly Scalar _true = true.ToScalar(); // explicit and alive: no Scalar temporary in the step
 
     /// <summary>A bank for <paramref name="count"/> images of embeddings of size <paramref name="dim"/> on <paramref name="device"/>.</summary>
     public KeyBank(long count, long dim, Device device)
@@ -41,8 +43,7 @@ public sealed class KeyBank : IDisposable
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         _keys.index_copy_(0, indices, keys.detach().to(ScalarType.Float32));
-        using var seen = ones_like(indices, dtype: ScalarType.Bool);
-        _written.index_copy_(0, indices, seen);
+        _written.index_fill_(0, indices, _true);
     }
 
     /// <summary>
@@ -67,10 +68,9 @@ public sealed class KeyBank : IDisposable
             {
                 model.eval();
                 var subset = new DatasetSubset(train, missing.Select(i => (int)i).ToArray(), "images without a key yet");
-                using var embedded = FeatureExtractor.Extract(subset, model.Embed, ViewTransform.Eval(options.Augmentation), batchSize, workers, _keys.device, out var rows, skipped);
+                using var embedded = FeatureExtractor.Extract(subset, model.Embed, ViewTransform.Eval(options.Augmentation), batchSize, workers, _keys.device, out _, skipped);
                 using var positions = tensor(missing).to(_keys.device);
                 Record(embedded, positions);
-                _ = rows;
             }
         }
 
@@ -95,5 +95,6 @@ public sealed class KeyBank : IDisposable
     {
         _keys.Dispose();
         _written.Dispose();
+        _true.Dispose();
     }
 }
