@@ -51,8 +51,17 @@ echo "patched $sites cpuid sites in a copy of libtorch_cpu.so"
 run() { LD_PRELOAD="$work/cpuid_shim.so" HCSC_ONEDNN=$1 dotnet test "$work/app/Hcsc.Tests.dll" --filter "$2" 2>&1; }
 
 echo "== without the guard (HCSC_ONEDNN=on): the small-channel ResNet test must fail"
-if run on "FullyQualifiedName~A_small_channel_resnet_has_finite_gradients" | tail -3 | grep -q 'Passed!'; then
-  echo "the simulation did not reproduce the fault: oneDNN computed correct gradients without caches" >&2; exit 1
+# The fault depends on oneDNN's threads (wrong values with one, NaN with two), and one try in about ten passed here
+# anyway: a reproduction in any of three tries shows the simulation works.
+reproduced=0
+for attempt in 1 2 3; do
+  if ! run on "FullyQualifiedName~A_small_channel_resnet_has_finite_gradients" | tail -3 | grep -q 'Passed!'; then
+    reproduced=1; break
+  fi
+  echo "try $attempt: oneDNN computed finite gradients without caches this time"
+done
+if [ "$reproduced" -eq 0 ]; then
+  echo "the simulation did not reproduce the fault in 3 tries: oneDNN computed correct gradients without caches" >&2; exit 1
 fi
 echo "failed as expected"
 
