@@ -172,7 +172,7 @@ public static class DeviceCheck
             model.train();
             using var queue = new SelectiveKeyQueue(16384, 128, device);
             using var objective = new HcscObjective();
-            using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), 0.03, 0.9, weightDecay: 1e-4);
+            using var optimizer = new ExplicitScalarSgd(model.PackParameters(), 0.03, 0.9, weightDecay: 1e-4);
             using var generator = new Generator(12);
             using var indices = tensor(Enumerable.Range(0, settings.BatchSize).Select(i => (long)i).ToArray()).to(device);
             var clock = new Stopwatch();

@@ -52,7 +52,7 @@ public static class Preflight
             stage = "an HCSC step with selection";
             using var queue = new SelectiveKeyQueue(QueueLength, Dim, device, generator);
             using var objective = new HcscObjective(objectiveOptions);
-            using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), 0.01, 0.9, weightDecay: 1e-4);
+            using var optimizer = new ExplicitScalarSgd(model.PackParameters(), 0.01, 0.9, weightDecay: 1e-4);
             var view1 = randn([Batch, 3, ImageSize, ImageSize], generator: generator).to(device);
             var view2 = randn([Batch, 3, ImageSize, ImageSize], generator: generator).to(device);
             var indices = randint(64, [Batch], generator: generator).to(device);

@@ -91,10 +91,12 @@ public sealed class PretrainRun
         var metrics = new MetricsLog(Path.Combine(_settings.ExperimentDirectory, "metrics.jsonl"));
         using var model = CreateModel(device);
         var board = _root ? new TensorBoardLog(Path.Combine(_settings.ExperimentDirectory, "tensorboard")) : null;
+        var packed = model.PackParameters(); // SGD, the EMA and the guard each a few kernels a step
         var guard = new NonFiniteGuard(
             model.named_parameters(),
-            $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
-        using var optimizer = new ExplicitScalarSgd(model.TrainableParameters(), training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
+            $"Lower --lr (now {training.LearningRate}) and resume from the last good checkpoint with --exp-dir {_settings.ExperimentDirectory} --resume auto.",
+            packed);
+        using var optimizer = new ExplicitScalarSgd(packed, training.ScaledLearningRate, training.SgdMomentum, weightDecay: training.WeightDecay);
         using var queue = new SelectiveKeyQueue(_options.Model.QueueLength, _options.Model.Dim, device, random.Generator);
         using var objective = new HcscObjective(_options.Objective);
 

@@ -1,4 +1,5 @@
 using Hcsc.Core.Options;
+using Hcsc.Models.Optimization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -55,5 +56,35 @@ public static class MomentumUpdate
         {
             parameter.mul_(keep).add_(sourceParameters[name], alpha: take);
         }
+    }
+
+    /// <summary>
+    /// The same EMA step on packed encoders: θ_k ← m·θ_k + (1 − m)·θ_q over the whole flat buffer in two kernels,
+    /// element for element what <see cref="Apply(nn.Module, nn.Module, double)"/> computes.
+    /// </summary>
+    /// <param name="source">The query encoder's packed parameters (θ_q).</param>
+    /// <param name="target">The key encoder's packed parameters (θ_k), in the same layout (<see cref="FlatParameters.HasSameLayout"/>).</param>
+    /// <param name="momentum">m in [0, 1); 0 copies θ_q.</param>
+    /// <exception cref="ArgumentException">The buffers' layouts differ.</exception>
+    public static void Apply(FlatParameters source, FlatParameters target, double momentum)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(target);
+        if (HcscOptionsValidator.EncoderMomentumProblem(momentum) is { } problem)
+        {
+            throw new ArgumentOutOfRangeException(nameof(momentum), momentum, problem);
+        }
+
+        if (!source.HasSameLayout(target))
+        {
+            throw new ArgumentException(
+                $"The packed encoders differ in layout ({source.Names.Count} parameters, {source.Count} values against {target.Names.Count}, {target.Count}); pack both from encoders of the same architecture.",
+                nameof(target));
+        }
+
+        using var noGrad = no_grad();
+        using var keep = momentum.ToScalar();
+        using var take = (1 - momentum).ToScalar();
+        target.Values.mul_(keep).add_(source.Values, alpha: take);
     }
 }

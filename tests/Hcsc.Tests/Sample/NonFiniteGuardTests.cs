@@ -1,3 +1,4 @@
+using Hcsc.Models.Optimization;
 using Hcsc.Samples.ImageNetPretrain.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -6,17 +7,20 @@ namespace Hcsc.Tests.Sample;
 
 public class NonFiniteGuardTests
 {
-    private static (nn.Module<Tensor, Tensor> Model, NonFiniteGuard Guard) Model()
+    private static (nn.Module<Tensor, Tensor> Model, NonFiniteGuard Guard) Model(bool packed = false)
     {
         var model = nn.Sequential(("first", nn.Linear(3, 4)), ("second", nn.Linear(4, 1)));
-        return (model, new NonFiniteGuard(model.named_parameters(), "Lower --lr."));
+        var flat = packed ? FlatParameters.Pack(model.named_parameters(), packGradients: true) : null;
+        return (model, new NonFiniteGuard(model.named_parameters(), "Lower --lr.", flat));
     }
 
-    [Fact]
-    public void A_finite_step_returns_its_loss()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_finite_step_returns_its_loss(bool packed)
     {
         using var scope = NewDisposeScope();
-        var (model, guard) = Model();
+        var (model, guard) = Model(packed);
         var loss = model.call(ones(2, 3)).sum();
         loss.backward();
         guard.Check(loss, epoch: 1, step: 1).Should().BeApproximately(loss.item<float>(), 1e-6);
@@ -34,11 +38,13 @@ public class NonFiniteGuardTests
             .Which.Step.Should().Be(17);
     }
 
-    [Fact]
-    public void An_infinite_gradient_with_a_finite_loss_names_the_first_parameter_affected()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void An_infinite_gradient_with_a_finite_loss_names_the_first_parameter_affected(bool packed)
     {
         using var scope = NewDisposeScope();
-        var (model, guard) = Model();
+        var (model, guard) = Model(packed);
         var loss = model.call(ones(2, 3)).sum();
         loss.backward();
         using (no_grad())
