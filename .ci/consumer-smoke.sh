@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs the five libraries and builds, runs and publishes a fresh consumer project that uses
+# Packs the six libraries and builds, runs and publishes a fresh consumer project that uses
 # them from a local feed with TorchSharp-cpu, as `dotnet add package Hcsc.Losses` users do.
 # This proves the buildTransitive native fix reaches consumers. A unique version per run keeps
 # the NuGet cache from serving an older package of the same version.
@@ -10,7 +10,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 dotnet pack Hcsc.sln -c Release -o "$work/feed" -p:Version="$version" -v q -nologo
-for id in Hcsc.Core Hcsc.Clustering Hcsc.Losses Hcsc.Models Hcsc.Distributed.Mpi; do
+for id in Hcsc.Core Hcsc.Runtime Hcsc.Clustering Hcsc.Losses Hcsc.Models Hcsc.Distributed.Mpi; do
   pkg="$work/feed/$id.$version.nupkg"
   [ -f "$pkg" ] || { echo "missing package $pkg"; exit 1; }
   listing=$(unzip -l "$pkg")

@@ -2,7 +2,7 @@
 # Regenerates src/<Package>/PublicAPI.Unshipped.txt from the current public API of the packages, with the
 # PublicApiAnalyzers code fix (RS0016 "add to the public API") applied by `dotnet format analyzers`.
 # Run after an intended change of a public API (the build fails with RS0016/RS0017 until the lists match):
-#   bash build/update-public-api.sh                 # all five packages
+#   bash build/update-public-api.sh                 # all six packages
 #   bash build/update-public-api.sh Hcsc.Losses     # only some
 # Then review `git diff src/*/PublicAPI.*.txt`. Only the PublicAPI files are written (the fix edits no source).
 # PublicAPI.Shipped.txt is left alone: after a release, move the Unshipped lines there by hand; a member removed
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 projects=("$@")
-[ ${#projects[@]} -gt 0 ] || projects=(Hcsc.Core Hcsc.Clustering Hcsc.Losses Hcsc.Models Hcsc.Distributed.Mpi)
+[ ${#projects[@]} -gt 0 ] || projects=(Hcsc.Core Hcsc.Runtime Hcsc.Clustering Hcsc.Losses Hcsc.Models Hcsc.Distributed.Mpi)
 for p in "${projects[@]}"; do
   dir="src/$p"
   [ -f "$dir/$p.csproj" ] || { echo "no project $dir/$p.csproj"; exit 1; }

@@ -1,8 +1,9 @@
 using Hcsc.Benchmarks;
-using Hcsc.Core.Runtime;
+using Hcsc.Runtime;
 
 // Before any TorchSharp call (see OpenMpWaitPolicy); an OMP_WAIT_POLICY set by the caller wins.
 OpenMpWaitPolicy.PreferPassive();
+TorchRuntime.Prepare();
 
 // Every comparison benchmark, by name. Usage: hcsc-bench --list | hcsc-bench NAME [options]
 IBenchmark[] benchmarks =

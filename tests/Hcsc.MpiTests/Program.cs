@@ -24,6 +24,7 @@ public static class Program
     public static int Main(string[] args)
     {
         torch.set_num_threads(1);
+        Hcsc.Runtime.TorchRuntime.Prepare();
         using var mpi = MpiCollectives.Initialize();
         var checks = new Checks(mpi);
         try

@@ -53,10 +53,10 @@ public sealed class TrainingStepBenchmark : IBenchmark
 
         torch.set_num_threads(threads);
         Console.WriteLine($"CPU, {threads} threads; {steps} timed steps per side after 1 warm-up, .NET and PyTorch steps alternating one by one; medians reported; key-encoder BN splits (.NET) = {splits}; PyTorch: {python}");
-        var oneDnn = Hcsc.Core.Runtime.OneDnnGuard.Apply();
-        Console.WriteLine($"oneDNN convolutions (.NET): {(oneDnn.ConvolutionsUseOneDnn ? "on" : "off")} ({oneDnn.Reason}); {Hcsc.Core.Runtime.OneDnnGuard.EnvironmentVariable}=on|off chooses");
-        var heap = Hcsc.Core.Runtime.NativeHeap.Apply();
-        Console.WriteLine($"native heap: {heap.Reason}; {Hcsc.Core.Runtime.NativeHeap.EnvironmentVariable}=off leaves glibc's defaults");
+        var oneDnn = Hcsc.Runtime.OneDnnGuard.Apply();
+        Console.WriteLine($"oneDNN convolutions (.NET): {(oneDnn.ConvolutionsUseOneDnn ? "on" : "off")} ({oneDnn.Reason}); {Hcsc.Runtime.OneDnnGuard.EnvironmentVariable}=on|off chooses");
+        var heap = Hcsc.Runtime.NativeHeap.Apply();
+        Console.WriteLine($"native heap: {heap.Reason}; {Hcsc.Runtime.NativeHeap.EnvironmentVariable}=off leaves glibc's defaults");
         foreach (var c in Cases.Where(c => which == "all" || c.Name == which))
         {
             using var bench = new DotnetStep(c, splits);

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Hcsc.Core.Options;
-using Hcsc.Core.Runtime;
+using Hcsc.Runtime;
 using Hcsc.Losses;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;

@@ -5,7 +5,7 @@ using Hcsc.Core.Devices;
 using Hcsc.Core.Distributed;
 using Hcsc.Core.Options;
 using Hcsc.Core.Randomness;
-using Hcsc.Core.Runtime;
+using Hcsc.Runtime;
 using Hcsc.Losses;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
@@ -183,7 +183,7 @@ public sealed class PretrainRun
                 (_ranks.ShuffleKeysAcrossRanks(_options.Model) ? $"key batch shuffled over the ranks, {_options.Model.BatchNormSplits / _group.Size} BN split(s) a rank" : "batch norm per rank, key batch not shuffled"));
         }
 
-        if (OneDnnGuard.Apply() is { ConvolutionsUseOneDnn: false } oneDnn)
+        if (TorchRuntime.Prepare().OneDnn is { ConvolutionsUseOneDnn: false } oneDnn)
         {
             _output.WriteLine($"note: {oneDnn.Reason}");
         }

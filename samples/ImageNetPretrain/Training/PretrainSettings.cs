@@ -63,7 +63,7 @@ public sealed record PretrainSettings
     /// <summary>Skip the <see cref="Preflight"/> checks on the run's device before the first epoch.</summary>
     public bool SkipPreflight { get; init; }
 
-    /// <summary>On CUDA: let cuDNN time its convolution algorithms and keep the fastest (<see cref="Hcsc.Core.Runtime.CudaSwitches"/>). Default on, as MoCo's reference.</summary>
+    /// <summary>On CUDA: let cuDNN time its convolution algorithms and keep the fastest (<see cref="Hcsc.Runtime.CudaSwitches"/>). Default on, as MoCo's reference.</summary>
     public bool CudnnBenchmark { get; init; } = true;
 
     /// <summary>On CUDA: TF32 tensor-core arithmetic for float32 products and convolutions. Default off (float32 results as tested).</summary>

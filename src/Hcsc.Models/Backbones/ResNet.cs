@@ -1,4 +1,4 @@
-using Hcsc.Core.Runtime;
+using Hcsc.Runtime;
 using Hcsc.Models.Normalization;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -83,11 +83,12 @@ public sealed class ResNet : Module<Tensor, Tensor>
     public Module<Tensor, Tensor> Head => fc;
 
     /// <summary>
-    /// Builds a ResNet from <paramref name="options"/>, initialised as torchvision does. The first call applies
-    /// <see cref="OneDnnGuard"/>: on a CPU that reports no caches, convolutions run without oneDNN; and
-    /// <see cref="NativeHeap"/>: glibc's malloc keeps freed memory for the next step's buffers.
+    /// Builds a ResNet from <paramref name="options"/>, initialised as torchvision does. It changes no process-wide
+    /// setting: call <see cref="TorchRuntime.Prepare"/> once at startup for the libtorch settings training wants.
     /// </summary>
     /// <exception cref="ArgumentException">The options are invalid; the message lists every problem.</exception>
+    /// <exception cref="InvalidOperationException">This CPU reports no caches and <see cref="TorchRuntime.Prepare"/> was
+    /// not called: oneDNN's convolutions would compute wrong gradients (<see cref="TorchRuntime.ConvolutionProblem()"/>).</exception>
     public static ResNet Create(ResNetOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -97,9 +98,11 @@ public sealed class ResNet : Module<Tensor, Tensor>
             throw new ArgumentException("Invalid ResNetOptions: " + string.Join(" ", problems), nameof(options));
         }
 
-        OneDnnGuard.Apply(); // oneDNN's convolutions fail on CPUs that report no caches
-        NativeHeap.Apply();  // glibc would unmap and fault in every large temporary buffer again
-        NnpackGuard.Apply(); // an NNPACK that cannot initialise is retried, and logged, before every convolution
+        if (TorchRuntime.ConvolutionProblem() is { } unsafeConvolutions)
+        {
+            throw new InvalidOperationException(unsafeConvolutions);
+        }
+
         return new ResNet(options, ResNetArchitectures.Get(options.Arch));
     }
 

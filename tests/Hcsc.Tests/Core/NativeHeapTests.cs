@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using Hcsc.Core.Runtime;
+using Hcsc.Runtime;
 
 namespace Hcsc.Tests.Core;
 

@@ -1,4 +1,4 @@
-using Hcsc.Core.Runtime;
+using Hcsc.Runtime;
 
 namespace Hcsc.Tests.Core;
 
@@ -46,6 +46,9 @@ public class OneDnnGuardTests
         decision.ConvolutionsUseOneDnn.Should().BeFalse();
         decision.Reason.Should().Contain(OneDnnGuard.EnvironmentVariable + "=on");
         OneDnnGuard.Decide("on", report).ConvolutionsUseOneDnn.Should().BeTrue("the user can insist");
+        TorchRuntime.ConvolutionProblem(report, prepared: false).Should().Contain("no caches").And.Contain("Call Hcsc.Runtime.TorchRuntime.Prepare() once at startup");
+        TorchRuntime.ConvolutionProblem(report, prepared: true).Should().BeNull("a prepared process has decided");
+        TorchRuntime.ConvolutionProblem(CpuCacheReport.FromCpuId(Source(Zen4)), prepared: false).Should().BeNull("caches reported: nothing to prepare for");
     }
 
     [Fact]

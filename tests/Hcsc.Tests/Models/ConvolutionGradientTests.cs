@@ -1,4 +1,4 @@
-using Hcsc.Core.Runtime;
+using Hcsc.Runtime;
 using Hcsc.Models.Backbones;
 using TorchSharp;
 using static TorchSharp.torch;

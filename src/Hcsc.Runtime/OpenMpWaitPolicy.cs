@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Hcsc.Core.Runtime;
+namespace Hcsc.Runtime;
 
 /// <summary>
 /// libtorch's OpenMP worker threads busy-wait between parallel regions by default. On a machine

@@ -1,4 +1,4 @@
-namespace Hcsc.Core.Runtime;
+namespace Hcsc.Runtime;
 
 /// <summary>What <see cref="NnpackGuard.Apply"/> found and did in this process.</summary>
 /// <param name="ConvolutionsMayUseNnpack">True when libtorch's NNPACK switch is left on (NNPACK initialised, or the switch was not found).</param>

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using TorchSharp;
 
-namespace Hcsc.Core.Runtime;
+namespace Hcsc.Runtime;
 
 /// <summary>
 /// Exported functions of the libtorch CPU library that TorchSharp loaded into this process, found by their mangled

@@ -1,4 +1,4 @@
-namespace Hcsc.Core.Runtime;
+namespace Hcsc.Runtime;
 
 /// <summary>A process-wide setting decided and applied once: the first <see cref="GetOrApply"/> runs, later calls return its result.</summary>
 /// <typeparam name="T">The decision.</typeparam>

@@ -1,6 +1,6 @@
 using TorchSharp;
 
-namespace Hcsc.Core.Runtime;
+namespace Hcsc.Runtime;
 
 /// <summary>
 /// libtorch's process-wide CUDA switches that decide speed, not results' meaning: cuDNN's algorithm search

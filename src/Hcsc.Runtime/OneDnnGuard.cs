@@ -1,4 +1,4 @@
-namespace Hcsc.Core.Runtime;
+namespace Hcsc.Runtime;
 
 /// <summary>What <see cref="OneDnnGuard.Apply"/> decided for this process.</summary>
 /// <param name="ConvolutionsUseOneDnn">True when libtorch's CPU convolutions run on oneDNN.</param>

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Hcsc.Core.Runtime;
+namespace Hcsc.Runtime;
 
 /// <summary>What <see cref="NativeHeap.Apply"/> decided for this process.</summary>
 /// <param name="KeepsFreedMemory">True when glibc's malloc was told to serve large blocks from its heap and keep freed memory for reuse.</param>

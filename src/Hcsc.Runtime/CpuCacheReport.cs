@@ -1,6 +1,6 @@
 using System.Runtime.Intrinsics.X86;
 
-namespace Hcsc.Core.Runtime;
+namespace Hcsc.Runtime;
 
 /// <summary>One CPUID query's answer: the four registers after <c>cpuid</c> with EAX = leaf, ECX = subleaf.</summary>
 /// <param name="Eax">EAX.</param>

@@ -1,4 +1,4 @@
-namespace Hcsc.Core.Runtime;
+namespace Hcsc.Runtime;
 
 /// <summary>
 /// A process-wide switch of libtorch's <c>at::globalContext()</c> that TorchSharp does not expose: whether CPU
