@@ -1,6 +1,7 @@
 using Hcsc.Core.Hierarchy;
 using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Hcsc.Losses;
@@ -19,6 +20,22 @@ internal static class Guard
         if (tensor.shape[0] == 0 || tensor.shape[1] == 0)
         {
             throw new ArgumentException($"{name} must not be empty {shape}; got {tensor.Describe()}.", name);
+        }
+    }
+
+    /// <summary>Every row of <paramref name="rows"/> [B, d] has L2 norm 1 within <paramref name="tolerance"/> (one device sync).</summary>
+    public static void UnitRows(Tensor rows, string name, double tolerance)
+    {
+        using var scope = NewDisposeScope();
+        using var one = 1.0.ToScalar();
+        var norms = linalg.vector_norm(rows.detach().to(ScalarType.Float64), dims: [1]);   // [B]
+        long worst = norms.sub(one).abs().argmax().item<long>();
+        double norm = norms[worst].item<double>();
+        if (!(Math.Abs(norm - 1) <= tolerance))
+        {
+            throw new ArgumentException(
+                $"{name} must hold unit-norm rows (L2-normalised embeddings); row {worst} of {rows.Describe()} has norm {norm:G6}. " +
+                "Normalise the encoder's output with nn.functional.normalize(x, dim: 1), or turn Objective:CheckUnitNorm off.", name);
         }
     }
 

@@ -5,10 +5,10 @@ namespace Hcsc.Losses;
 /// <summary>
 /// Everything <see cref="HcscObjective"/>.Compute computed in one step. All values are tensors on the
 /// queries' device (reading them is the caller's choice of when to sync); the tensors belong to the
-/// caller's dispose scope. Lists indexed by level are empty during warm-up (no hierarchy); lists indexed
-/// by local view are empty without local views.
+/// caller's dispose scope, or are released at once by <see cref="Dispose"/>. Lists indexed by level are empty during
+/// warm-up (no hierarchy); lists indexed by local view are empty without local views.
 /// </summary>
-public sealed class HcscLossResult
+public sealed class HcscLossResult : IDisposable
 {
     /// <summary>The objective to minimise, a scalar with gradient into the queries (and local views).</summary>
     public required Tensor Total { get; init; }
@@ -61,6 +61,16 @@ public sealed class HcscLossResult
     {
         Total.backward();
         BackwardFailures.ThrowIfAny();
+    }
+
+    /// <summary>Releases every tensor of the result (each once, also where two parts share one); call it after
+    /// <see cref="Backward"/> and after reading what you log, e.g. with <c>using var result = objective.Compute(…)</c>.</summary>
+    public void Dispose()
+    {
+        foreach (var tensor in Tensors().ToList())
+        {
+            tensor.Dispose();
+        }
     }
 
     /// <summary>Every distinct tensor of the result.</summary>

@@ -51,6 +51,7 @@ namespace Hcsc.Losses;
 /// </example>
 public sealed class HcscObjective : IDisposable
 {
+    private const double UnitNormTolerance = 1e-3;
     private readonly ObjectiveOptions _options;
     private PrototypeSelectionMemo? _memo;
 
@@ -512,6 +513,14 @@ public sealed class HcscObjective : IDisposable
             Guard.Matrix(locals[i], name, "[B, d]");
             Guard.SameShape(locals[i], name, query, nameof(query));
             Guard.SameDtypeAndDevice(locals[i], name, query, nameof(query));
+        }
+
+        if (_options.CheckUnitNorm)
+        {
+            foreach (var (rows, name) in locals.Select((l, i) => (l, $"localQueries[{i}]")).Prepend((key, nameof(key))).Prepend((query, nameof(query))))
+            {
+                Guard.UnitRows(rows, name, UnitNormTolerance);
+            }
         }
 
         if (hierarchy is null)

@@ -53,6 +53,13 @@ public sealed class ObjectiveOptions
     public bool CheckIndexRangesOnDevice { get; set; }
 
     /// <summary>
+    /// Check that the queries, keys and local queries given to the objective are unit-norm, ‖x_i‖₂ = 1 within 1e-3,
+    /// as every logit assumes (q·k / τ of L2-normalised embeddings); an unnormalised encoder output otherwise trains
+    /// silently on other logits. Costs a norm and a device sync per step. Default false.
+    /// </summary>
+    public bool CheckUnitNorm { get; set; }
+
+    /// <summary>
     /// The code path of the cross-entropies, mask draws and selection tables while an objective with these options
     /// computes (<see cref="Devices.KernelSelection"/>): <see cref="KernelPath.Auto"/> (default) leaves the choice of the
     /// calling flow; <see cref="KernelPath.Tensor"/> runs the accelerator's path on the CPU too. The results agree

@@ -11,6 +11,24 @@ public class InputValidationTests
     private static void Throws(Action act, string pattern) => act.Should().Throw<ArgumentException>().WithMessage(pattern);
 
     [Fact]
+    public void With_CheckUnitNorm_a_row_that_is_not_unit_norm_is_named_and_without_it_is_accepted()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        var g = new Generator(1);
+        using var checking = new HcscObjective(new ObjectiveOptions { CheckUnitNorm = true });
+        var scaled = f.Query.clone();
+        scaled[2].mul_(1.5.ToScalar());
+        checking.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, g).Total.isfinite().item<bool>().Should().BeTrue("the fixture's rows are unit-norm");
+        Throws(() => checking.Compute(scaled, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, g), "query must hold unit-norm rows*row 2 of*has norm 1.5*nn.functional.normalize(x, dim: 1)*");
+        Throws(() => checking.Compute(f.Query, f.Key.mul(0.5.ToScalar()), f.Queue, f.BatchIndices, f.Hierarchy, g), "key must hold unit-norm rows*norm 0.5*");
+        Throws(() => checking.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, g, [f.Query, scaled]), "localQueries[1] must hold unit-norm rows*row 2*");
+
+        using var lenient = new HcscObjective(new ObjectiveOptions());
+        lenient.Compute(scaled, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, g).Total.isfinite().item<bool>().Should().BeTrue("the check is opt-in");
+    }
+
+    [Fact]
     public void The_objective_rejects_bad_shapes_dtypes_labels_and_empty_batches()
     {
         using var scope = NewDisposeScope();

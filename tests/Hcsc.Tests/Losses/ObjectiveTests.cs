@@ -53,6 +53,24 @@ public class ObjectiveTests
     }
 
     [Fact]
+    public void Disposing_a_result_releases_every_tensor_it_holds_once()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        using var objective = new HcscObjective(ObjectiveOptions.Reference());
+        var result = objective.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, new Generator(5), [f.Query]);
+        var held = new[] { result.Total, result.InfoNce, result.InstanceAccuracy }
+            .Concat(result.Instance).Concat(result.Prototype).Concat(result.InstanceMasks).Concat(result.PrototypeMasks)
+            .Concat(result.LocalPrototypeMasks.SelectMany(m => m)).Concat(result.PrototypeCandidates).ToList();
+        held.Should().HaveCountGreaterThan(10).And.OnlyContain(t => !t.IsInvalid);
+
+        result.Dispose();
+        held.Should().OnlyContain(t => t.IsInvalid, "every tensor of the result is released");
+        result.Dispose(); // twice is harmless
+        f.Query.IsInvalid.Should().BeFalse("the inputs are the caller's");
+    }
+
+    [Fact]
     public void Large_logits_from_unnormalised_queries_stay_exact()
     {
         using var scope = NewDisposeScope();
