@@ -119,7 +119,10 @@ public sealed class PretrainRun
         }
 
         var views = ViewSet.Training(_options.Augmentation, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
-        var loader = new BatchLoader(data.Train, views, training.BatchSize, _workers, training.Seed) { Skipped = ReportSkipped, ShardRank = _group.Rank, ShardCount = _group.Size };
+        using var loader = new BatchLoader(data.Train, views, training.BatchSize, _workers, training.Seed)
+        {
+            Skipped = ReportSkipped, ShardRank = _group.Rank, ShardCount = _group.Size, PinMemory = device.type == DeviceType.CUDA,
+        };
         using var keys = _settings.ClusterOn == ClusterInput.Keys ? new KeyBank(data.Train.Count, _options.Model.Dim, device) : null;
         var run = new RunState(model, optimizer, queue, objective, generators, guard, board, loader, data, device, keys);
         TrainEpochs(run, startEpoch, position, metrics, cancellation);
@@ -434,6 +437,7 @@ public sealed class PretrainRun
         long allocatedBefore = GC.GetTotalAllocatedBytes(precise: false);
         foreach (var batch in run.Loader.TrainingEpoch(epoch, firstBatch: step, cancellation: cancellation))
         {
+            using var held = batch; // its host memory goes back to the loader after the step
             using var scope = NewDisposeScope();
             var (loss, value, spread) = trainingStep.Run(batch, clustering?.Hierarchy, epoch, step);
             stepLosses.Add(value);
