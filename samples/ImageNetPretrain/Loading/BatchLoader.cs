@@ -80,8 +80,9 @@ public sealed class BatchLoader : IDisposable
     {
         int[] order = Enumerable.Range(0, _dataset.Count).ToArray();
         StableSeed.Random(_seed, epoch, -1).Shuffle(order);
-        var batches = Enumerable.Range(firstBatch, Math.Max(0, TrainingBatches - firstBatch)).Select(b => Shard(order.AsMemory(b * BatchSize, BatchSize)));
-        return Produce(batches, epoch, cancellation);
+        int count = Math.Max(0, TrainingBatches - firstBatch);
+        var batches = Enumerable.Range(firstBatch, count).Select(b => Shard(order.AsMemory(b * BatchSize, BatchSize)));
+        return Produce(batches, epoch, [(BatchSize / ShardCount, count)], cancellation);
     }
 
     /// <summary>Every image once, in dataset order, the last batch possibly smaller (for embedding and evaluation).</summary>
@@ -90,7 +91,7 @@ public sealed class BatchLoader : IDisposable
         int[] order = Enumerable.Range(0, _dataset.Count).ToArray();
         var batches = Enumerable.Range(0, (order.Length + BatchSize - 1) / BatchSize)
             .Select(b => order.AsMemory(b * BatchSize, Math.Min(BatchSize, order.Length - (b * BatchSize))));
-        return Produce(batches, epoch: -1, cancellation);
+        return Produce(batches, epoch: -1, [(BatchSize, order.Length / BatchSize), (order.Length % BatchSize, 1)], cancellation);
     }
 
     private Memory<int> Shard(Memory<int> batch)
@@ -115,7 +116,8 @@ public sealed class BatchLoader : IDisposable
         return mine;
     }
 
-    private IEnumerable<ImageBatch> Produce(IEnumerable<Memory<int>> batches, int epoch, CancellationToken cancellation)
+    // sizes: each batch size the pass has and how many batches of it.
+    private IEnumerable<ImageBatch> Produce(IEnumerable<Memory<int>> batches, int epoch, (int Count, int Batches)[] sizes, CancellationToken cancellation)
     {
         if (_workers == 0)
         {
@@ -126,6 +128,15 @@ public sealed class BatchLoader : IDisposable
             }
 
             yield break;
+        }
+
+        foreach (var (count, batchesOfCount) in sizes)
+        {
+            if (count > 0 && batchesOfCount > 0)
+            {
+                // Made here, on the consumer's thread: as many as the producer can hold while the consumer disposes each batch.
+                _pool.Value.Reserve(count, Math.Min(batchesOfCount, _prefetch + 2));
+            }
         }
 
         var channel = Channel.CreateBounded<ImageBatch>(new BoundedChannelOptions(_prefetch) { SingleWriter = true, SingleReader = true });

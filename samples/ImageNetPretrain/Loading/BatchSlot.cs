@@ -37,7 +37,8 @@ internal sealed unsafe class BatchSlot : IDisposable
 
                 _views[v] = host;
                 _imageLengths[v] = 3 * sizes[v] * sizes[v];
-                using var first = _views[v].view(-1).narrow(0, 0, 1); // a short span whatever the tensor's size
+                using var flat = _views[v].view(-1);
+                using var first = flat.narrow(0, 0, 1); // a short span whatever the tensor's size
                 _data[v] = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
             }
         }

@@ -7,6 +7,7 @@ namespace Hcsc.Samples.ImageNetPretrain.Loading;
 internal sealed class BatchSlotPool(IReadOnlyList<int> sizes, bool pinned) : IDisposable
 {
     private readonly Dictionary<int, Stack<BatchSlot>> _free = [];
+    private readonly Dictionary<int, int> _made = [];
     private readonly Lock _gate = new();
     private bool _disposed;
 
@@ -25,9 +26,37 @@ internal sealed class BatchSlotPool(IReadOnlyList<int> sizes, bool pinned) : IDi
             }
 
             Created++;
+            _made[count] = _made.GetValueOrDefault(count) + 1;
         }
 
         return new BatchSlot(count, sizes, pinned);
+    }
+
+    /// <summary>
+    /// Allocates slots of <paramref name="count"/> images on the calling thread until the pool has made
+    /// <paramref name="slots"/> of that size, so a producer thread that rents them later frees nothing it did not make
+    /// (TorchSharp counts live tensors per thread: the run's leak check reads the consumer's count).
+    /// </summary>
+    public void Reserve(int count, int slots)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _made.TryGetValue(count, out int made);
+            for (; made < slots; made++)
+            {
+                Created++;
+                if (!_free.TryGetValue(count, out var free))
+                {
+                    free = new Stack<BatchSlot>();
+                    _free[count] = free;
+                }
+
+                free.Push(new BatchSlot(count, sizes, pinned));
+            }
+
+            _made[count] = made;
+        }
     }
 
     /// <summary>Takes <paramref name="slot"/> back for reuse (frees it when the pool is disposed).</summary>
