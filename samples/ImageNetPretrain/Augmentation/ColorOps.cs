@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Hcsc.Samples.ImageNetPretrain.Augmentation;
 
 /// <summary>
@@ -87,7 +89,11 @@ public static class ColorOps
     public static void GaussianBlur(Span<float> view, int width, int height, float sigma)
     {
         int radius = Math.Max(1, (int)MathF.Ceiling(3 * sigma));
-        var kernel = new float[(2 * radius) + 1];
+        int taps = (2 * radius) + 1, plane = width * height;
+        float[] kernelArray = ArrayPool<float>.Shared.Rent(taps), paddedArray = ArrayPool<float>.Shared.Rent(width + (2 * radius)), sourceArray = ArrayPool<float>.Shared.Rent(plane);
+        var kernel = kernelArray.AsSpan(0, taps);
+        var padded = paddedArray.AsSpan(0, width + (2 * radius));
+        var source = sourceArray.AsSpan(0, plane);
         float total = 0;
         for (int i = -radius; i <= radius; i++)
         {
@@ -100,9 +106,6 @@ public static class ColorOps
             kernel[i] /= total;
         }
 
-        int plane = width * height;
-        var padded = new float[width + (2 * radius)];
-        var source = new float[plane];
         for (int c = 0; c < 3; c++)
         {
             var channel = view.Slice(c * plane, plane);
@@ -111,14 +114,14 @@ public static class ColorOps
             for (int y = 0; y < height; y++)
             {
                 var row = channel.Slice(y * width, width);
-                row.CopyTo(padded.AsSpan(radius));
-                padded.AsSpan(0, radius).Fill(row[0]);
-                padded.AsSpan(radius + width, radius).Fill(row[width - 1]);
-                var output = source.AsSpan(y * width, width);
+                row.CopyTo(padded[radius..]);
+                padded[..radius].Fill(row[0]);
+                padded.Slice(radius + width, radius).Fill(row[width - 1]);
+                var output = source.Slice(y * width, width);
                 output.Clear();
                 for (int k = 0; k < kernel.Length; k++)
                 {
-                    VectorMath.MultiplyAdd(padded.AsSpan(k, width), kernel[k], output);
+                    VectorMath.MultiplyAdd(padded.Slice(k, width), kernel[k], output);
                 }
             }
 
@@ -130,10 +133,14 @@ public static class ColorOps
                 for (int k = -radius; k <= radius; k++)
                 {
                     int sourceRow = Math.Clamp(y + k, 0, height - 1);
-                    VectorMath.MultiplyAdd(source.AsSpan(sourceRow * width, width), kernel[k + radius], output);
+                    VectorMath.MultiplyAdd(source.Slice(sourceRow * width, width), kernel[k + radius], output);
                 }
             }
         }
+
+        ArrayPool<float>.Shared.Return(sourceArray);
+        ArrayPool<float>.Shared.Return(paddedArray);
+        ArrayPool<float>.Shared.Return(kernelArray);
     }
 
     /// <summary>x ← (x − mean_c) / std_c per channel.</summary>

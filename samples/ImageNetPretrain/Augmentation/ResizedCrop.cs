@@ -1,3 +1,4 @@
+using System.Buffers;
 using Hcsc.Samples.ImageNetPretrain.Data;
 
 namespace Hcsc.Samples.ImageNetPretrain.Augmentation;
@@ -17,22 +18,29 @@ public static class ResizedCrop
             throw new ArgumentException($"Destination holds {destination.Length} floats; a [3, {size}, {size}] view needs {3 * size * size}.", nameof(destination));
         }
 
-        var columns = Weights(box.X, box.Width, size, image.Width);
-        var rows = Weights(box.Y, box.Height, size, image.Height);
+        using var columns = new FilterTaps(box.X, box.Width, size, image.Width);
+        using var rows = new FilterTaps(box.Y, box.Height, size, image.Height);
 
         // Horizontal pass: every source row the vertical filter touches -> [rowsUsed, size, 3].
-        int firstRow = rows.Min(r => r.Start), lastRow = rows.Max(r => r.Start + r.Values.Length);
+        int firstRow = rows.Start(0), lastRow = rows.Start(0) + rows.Weights(0).Length;
+        for (int y = 1; y < size; y++)
+        {
+            firstRow = Math.Min(firstRow, rows.Start(y));
+            lastRow = Math.Max(lastRow, rows.Start(y) + rows.Weights(y).Length);
+        }
+
         int rowsUsed = lastRow - firstRow;
-        float[] horizontal = System.Buffers.ArrayPool<float>.Shared.Rent(rowsUsed * size * 3);
+        float[] horizontal = ArrayPool<float>.Shared.Rent(rowsUsed * size * 3);
         byte[] pixels = image.Pixels;
         for (int r = 0; r < rowsUsed; r++)
         {
             int sourceRow = (firstRow + r) * image.Width * 3;
             for (int x = 0; x < size; x++)
             {
-                var (start, weights) = columns[flip ? size - 1 - x : x];
+                int column = flip ? size - 1 - x : x;
+                var weights = columns.Weights(column);
                 float red = 0, green = 0, blue = 0;
-                int p = sourceRow + (start * 3);
+                int p = sourceRow + (columns.Start(column) * 3);
                 for (int k = 0; k < weights.Length; k++, p += 3)
                 {
                     float w = weights[k];
@@ -50,10 +58,11 @@ public static class ResizedCrop
 
         // Vertical pass, a weighted sum of whole interleaved rows (vectorised), then planar CHW scaled to [0, 1].
         int plane = size * size, rowLength = size * 3;
-        float[] row = System.Buffers.ArrayPool<float>.Shared.Rent(rowLength);
+        float[] row = ArrayPool<float>.Shared.Rent(rowLength);
         for (int y = 0; y < size; y++)
         {
-            var (start, weights) = rows[y];
+            int start = rows.Start(y);
+            var weights = rows.Weights(y);
             var sum = row.AsSpan(0, rowLength);
             sum.Clear();
             for (int k = 0; k < weights.Length; k++)
@@ -70,47 +79,7 @@ public static class ResizedCrop
             }
         }
 
-        System.Buffers.ArrayPool<float>.Shared.Return(row);
-        System.Buffers.ArrayPool<float>.Shared.Return(horizontal);
-    }
-
-    /// <summary>Per output pixel, the first source pixel and the normalised filter weights.</summary>
-    private static (int Start, float[] Values)[] Weights(double origin, double extent, int outSize, int inSize)
-    {
-        double scale = extent / outSize; // source pixels per output pixel
-        double support = Math.Max(1.0, scale);
-        var result = new (int, float[])[outSize];
-        for (int o = 0; o < outSize; o++)
-        {
-            double center = origin + ((o + 0.5) * scale);
-            int start = Math.Max(0, (int)Math.Floor(center - support));
-            int end = Math.Min(inSize, (int)Math.Ceiling(center + support));
-            var values = new float[Math.Max(1, end - start)];
-            double total = 0;
-            for (int i = 0; i < values.Length; i++)
-            {
-                double distance = Math.Abs((start + i + 0.5 - center) / support);
-                double w = Math.Max(0, 1 - distance);
-                values[i] = (float)w;
-                total += w;
-            }
-
-            if (total <= 0)
-            {
-                start = Math.Clamp((int)Math.Floor(center), 0, inSize - 1);
-                values = [1f];
-            }
-            else
-            {
-                for (int i = 0; i < values.Length; i++)
-                {
-                    values[i] = (float)(values[i] / total);
-                }
-            }
-
-            result[o] = (start, values);
-        }
-
-        return result;
+        ArrayPool<float>.Shared.Return(row);
+        ArrayPool<float>.Shared.Return(horizontal);
     }
 }

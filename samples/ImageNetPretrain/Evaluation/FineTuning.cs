@@ -115,7 +115,7 @@ public static class FineTuning
         using var optimizer = new ExplicitScalarSgd(groups, options.ClassifierLearningRate, options.Momentum, options.WeightDecay);
         int batchSize = Math.Min(options.BatchSize, labelled.Count);
         var crops = new ViewTransform(imageSize, 0.08, 1.0, PhotometricRecipe.None);
-        var loader = new BatchLoader(labelled, [crops], batchSize, options.Workers, options.Seed);
+        using var loader = new BatchLoader(labelled, [crops], batchSize, options.Workers, options.Seed);
         var losses = new List<double>(options.Epochs);
         for (int epoch = 0; epoch < options.Epochs; epoch++)
         {
@@ -127,8 +127,9 @@ public static class FineTuning
             int steps = 0;
             foreach (var batch in loader.TrainingEpoch(epoch))
             {
+                using var held = batch;
                 using var scope = NewDisposeScope();
-                var images = tensor(batch.Views[0], [batch.Count, 3, imageSize, imageSize]).to(device);
+                var images = batch.View(0, device); // a blocking copy (the loader is not pinned): the step reads nothing back
                 var labels = FeatureExtractor.Labels(labelled, batch.Indices, device);
                 var loss = nn.functional.cross_entropy(classifier.call(backbone.Features(images)), labels);
                 optimizer.zero_grad();

@@ -9,14 +9,18 @@ namespace Hcsc.Samples.ImageNetPretrain.Loading;
 /// consumer. Every image's randomness comes from (seed, epoch, index), so batches are identical
 /// whatever the thread count. An image that cannot be decoded is replaced by the next decodable one
 /// and reported through <see cref="Skipped"/>, so one bad file does not end a long run.
+/// The workers write the pixels straight into host tensors that are reused: a disposed <see cref="ImageBatch"/> hands its
+/// memory to a later batch (at most <c>prefetch + 2</c> batches' worth while the consumer disposes each before the next).
+/// Disposing the loader frees the memory not held by a batch.
 /// </summary>
-public sealed class BatchLoader
+public sealed class BatchLoader : IDisposable
 {
     private readonly IImageDataset _dataset;
     private readonly IReadOnlyList<ViewTransform> _views;
     private readonly int _workers;
     private readonly int _prefetch;
     private readonly long _seed;
+    private readonly Lazy<BatchSlotPool> _pool;
 
     /// <summary>Creates a loader of <paramref name="batchSize"/> images with one output per entry of <paramref name="views"/>.</summary>
     public BatchLoader(IImageDataset dataset, IReadOnlyList<ViewTransform> views, int batchSize, int workers, long seed, int prefetch = 2)
@@ -37,6 +41,7 @@ public sealed class BatchLoader
         _workers = workers;
         _prefetch = prefetch;
         _seed = seed;
+        _pool = new(() => new BatchSlotPool([.. _views.Select(v => v.Size)], PinMemory), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>Images per batch.</summary>
@@ -52,6 +57,15 @@ public sealed class BatchLoader
     /// <summary>The number of ranks the global batch of <see cref="BatchSize"/> is split over (a divisor of it); 1: none.</summary>
     public int ShardCount { get; init; } = 1;
 
+    /// <summary>
+    /// Whether the batches' host tensors are pinned (page-locked), so <see cref="ImageBatch.View"/> copies them to a CUDA
+    /// device asynchronously. Needs CUDA: set it only when the batches go to a CUDA device.
+    /// </summary>
+    public bool PinMemory { get; init; }
+
+    /// <summary>Batches' worth of host tensors allocated so far (each reused once its batch is disposed).</summary>
+    public int BuffersCreated => _pool.IsValueCreated ? _pool.Value.Created : 0;
+
     /// <summary>Called with the index and error of each image that could not be decoded (from a worker thread).</summary>
     public Action<int, Exception>? Skipped { get; init; }
 
@@ -66,8 +80,9 @@ public sealed class BatchLoader
     {
         int[] order = Enumerable.Range(0, _dataset.Count).ToArray();
         StableSeed.Random(_seed, epoch, -1).Shuffle(order);
-        var batches = Enumerable.Range(firstBatch, Math.Max(0, TrainingBatches - firstBatch)).Select(b => Shard(order.AsMemory(b * BatchSize, BatchSize)));
-        return Produce(batches, epoch, cancellation);
+        int count = Math.Max(0, TrainingBatches - firstBatch);
+        var batches = Enumerable.Range(firstBatch, count).Select(b => Shard(order.AsMemory(b * BatchSize, BatchSize)));
+        return Produce(batches, epoch, [(BatchSize / ShardCount, count)], cancellation);
     }
 
     /// <summary>Every image once, in dataset order, the last batch possibly smaller (for embedding and evaluation).</summary>
@@ -76,7 +91,7 @@ public sealed class BatchLoader
         int[] order = Enumerable.Range(0, _dataset.Count).ToArray();
         var batches = Enumerable.Range(0, (order.Length + BatchSize - 1) / BatchSize)
             .Select(b => order.AsMemory(b * BatchSize, Math.Min(BatchSize, order.Length - (b * BatchSize))));
-        return Produce(batches, epoch: -1, cancellation);
+        return Produce(batches, epoch: -1, [(BatchSize, order.Length / BatchSize), (order.Length % BatchSize, 1)], cancellation);
     }
 
     private Memory<int> Shard(Memory<int> batch)
@@ -101,7 +116,8 @@ public sealed class BatchLoader
         return mine;
     }
 
-    private IEnumerable<ImageBatch> Produce(IEnumerable<Memory<int>> batches, int epoch, CancellationToken cancellation)
+    // sizes: each batch size the pass has and how many batches of it.
+    private IEnumerable<ImageBatch> Produce(IEnumerable<Memory<int>> batches, int epoch, (int Count, int Batches)[] sizes, CancellationToken cancellation)
     {
         if (_workers == 0)
         {
@@ -114,6 +130,15 @@ public sealed class BatchLoader
             yield break;
         }
 
+        foreach (var (count, batchesOfCount) in sizes)
+        {
+            if (count > 0 && batchesOfCount > 0)
+            {
+                // Made here, on the consumer's thread: as many as the producer can hold while the consumer disposes each batch.
+                _pool.Value.Reserve(count, Math.Min(batchesOfCount, _prefetch + 2));
+            }
+        }
+
         var channel = Channel.CreateBounded<ImageBatch>(new BoundedChannelOptions(_prefetch) { SingleWriter = true, SingleReader = true });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         var producer = Task.Run(
@@ -124,7 +149,16 @@ public sealed class BatchLoader
                     foreach (var indices in batches)
                     {
                         stop.Token.ThrowIfCancellationRequested();
-                        await channel.Writer.WriteAsync(Build(indices.Span, epoch, parallel: true), stop.Token).ConfigureAwait(false);
+                        var batch = Build(indices.Span, epoch, parallel: true);
+                        try
+                        {
+                            await channel.Writer.WriteAsync(batch, stop.Token).ConfigureAwait(false);
+                        }
+                        catch
+                        {
+                            batch.Dispose();
+                            throw;
+                        }
                     }
 
                     channel.Writer.Complete();
@@ -165,6 +199,11 @@ public sealed class BatchLoader
             catch (OperationCanceledException)
             {
             }
+
+            while (channel.Reader.TryRead(out var unread))
+            {
+                unread.Dispose(); // the consumer stopped early: the prefetched batches' memory goes back to the pool
+            }
         }
     }
 
@@ -172,9 +211,9 @@ public sealed class BatchLoader
     {
         int count = indices.Length;
         int[] chosen = indices.ToArray();
-        var views = _views.Select(v => new float[count * v.Length]).ToArray();
         var labels = new int[count];
         var dataIndices = new long[count];
+        var slot = _pool.Value.Rent(count);
         void One(int i)
         {
             int index = chosen[i];
@@ -184,23 +223,40 @@ public sealed class BatchLoader
             var random = StableSeed.Random(_seed, epoch, index);
             for (int v = 0; v < _views.Count; v++)
             {
-                _views[v].Apply(image, random, views[v].AsSpan(i * _views[v].Length, _views[v].Length));
+                _views[v].Apply(image, random, slot.Image(v, i)); // every float of the image is written: reuse leaves nothing stale
             }
         }
 
-        if (parallel && _workers > 1)
+        try
         {
-            Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = _workers }, One);
-        }
-        else
-        {
-            for (int i = 0; i < count; i++)
+            if (parallel && _workers > 1)
             {
-                One(i);
+                Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = _workers }, One);
+            }
+            else
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    One(i);
+                }
             }
         }
+        catch
+        {
+            _pool.Value.Return(slot);
+            throw;
+        }
 
-        return new ImageBatch(views, _views.Select(v => v.Size).ToArray(), dataIndices, labels);
+        return new ImageBatch(slot, _pool.Value, dataIndices, labels);
+    }
+
+    /// <summary>Frees the host tensors no batch holds; those of batches not yet disposed are freed with them.</summary>
+    public void Dispose()
+    {
+        if (_pool.IsValueCreated)
+        {
+            _pool.Value.Dispose();
+        }
     }
 
     private RgbImage LoadOrReplace(ref int index)

@@ -23,7 +23,7 @@ public static class FeatureExtractor
         out long[] sources, Action<int, Exception>? skipped = null, long seed = 0)
     {
         ArgumentNullException.ThrowIfNull(view);
-        var loader = new BatchLoader(dataset, [view], batchSize, workers, seed) { Skipped = skipped };
+        using var loader = new BatchLoader(dataset, [view], batchSize, workers, seed) { Skipped = skipped };
         var rows = new List<long>(dataset.Count);
         Tensor? features = null; // [N, D], filled batch by batch: no second copy of all features
         try
@@ -32,8 +32,9 @@ public static class FeatureExtractor
             long row = 0;
             foreach (var batch in loader.Sequential())
             {
+                using var held = batch;
                 using var scope = NewDisposeScope();
-                var images = tensor(batch.Views[0], [batch.Count, 3, view.Size, view.Size]).to(device);
+                var images = batch.View(0, device); // a blocking copy (the loader is not pinned): nothing below reads back to the host
                 var output = network(images); // [B, D]
                 if (features is null)
                 {

@@ -121,7 +121,10 @@ public sealed class PretrainRun
         }
 
         var views = ViewSet.Training(_options.Augmentation, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
-        var loader = new BatchLoader(data.Train, views, training.BatchSize, _workers, training.Seed) { Skipped = ReportSkipped, ShardRank = _group.Rank, ShardCount = _group.Size };
+        using var loader = new BatchLoader(data.Train, views, training.BatchSize, _workers, training.Seed)
+        {
+            Skipped = ReportSkipped, ShardRank = _group.Rank, ShardCount = _group.Size, PinMemory = device.type == DeviceType.CUDA,
+        };
         using var keys = _settings.ClusterOn == ClusterInput.Keys ? new KeyBank(data.Train.Count, _options.Model.Dim, device) : null;
         var run = new RunState(model, optimizer, queue, objective, generators, guard, board, loader, data, device, keys);
         TrainEpochs(run, startEpoch, position, metrics, cancellation);
@@ -333,7 +336,7 @@ public sealed class PretrainRun
         {
             var trainClock = Stopwatch.StartNew();
             using var sums = new EpochAccumulator();
-            var stepLosses = TrainSteps(run, epoch, resumeAt, clustering, sums, cancellation);
+            var stepLosses = TrainSteps(run, epoch, resumeAt, clustering, sums, record, cancellation);
             AddEpochRecord(record, sums, stepLosses, clock, trainClock);
             if (record.TryGetValue("embedding_spread", out var spread) && spread is double s && EmbeddingSpread.CollapseWarning(epoch + 1, s) is { } warning)
             {
@@ -420,16 +423,23 @@ public sealed class PretrainRun
         return withoutMembers;
     }
 
-    /// <summary>The epoch's steps from <paramref name="resumeAt"/>'s step on; returns every step's loss of the epoch.</summary>
-    private List<double> TrainSteps(RunState run, int epoch, EpochPosition? resumeAt, ClusteredEmbeddings? clustering, EpochAccumulator sums, CancellationToken cancellation)
+    /// <summary>
+    /// The epoch's steps from <paramref name="resumeAt"/>'s step on; returns every step's loss of the epoch. Records the
+    /// managed bytes allocated per step (every thread: the data workers' too) as <c>managed_bytes_per_step</c>.
+    /// </summary>
+    private List<double> TrainSteps(
+        RunState run, int epoch, EpochPosition? resumeAt, ClusteredEmbeddings? clustering, EpochAccumulator sums, Dictionary<string, object?> record, CancellationToken cancellation)
     {
         run.Model.train();
         var trainingStep = new PretrainStep(run, _group, _ranks.ShuffleKeysAcrossRanks(_options.Model)) { AfterBackward = FaultInjection.CorruptGradientAt };
         var progress = new ProgressReporter(_output, $"epoch {epoch + 1}/{_options.Training.Epochs}", run.Loader.TrainingBatches);
         int step = resumeAt?.Step ?? 0;
         var stepLosses = new List<double>(resumeAt?.StepLosses ?? []);
+        int firstStep = step;
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: false);
         foreach (var batch in run.Loader.TrainingEpoch(epoch, firstBatch: step, cancellation: cancellation))
         {
+            using var held = batch; // its host memory goes back to the loader after the step
             using var scope = NewDisposeScope();
             var (loss, value, spread) = trainingStep.Run(batch, clustering?.Hierarchy, epoch, step);
             stepLosses.Add(value);
@@ -447,6 +457,7 @@ public sealed class PretrainRun
             CheckpointInsideEpoch(run, new EpochPosition(epoch, step, stepLosses, clustering));
         }
 
+        record["managed_bytes_per_step"] = (GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore) / (double)Math.Max(1, step - firstStep);
         return stepLosses;
     }
 

@@ -24,14 +24,19 @@ internal sealed class PretrainStep(RunState run, ICollectives group, bool shuffl
     public Action<int, int, nn.Module>? AfterBackward { get; init; }
 
     /// <summary>
-    /// Runs the step on <paramref name="batch"/> under the epoch's <paramref name="hierarchy"/> (null in the warm-up:
+    /// Runs the step on <paramref name="batch"/> (which may be disposed once it returns) under the epoch's <paramref name="hierarchy"/> (null in the warm-up:
     /// InfoNCE), 0-based <paramref name="epoch"/> and <paramref name="step"/>; returns the
     /// loss parts, the loss (checked finite with every gradient before the optimiser used them, the mean over the ranks)
     /// and the spread of the queries (<see cref="EmbeddingSpread"/>).
     /// </summary>
     public (HcscLossResult Loss, double Value, Tensor Spread) Run(ImageBatch batch, ClusterHierarchy? hierarchy, int epoch, int step)
     {
-        var images = batch.Views.Select((v, i) => tensor(v, [batch.Count, 3, batch.ViewSizes[i], batch.ViewSizes[i]]).to(run.Device)).ToArray();
+        var images = new Tensor[batch.Views.Count];                                                            // [B, 3, S, S] each
+        for (int v = 0; v < images.Length; v++)
+        {
+            images[v] = batch.View(v, run.Device); // non_blocking when pinned: the guard's host read below follows the copy
+        }
+
         var indices = tensor(batch.Indices).to(run.Device);                                                   // [B]
         var (q, k) = run.Model.ForwardDataParallel(images[0], images[1], run.Generators.Shuffle, group, shuffleKeysAcrossRanks); // [B, d] each
         var locals = images.Length > 2 ? run.Model.ForwardLocal(images[2..]) : null;                          // multi-crop

@@ -66,8 +66,13 @@ public sealed class GradientAllReduce
     public int Average(IEnumerable<Parameter> parameters)
     {
         ArgumentNullException.ThrowIfNull(parameters);
+        if (Collectives.Size == 1)
+        {
+            return 0; // before the parameters are walked: one process allocates nothing per step here
+        }
+
         var trained = parameters.Where(p => p.requires_grad).ToList();
-        if (Collectives.Size == 1 || trained.Count == 0)
+        if (trained.Count == 0)
         {
             return 0;
         }

@@ -119,13 +119,66 @@ public sealed class DatasetTests : IDisposable
         for (int b = 0; b < serial.Count; b++)
         {
             parallel[b].Indices.Should().Equal(serial[b].Indices);
-            parallel[b].Views[0].Should().Equal(serial[b].Views[0]);
-            parallel[b].Views[1].Should().Equal(serial[b].Views[1]);
+            Pixels(parallel[b], 0).Should().Equal(Pixels(serial[b], 0));
+            Pixels(parallel[b], 1).Should().Equal(Pixels(serial[b], 1));
         }
 
         serial.SelectMany(b => b.Indices).Should().OnlyHaveUniqueItems();
         var resumed = new BatchLoader(dataset, views, batchSize: 8, workers: 1, seed: 3).TrainingEpoch(epoch: 1, firstBatch: 2).ToList();
         resumed.Select(b => b.Indices).Should().BeEquivalentTo(serial.Skip(2).Select(b => b.Indices), o => o.WithStrictOrdering());
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)]
+    public void Disposed_batches_lend_their_memory_to_later_ones_with_the_same_pixels(int workers)
+    {
+        var dataset = new SyntheticHierarchicalDataset(imagesPerClass: 3, size: 16);
+        var views = ViewSet.Training(new Hcsc.Core.Options.AugmentationOptions { ImageSize = 12 }, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        using var loader = new BatchLoader(dataset, views, batchSize: 4, workers: workers, seed: 3, prefetch: 1);
+        for (int epoch = 1; epoch <= 2; epoch++)
+        {
+            // Batches never disposed: every one in memory of its own.
+            var fresh = new BatchLoader(dataset, views, batchSize: 4, workers: workers, seed: 3).TrainingEpoch(epoch).ToList();
+            int b = 0;
+            foreach (var batch in loader.TrainingEpoch(epoch))
+            {
+                using var held = batch;
+                using var first = batch.View(0, TorchSharp.torch.CPU);
+                batch.Indices.Should().Equal(fresh[b].Indices);
+                first.data<float>().ToArray().Should().Equal(Pixels(fresh[b], 0), $"epoch {epoch}, batch {b}, view 0");
+                Pixels(batch, 1).Should().Equal(Pixels(fresh[b], 1), $"epoch {epoch}, batch {b}, view 1");
+                b++;
+            }
+
+            b.Should().Be(9);
+        }
+
+        loader.BuffersCreated.Should().BeInRange(1, workers == 0 ? 1 : 1 + 2, "the consumer holds one batch, the channel one (prefetch 1), the producer builds one");
+    }
+
+    [Fact]
+    public void A_smaller_last_batch_has_memory_of_its_own_that_is_reused_too()
+    {
+        var dataset = new SyntheticHierarchicalDataset(imagesPerClass: 3, size: 16);
+        using var loader = new BatchLoader(dataset, [ViewTransform.Eval(8)], batchSize: 8, workers: 0, seed: 0);
+        var first = new List<float[]>();
+        foreach (var batch in loader.Sequential())
+        {
+            using var held = batch;
+            first.Add(Pixels(batch, 0));
+        }
+
+        first.Select(p => p.Length).Should().Equal(8 * 192, 8 * 192, 8 * 192, 8 * 192, 4 * 192);
+        loader.BuffersCreated.Should().Be(2);
+        int b = 0;
+        foreach (var batch in loader.Sequential())
+        {
+            using var held = batch;
+            Pixels(batch, 0).Should().Equal(first[b++]);
+        }
+
+        loader.BuffersCreated.Should().Be(2);
     }
 
     [Fact]
@@ -173,6 +226,8 @@ public sealed class DatasetTests : IDisposable
         loader.Sequential().Single().Indices.Should().Equal([0L, 0L, 0L, 0L], "every bad image is replaced by the next decodable one");
         skipped.Distinct().Order().Should().Equal(1, 2, 3);
     }
+
+    private static float[] Pixels(ImageBatch batch, int view) => batch.Views[view].data<float>().ToArray();
 
     private static void WritePng(string path, SKColorType type, SKColor colour)
     {
