@@ -122,15 +122,16 @@ public sealed class ImageFolderDataset : IImageDataset
         {
             int width = bitmap.Width, height = bitmap.Height;
             var rgba = bitmap.GetPixelSpan();
-            var rgb = new byte[width * height * 3];
-            for (int i = 0, j = 0; j < rgb.Length; i += 4, j += 3)
+            var image = RgbImage.Rent(width, height); // the loader hands it back after the augmentation
+            var rgb = image.Pixels;
+            for (int i = 0, j = 0; j < image.ByteCount; i += 4, j += 3)
             {
                 rgb[j] = rgba[i];
                 rgb[j + 1] = rgba[i + 1];
                 rgb[j + 2] = rgba[i + 2];
             }
 
-            return new RgbImage(width, height, rgb);
+            return image;
         }
     }
 }

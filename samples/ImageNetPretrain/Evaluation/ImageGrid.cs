@@ -83,7 +83,7 @@ public sealed class ImageGrid
     {
         var bitmap = new SKBitmap(image.Width, image.Height, SKColorType.Rgba8888, SKAlphaType.Opaque);
         var pixels = new byte[image.Width * image.Height * 4];
-        for (int i = 0, j = 0; i < image.Pixels.Length; i += 3, j += 4)
+        for (int i = 0, j = 0; i < image.ByteCount; i += 3, j += 4)
         {
             pixels[j] = image.Pixels[i];
             pixels[j + 1] = image.Pixels[i + 1];

@@ -217,7 +217,7 @@ public sealed class BatchLoader : IDisposable
         void One(int i)
         {
             int index = chosen[i];
-            var image = LoadOrReplace(ref index);
+            using var image = LoadOrReplace(ref index); // a decoded image's bytes go back to the pool
             dataIndices[i] = index;
             labels[i] = _dataset.Labels[index];
             var random = StableSeed.Random(_seed, epoch, index);

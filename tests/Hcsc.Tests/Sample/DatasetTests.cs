@@ -1,3 +1,4 @@
+using Hcsc.Core.Options;
 using System.IO.Compression;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
@@ -225,6 +226,68 @@ public sealed class DatasetTests : IDisposable
         var loader = new BatchLoader(dataset, [ViewTransform.Eval(8)], batchSize: 4, workers: 2, seed: 0) { Skipped = (i, _) => { lock (skipped) { skipped.Add(i); } } };
         loader.Sequential().Single().Indices.Should().Equal([0L, 0L, 0L, 0L], "every bad image is replaced by the next decodable one");
         skipped.Distinct().Order().Should().Equal(1, 2, 3);
+    }
+
+    [Fact]
+    public void Decoded_images_lend_their_bytes_from_the_pool_and_batches_equal_those_of_exact_copies()
+    {
+        Directory.CreateDirectory(Path.Combine(_directory, "noise"));
+        var random = new Random(3);
+        foreach (var (w, h, i) in new[] { (5, 4, 0), (9, 7, 1), (6, 6, 2), (12, 5, 3), (7, 9, 4), (4, 4, 5) })
+        {
+            using var bitmap = new SKBitmap(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque));
+            for (int y = 0; y < h; y++)
+            {
+                for (int x = 0; x < w; x++)
+                {
+                    bitmap.SetPixel(x, y, new SKColor((byte)random.Next(256), (byte)random.Next(256), (byte)random.Next(256)));
+                }
+            }
+
+            using var encoded = SKImage.FromBitmap(bitmap).Encode(SKEncodedImageFormat.Png, 100);
+            File.WriteAllBytes(Path.Combine(_directory, "noise", $"{i}.png"), encoded.ToArray());
+        }
+
+        var folder = new ImageFolderDataset(_directory);
+        using (var decoded = folder.Load(1))
+        {
+            decoded.ByteCount.Should().Be(9 * 7 * 3);
+            decoded.Pixels.Length.Should().BeGreaterThanOrEqualTo(decoded.ByteCount, "a rented array may be longer than the image");
+        }
+
+        var views = ViewSet.Training(new AugmentationOptions { ImageSize = 8 }, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        using var pooled = new BatchLoader(folder, views, batchSize: 3, workers: 2, seed: 4);
+        using var exact = new BatchLoader(new ExactCopies(folder), views, batchSize: 3, workers: 2, seed: 4);
+        for (int epoch = 0; epoch < 3; epoch++)
+        {
+            foreach (var (a, b) in pooled.TrainingEpoch(epoch).Zip(exact.TrainingEpoch(epoch)))
+            {
+                using (a)
+                using (b)
+                {
+                    Pixels(a, 0).Should().Equal(Pixels(b, 0), $"epoch {epoch}: the pooled bytes of other images leave no trace");
+                    Pixels(a, 1).Should().Equal(Pixels(b, 1));
+                }
+            }
+        }
+    }
+
+    // The folder's images copied into arrays of exactly H·W·3 bytes, built with the constructor (never pooled).
+    private sealed class ExactCopies(ImageFolderDataset folder) : IImageDataset
+    {
+        public string Description => folder.Description;
+
+        public int Count => folder.Count;
+
+        public IReadOnlyList<string> ClassNames => folder.ClassNames;
+
+        public IReadOnlyList<int> Labels => folder.Labels;
+
+        public RgbImage Load(int index)
+        {
+            using var image = folder.Load(index);
+            return new RgbImage(image.Width, image.Height, image.Pixels.AsSpan(0, image.ByteCount).ToArray());
+        }
     }
 
     private static float[] Pixels(ImageBatch batch, int view) => batch.Views[view].data<float>().ToArray();
