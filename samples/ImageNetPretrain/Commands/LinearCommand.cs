@@ -84,7 +84,7 @@ public static class LinearCommand
         var progress = new ProgressReporter(output, "linear", options.Epochs);
         try
         {
-            void Progress(int epoch, double loss) => progress.Report(epoch + 1, () => string.Create(CultureInfo.InvariantCulture, $"loss {loss:F4}"));
+            void Progress(int epoch, double loss) => progress.Report(Numbering.Displayed(epoch), () => string.Create(CultureInfo.InvariantCulture, $"loss {loss:F4}"));
             int classes = data.Train.ClassNames.Count;
             var result = cached is { } c
                 ? LinearProbe.Train(c.Features, c.Labels, validationFeatures, validationLabels, classes, options, Progress)

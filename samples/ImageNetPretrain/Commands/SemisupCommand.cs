@@ -60,7 +60,7 @@ public static class SemisupCommand
             Console.WriteLine($"semisup: fine-tuning on {labelled.Description}; {options.Epochs} epochs, lr backbone {options.BackboneLearningRate}, classifier {options.ClassifierLearningRate}");
             var progress = new ProgressReporter(Console.Out, "semisup", options.Epochs);
             var result = FineTuning.Train(loaded.Model.QueryEncoder, labelled, loaded.Data.Validation, train.ClassNames.Count, loaded.EvaluationView, options, loaded.Device,
-                (epoch, loss) => progress.Report(epoch + 1, () => string.Create(CultureInfo.InvariantCulture, $"loss {loss:F4}")));
+                (epoch, loss) => progress.Report(Numbering.Displayed(epoch), () => string.Create(CultureInfo.InvariantCulture, $"loss {loss:F4}")));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"semisup on {loaded.Data.Validation.Description} (checkpoint epoch {loaded.Epoch}, {indices.Length} labels): top-1 {result.Top1:F2} %, top-5 {result.Top5:F2} % ({clock.Elapsed.TotalSeconds:F0}s)"));
             new MetricsLog(Path.Combine(loaded.ExperimentDirectory, "metrics.jsonl")).Append(new Dictionary<string, object?>

@@ -7,6 +7,8 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
+using Hcsc.Samples.ImageNetPretrain.Training;
+
 namespace Hcsc.Samples.ImageNetPretrain.Evaluation;
 
 /// <summary>
@@ -143,7 +145,7 @@ public static class FineTuning
             double mean = lossSum.item<double>() / Math.Max(1, steps);
             if (!double.IsFinite(mean))
             {
-                throw new InvalidOperationException($"The fine-tuning loss became {mean} in epoch {epoch + 1}; lower --lr-backbone / --lr-classifier.");
+                throw new InvalidOperationException($"The fine-tuning loss became {mean} in epoch {Numbering.Displayed(epoch)}; lower --lr-backbone / --lr-classifier.");
             }
 
             losses.Add(mean);

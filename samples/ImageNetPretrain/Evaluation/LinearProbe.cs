@@ -2,6 +2,8 @@ using Hcsc.Models.Optimization;
 using TorchSharp;
 using static TorchSharp.torch;
 
+using Hcsc.Samples.ImageNetPretrain.Training;
+
 namespace Hcsc.Samples.ImageNetPretrain.Evaluation;
 
 /// <summary>The linear-probe recipe (docs/method.md §9): SGD on a linear layer over frozen, pooled backbone features.</summary>
@@ -163,7 +165,7 @@ public static class LinearProbe
             double mean = lossSum.item<double>() / batches;
             if (!double.IsFinite(mean))
             {
-                throw new InvalidOperationException($"The linear probe's loss became {mean} in epoch {epoch + 1}; lower --lr (now {options.LearningRate}).");
+                throw new InvalidOperationException($"The linear probe's loss became {mean} in epoch {Numbering.Displayed(epoch)}; lower --lr (now {options.LearningRate}).");
             }
 
             losses.Add(mean);

@@ -1,11 +1,13 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace Hcsc.Samples.ImageNetPretrain.Training;
 
 /// <summary>Appends one JSON object per line to <c>metrics.jsonl</c>, flushed at once so a crash loses nothing written.</summary>
 public sealed class MetricsLog
 {
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+    /// <summary>How records are written: one line, fields without a value left out.</summary>
+    internal static readonly JsonSerializerOptions Json = new() { WriteIndented = false, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
     private readonly string _path;
 
     /// <summary>Writes to <paramref name="path"/>, appending to what is there (a resumed run continues the file).</summary>
@@ -18,12 +20,17 @@ public sealed class MetricsLog
     /// <summary>The file.</summary>
     public string Path => _path;
 
-    /// <summary>Appends <paramref name="record"/> as one line.</summary>
-    public void Append(IReadOnlyDictionary<string, object?> record)
+    /// <summary>Appends an epoch's <paramref name="record"/> as one line.</summary>
+    public void Append(EpochRecord record) => AppendLine(JsonSerializer.Serialize(record, Json));
+
+    /// <summary>Appends <paramref name="record"/> (an evaluation's) as one line.</summary>
+    public void Append(IReadOnlyDictionary<string, object?> record) => AppendLine(JsonSerializer.Serialize(record, Json));
+
+    private void AppendLine(string line)
     {
         using var stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read);
         using var writer = new StreamWriter(stream);
-        writer.WriteLine(JsonSerializer.Serialize(record, Json));
+        writer.WriteLine(line);
         writer.Flush();
         stream.Flush(flushToDisk: true);
     }

@@ -259,12 +259,12 @@ public sealed class PretrainRun
         {
             cancellation.ThrowIfCancellationRequested();
             var record = TrainEpoch(run, epoch, position?.Epoch == epoch ? position : null, cancellation);
-            int completed = epoch + 1;
+            int completed = epoch + 1; // epochs done, a count
             if (_settings.KnnEvery > 0 && completed % _settings.KnnEvery == 0 && completed < training.Epochs
                 && EvaluateTogether(run.Model, run.Data, run.Device, $"epoch {completed}") is { } report)
             {
-                record["knn_top1"] = report.Top1;
-                record["evaluation_seconds"] = report.Seconds;
+                record.KnnTop1 = report.Top1;
+                record.EvaluationSeconds = report.Seconds;
             }
 
             run.Guard.CheckWeights(completed);
@@ -327,10 +327,10 @@ public sealed class PretrainRun
     /// One epoch (docs/method.md §6): after the warm-up the epoch's clustering, then the training steps, then the epoch's
     /// record for metrics.jsonl. A mid-epoch checkpoint's position resumes the epoch at its step with its clustering.
     /// </summary>
-    private Dictionary<string, object?> TrainEpoch(RunState run, int epoch, EpochPosition? resumeAt, CancellationToken cancellation)
+    private EpochRecord TrainEpoch(RunState run, int epoch, EpochPosition? resumeAt, CancellationToken cancellation)
     {
         var clock = Stopwatch.StartNew();
-        var record = new Dictionary<string, object?> { ["epoch"] = epoch, ["lr"] = SetLearningRate(run.Optimizer, epoch) };
+        var record = new EpochRecord { Epoch = epoch, LearningRate = SetLearningRate(run.Optimizer, epoch) };
         using var clustering = epoch >= _options.Training.WarmupEpochs ? ClusterForEpoch(run, epoch, resumeAt, record) : null;
         try
         {
@@ -338,7 +338,7 @@ public sealed class PretrainRun
             using var sums = new EpochAccumulator();
             var stepLosses = TrainSteps(run, epoch, resumeAt, clustering, sums, record, cancellation);
             AddEpochRecord(record, sums, stepLosses, clock, trainClock);
-            if (record.TryGetValue("embedding_spread", out var spread) && spread is double s && EmbeddingSpread.CollapseWarning(epoch + 1, s) is { } warning)
+            if (record.Mean("embedding_spread") is { } spread && EmbeddingSpread.CollapseWarning(Numbering.Displayed(epoch), spread) is { } warning)
             {
                 _output.WriteLine(warning);
             }
@@ -368,10 +368,10 @@ public sealed class PretrainRun
     /// (or the clustering a mid-epoch checkpoint kept), handed to the queue, which refreshes its selection cache; its
     /// NMI / AMI / ARI against the labels and its time recorded; prototypes without members reported.
     /// </summary>
-    private ClusteredEmbeddings ClusterForEpoch(RunState run, int epoch, EpochPosition? resumeAt, Dictionary<string, object?> record)
+    private ClusteredEmbeddings ClusterForEpoch(RunState run, int epoch, EpochPosition? resumeAt, EpochRecord record)
     {
         var clock = Stopwatch.StartNew();
-        FaultInjection.PauseAt($"epoch{epoch + 1}-clustering", _output, _stop);
+        FaultInjection.PauseAt($"epoch{Numbering.Displayed(epoch)}-clustering", _output, _stop);
         double embeddingSeconds = 0;
         int embeddedImages = 0;
         ClusteredEmbeddings clustering;
@@ -394,14 +394,13 @@ public sealed class PretrainRun
         {
             run.Queue.UseHierarchy(clustering.Hierarchy);
             var (fine, coarse) = ClusteringQuality.Measure(clustering, run.Data.Train);
-            fine.WriteTo(record);
-            coarse.WriteTo(record, "_coarse");
-            record["clustering_seconds"] = clock.Elapsed.TotalSeconds;
-            record["embedding_seconds"] = embeddingSeconds;
-            record["embedded_images"] = embeddedImages;
-            record["kmeans_seconds"] = clustering.KMeansSeconds;
-            record["empty_prototypes"] = WarnAboutEmptyPrototypes(clustering, epoch);
-            _output.WriteLine($"epoch {epoch + 1}: clustered {run.Data.Train.Count} embeddings into {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes in {clock.Elapsed.TotalSeconds:F1}s; NMI {Join(fine.Nmi)}");
+            record.SetClusteringQuality(fine, coarse);
+            record.ClusteringSeconds = clock.Elapsed.TotalSeconds;
+            record.EmbeddingSeconds = embeddingSeconds;
+            record.EmbeddedImages = embeddedImages;
+            record.KMeansSeconds = clustering.KMeansSeconds;
+            record.EmptyPrototypes = WarnAboutEmptyPrototypes(clustering, epoch);
+            _output.WriteLine($"epoch {Numbering.Displayed(epoch)}: clustered {run.Data.Train.Count} embeddings into {string.Join(" -> ", clustering.Hierarchy.ClusterCounts)} prototypes in {clock.Elapsed.TotalSeconds:F1}s; NMI {Join(fine.Nmi)}");
             return clustering;
         }
         catch
@@ -417,7 +416,7 @@ public sealed class PretrainRun
         var withoutMembers = clustering.EmptyPrototypes();
         if (withoutMembers.Any(e => e > 0))
         {
-            _output.WriteLine($"warning: epoch {epoch + 1}: prototypes without members per level {string.Join(" / ", withoutMembers)} (of {string.Join(" / ", clustering.Hierarchy.ClusterCounts)}): the embeddings have fewer distinct values than prototypes. If the loss is not falling, lower --set Training:LearningRate or the cluster counts.");
+            _output.WriteLine($"warning: epoch {Numbering.Displayed(epoch)}: prototypes without members per level {string.Join(" / ", withoutMembers)} (of {string.Join(" / ", clustering.Hierarchy.ClusterCounts)}): the embeddings have fewer distinct values than prototypes. If the loss is not falling, lower --set Training:LearningRate or the cluster counts.");
         }
 
         return withoutMembers;
@@ -428,11 +427,11 @@ public sealed class PretrainRun
     /// managed bytes allocated per step (every thread: the data workers' too) as <c>managed_bytes_per_step</c>.
     /// </summary>
     private List<double> TrainSteps(
-        RunState run, int epoch, EpochPosition? resumeAt, ClusteredEmbeddings? clustering, EpochAccumulator sums, Dictionary<string, object?> record, CancellationToken cancellation)
+        RunState run, int epoch, EpochPosition? resumeAt, ClusteredEmbeddings? clustering, EpochAccumulator sums, EpochRecord record, CancellationToken cancellation)
     {
         run.Model.train();
         var trainingStep = new PretrainStep(run, _group, _ranks.ShuffleKeysAcrossRanks(_options.Model)) { AfterBackward = FaultInjection.CorruptGradientAt };
-        var progress = new ProgressReporter(_output, $"epoch {epoch + 1}/{_options.Training.Epochs}", run.Loader.TrainingBatches);
+        var progress = new ProgressReporter(_output, $"epoch {Numbering.Displayed(epoch)}/{_options.Training.Epochs}", run.Loader.TrainingBatches);
         int step = resumeAt?.Step ?? 0;
         var stepLosses = new List<double>(resumeAt?.StepLosses ?? []);
         int firstStep = step;
@@ -457,7 +456,7 @@ public sealed class PretrainRun
             CheckpointInsideEpoch(run, new EpochPosition(epoch, step, stepLosses, clustering));
         }
 
-        record["managed_bytes_per_step"] = (GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore) / (double)Math.Max(1, step - firstStep);
+        record.ManagedBytesPerStep = (GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore) / (double)Math.Max(1, step - firstStep);
         return stepLosses;
     }
 
@@ -467,7 +466,7 @@ public sealed class PretrainRun
     // to checkpoint, and on the exit code (the largest any rank was given), so every rank ends alike.
     private void CheckpointInsideEpoch(RunState run, EpochPosition position)
     {
-        FaultInjection.PauseAt($"epoch{position.Epoch + 1}-step{position.Step}", _output, _stop, _ranks.Any);
+        FaultInjection.PauseAt($"epoch{Numbering.Displayed(position.Epoch)}-step{position.Step}", _output, _stop, _ranks.Any);
         bool periodic = _settings.CheckpointEverySteps > 0 && position.Step % _settings.CheckpointEverySteps == 0 && position.Step < run.Loader.TrainingBatches;
         var (exitCode, asked) = _ranks.AgreeAfterStep(_stop.ExitCode, _stop.TakeCheckpointRequest());
         if (exitCode == 0 && !periodic && !asked)
@@ -480,12 +479,12 @@ public sealed class PretrainRun
         {
             _group.Barrier(); // rank 0's checkpoint is written before any rank ends
             throw new RunStoppedException(exitCode,
-                $"Stopped in epoch {position.Epoch + 1} after step {position.Step} with a checkpoint; continue with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
+                $"Stopped in epoch {Numbering.Displayed(position.Epoch)} after step {position.Step} with a checkpoint; continue with --exp-dir {_settings.ExperimentDirectory} --resume auto.");
         }
     }
 
     /// <summary>The epoch's means of every loss part, its step losses, skipped images, memory and time (metrics.jsonl).</summary>
-    private void AddEpochRecord(Dictionary<string, object?> record, EpochAccumulator sums, List<double> stepLosses, Stopwatch epochClock, Stopwatch trainClock)
+    private void AddEpochRecord(EpochRecord record, EpochAccumulator sums, List<double> stepLosses, Stopwatch epochClock, Stopwatch trainClock)
     {
         var means = sums.Means();
         double[] values = [.. means.Values];
@@ -497,21 +496,21 @@ public sealed class PretrainRun
         int part = 0;
         foreach (var name in means.Keys)
         {
-            record[name] = values[part++] / _group.Size;
+            record.Means[name] = values[part++] / _group.Size;
         }
 
-        record["skipped_images"] = _skippedThisEpoch.Count;
+        record.SkippedImages = _skippedThisEpoch.Count;
         _skippedThisEpoch.Clear();
-        record["step_losses"] = stepLosses;
+        record.StepLosses = stepLosses;
         using (var self = Process.GetCurrentProcess())
         {
-            record["rss_mib"] = self.WorkingSet64 / 1048576.0;
+            record.RssMib = self.WorkingSet64 / 1048576.0;
         }
 
-        record["managed_mib"] = GC.GetTotalMemory(forceFullCollection: false) / 1048576.0;
-        record["live_tensors"] = DisposeScopeManager.Statistics.ThreadTotalLiveCount; // created minus disposed on this thread
-        record["seconds"] = epochClock.Elapsed.TotalSeconds;
-        record["images_per_second"] = stepLosses.Count * _options.Training.BatchSize / trainClock.Elapsed.TotalSeconds; // the global batch: all ranks together // training steps only, clustering excluded
+        record.ManagedMib = GC.GetTotalMemory(forceFullCollection: false) / 1048576.0;
+        record.LiveTensors = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        record.Seconds = epochClock.Elapsed.TotalSeconds;
+        record.ImagesPerSecond = stepLosses.Count * _options.Training.BatchSize / trainClock.Elapsed.TotalSeconds; // the global batch: all ranks together
     }
 
     private EvaluationReport Evaluate(HcscModel model, DatasetPair data, Device device, string label)

@@ -43,9 +43,9 @@ internal sealed class PretrainStep(RunState run, ICollectives group, bool shuffl
         var loss = run.Objective.Compute(q, k, run.Queue, indices, hierarchy, run.Generators.Masks, locals);   // InfoNCE in the warm-up
         run.Optimizer.zero_grad();
         Backward(loss, epoch, step);
-        AfterBackward?.Invoke(epoch + 1, step + 1, run.Model);
+        AfterBackward?.Invoke(Numbering.Displayed(epoch), Numbering.Displayed(step), run.Model);
         _gradients.Average(run.Model.TrainableParameters());                                                  // a NaN reaches every rank
-        double value = _ranks.Mean(run.Guard.Check(loss.Total, epoch + 1, step + 1));                          // one host read a step
+        double value = _ranks.Mean(run.Guard.Check(loss.Total, Numbering.Displayed(epoch), Numbering.Displayed(step)));                          // one host read a step
         run.Optimizer.step();
         _gradients.AverageBuffers(run.Model);                                                                  // BN statistics, as split BN
         var (keys, keyIndices) = (StridedShards.Gather(group, k), StridedShards.Gather(group, indices));      // the global batch
@@ -62,7 +62,7 @@ internal sealed class PretrainStep(RunState run, ICollectives group, bool shuffl
         }
         catch (BackwardPassException e)
         {
-            throw new InvalidOperationException($"Epoch {epoch + 1}, step {step + 1}: {e.Message}", e);
+            throw new InvalidOperationException($"Epoch {Numbering.Displayed(epoch)}, step {Numbering.Displayed(step)}: {e.Message}", e);
         }
     }
 }

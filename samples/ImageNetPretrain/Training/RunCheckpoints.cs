@@ -53,7 +53,7 @@ internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings setti
             metadata[EpochPosition.StepKey] = position.Step.ToString(CultureInfo.InvariantCulture);
         }
 
-        string pausePoint = position is null ? $"epoch{completedEpochs}-checkpoint-write" : $"epoch{position.Epoch + 1}-step{position.Step}-checkpoint-write";
+        string pausePoint = position is null ? $"epoch{completedEpochs}-checkpoint-write" : $"epoch{Numbering.Displayed(position.Epoch)}-step{position.Step}-checkpoint-write";
         bool hadCheckpoint = File.Exists(path);
         try
         {
@@ -73,7 +73,7 @@ internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings setti
 
         if (position is not null)
         {
-            _output.WriteLine($"checkpoint: {path} (epoch {position.Epoch + 1}, step {position.Step})");
+            _output.WriteLine($"checkpoint: {path} (epoch {Numbering.Displayed(position.Epoch)}, step {position.Step})");
             return;
         }
 
@@ -148,8 +148,8 @@ internal sealed class RunCheckpoints(HcscOptions options, PretrainSettings setti
         _output.WriteLine(position is null
             ? contents.Epoch >= _options.Training.Epochs
                 ? $"Resumed from {path}: all {contents.Epoch} epochs done; evaluating the trained model."
-                : $"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {contents.Epoch + 1}."
-            : $"Resumed from {path}: {contents.Epoch} epochs and {position.Step} steps of epoch {contents.Epoch + 1} done; continuing there.");
+                : $"Resumed from {path}: {contents.Epoch} epochs done; continuing at epoch {Numbering.Displayed((int)contents.Epoch)}."
+            : $"Resumed from {path}: {contents.Epoch} epochs and {position.Step} steps of epoch {Numbering.Displayed((int)contents.Epoch)} done; continuing there.");
         return (checked((int)contents.Epoch), position);
     }
 

@@ -25,28 +25,12 @@ public sealed class TensorBoardLog
     public void Step(int globalStep, double loss) => _writer.add_scalar("step/loss", (float)loss, globalStep);
 
     /// <summary>Records the numbers of an epoch's metrics record (after epoch <paramref name="completedEpochs"/>).</summary>
-    public void Epoch(int completedEpochs, IReadOnlyDictionary<string, object?> record)
+    public void Epoch(int completedEpochs, EpochRecord record)
     {
-        foreach (var (name, value) in record)
+        ArgumentNullException.ThrowIfNull(record);
+        foreach (var (name, value) in record.Scalars())
         {
-            switch (value)
-            {
-                case double d:
-                    _writer.add_scalar($"epoch/{name}", (float)d, completedEpochs);
-                    break;
-                case int i when name != "epoch":
-                    _writer.add_scalar($"epoch/{name}", i, completedEpochs);
-                    break;
-                case IReadOnlyList<double> levels when name != "step_losses":
-                    for (int l = 0; l < levels.Count; l++)
-                    {
-                        _writer.add_scalar($"epoch/{name}/{l}", (float)levels[l], completedEpochs);
-                    }
-
-                    break;
-                default:
-                    break;
-            }
+            _writer.add_scalar($"epoch/{name}", (float)value, completedEpochs);
         }
     }
 }
