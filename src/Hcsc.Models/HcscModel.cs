@@ -1,6 +1,8 @@
+using Hcsc.Core.Distributed;
 using Hcsc.Core.Options;
 using Hcsc.Core.Tensors;
 using Hcsc.Models.Backbones;
+using Hcsc.Models.Distributed;
 using Hcsc.Models.Heads;
 using Hcsc.Models.Momentum;
 using Hcsc.Models.Normalization;
@@ -152,22 +154,8 @@ public sealed class HcscModel : nn.Module
     /// <param name="view1">Query images [B, C, H, W].</param>
     /// <param name="view2">Key images [B, C, H', W'].</param>
     /// <param name="generator">Random source of the shuffle (a CPU generator), or <c>null</c> for the global one.</param>
-    public (Tensor Query, Tensor Key) Forward(Tensor view1, Tensor view2, Generator? generator = null)
-    {
-        RequireTwoViews(view1, view2);
-
-        using var scope = NewDisposeScope();
-        Tensor k;
-        using (no_grad())
-        {
-            // Keys first: their transient activations are gone before the query's graph is built (lower peak memory).
-            UpdateKeyEncoder();
-            k = nn.functional.normalize(KeyForward(view2, generator), dim: 1);   // [B, d]
-        }
-
-        var q = nn.functional.normalize(encoder_q.forward(view1), dim: 1);   // [B, d]
-        return (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope());
-    }
+    public (Tensor Query, Tensor Key) Forward(Tensor view1, Tensor view2, Generator? generator = null) =>
+        ForwardDataParallel(view1, view2, generator, SingleProcessCollectives.Instance, shuffleAcrossRanks: false);
 
     /// <summary>
     /// Data-parallel <see cref="Forward(Tensor, Tensor, Generator?)"/>: <paramref name="view1"/> and
@@ -185,41 +173,24 @@ public sealed class HcscModel : nn.Module
     /// <param name="view2">This rank's key views [b, C, H, W].</param>
     /// <param name="generator">Draws the global permutation (the same state on every rank).</param>
     /// <param name="collectives">The group of ranks.</param>
-    /// <param name="shuffleAcrossRanks">Shuffle the key batch over the ranks before the key encoder (MoCo's shuffle BN).</param>
+    /// <param name="shuffleAcrossRanks">Shuffle the key batch over the ranks before the key encoder (MoCo's shuffle BN). With one process the model decides: it shuffles around its split BN (<see cref="ShuffledKeyBatchNorm"/>).</param>
     /// <returns>This rank's L2-normalised queries (with autograd) and keys (without), [b, d] each.</returns>
-    public (Tensor Query, Tensor Key) ForwardDataParallel(Tensor view1, Tensor view2, Generator? generator, Hcsc.Core.Distributed.ICollectives collectives, bool shuffleAcrossRanks)
+    public (Tensor Query, Tensor Key) ForwardDataParallel(Tensor view1, Tensor view2, Generator? generator, ICollectives collectives, bool shuffleAcrossRanks)
     {
         ArgumentNullException.ThrowIfNull(collectives);
-        if (collectives.Size == 1)
-        {
-            return Forward(view1, view2, generator);
-        }
-
         RequireTwoViews(view1, view2);
 
         using var scope = NewDisposeScope();
         Tensor k;
         using (no_grad())
         {
+            // Keys first: their transient activations are gone before the query's graph is built (lower peak memory).
             UpdateKeyEncoder();
-            if (shuffleAcrossRanks && encoder_k.training)
-            {
-                int n = collectives.Size, rank = collectives.Rank;
-                var global = Distributed.StridedShards.Gather(collectives, view2);                  // [B, C, H, W]
-                var permutation = randperm(global.shape[0], generator: generator).to(global.device); // [B]
-                var mine = Distributed.StridedShards.Take(global.index_select(0, permutation), rank, n);
-                var keys = nn.functional.normalize(encoder_k.forward(mine), dim: 1);               // row t: f_k(global[perm[rank + n·t]])
-                var shuffledKeys = Distributed.StridedShards.Gather(collectives, keys);            // row i: f_k(global[perm[i]])
-                var unshuffled = zeros_like(shuffledKeys).index_copy_(0, permutation, shuffledKeys);
-                k = Distributed.StridedShards.Take(unshuffled, rank, n);
-            }
-            else
-            {
-                k = nn.functional.normalize(encoder_k.forward(view2), dim: 1);
-            }
+            bool shuffle = encoder_k.training && (collectives.Size > 1 ? shuffleAcrossRanks : ShuffledKeyBatchNorm);
+            k = nn.functional.normalize(shuffle ? ShuffledKeyForward(view2, generator, collectives) : encoder_k.forward(view2), dim: 1); // [b, d]
         }
 
-        var q = nn.functional.normalize(encoder_q.forward(view1), dim: 1);
+        var q = nn.functional.normalize(encoder_q.forward(view1), dim: 1);   // [b, d]
         return (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope());
     }
 
@@ -314,23 +285,25 @@ public sealed class HcscModel : nn.Module
         }
     }
 
-    private Tensor KeyForward(Tensor images, Generator? generator)
+    // MoCo's shuffle BN: the key views of all ranks gathered into the global batch [B, …], one permutation drawn from
+    // the generator (alike on every rank), each rank's key encoder run on its strided shard of the permuted batch, the
+    // outputs gathered and put back in order, and this rank's rows returned: row t is f_k(view2[t]). One process: the
+    // whole batch, permuted around its split BN.
+    private Tensor ShuffledKeyForward(Tensor view2, Generator? generator, ICollectives collectives)
     {
-        if (!ShuffledKeyBatchNorm || !encoder_k.training)
-        {
-            return encoder_k.forward(images);
-        }
-
-        var batch = images.shape[0];
-        if (batch % BatchNormSplits != 0)
+        int n = collectives.Size, rank = collectives.Rank;
+        var global = StridedShards.Gather(collectives, view2);                              // [B, C, H, W]
+        if (ShuffledKeyBatchNorm && global.shape[0] / n % BatchNormSplits != 0)
         {
             throw new ArgumentException(
-                $"Split-batch BN with {BatchNormSplits} splits needs a batch size that is a multiple of {BatchNormSplits}; got {images.Describe()}.", nameof(images));
+                $"Split-batch BN with {BatchNormSplits} splits needs a batch size that is a multiple of {BatchNormSplits}; got {view2.Describe()}.", nameof(view2));
         }
 
-        var permutation = randperm(batch, generator: generator).to(images.device);   // [B]
-        var shuffled = encoder_k.forward(images.index_select(0, permutation));       // row i is f_k(images[perm[i]])
-        return zeros_like(shuffled).index_copy_(0, permutation, shuffled);           // row perm[i] gets it back
+        var permutation = randperm(global.shape[0], generator: generator).to(global.device); // [B]
+        var mine = StridedShards.Take(global.index_select(0, permutation), rank, n);
+        var shuffled = StridedShards.Gather(collectives, encoder_k.forward(mine));         // row i: f_k(global[perm[i]])
+        var unshuffled = zeros_like(shuffled).index_copy_(0, permutation, shuffled);        // row perm[i] gets it back
+        return StridedShards.Take(unshuffled, rank, n);
     }
 
     private static void RequireTwoViews(Tensor view1, Tensor view2)
