@@ -1,5 +1,6 @@
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
+using Hcsc.Samples.ImageNetPretrain.Loading;
 
 namespace Hcsc.Tests.Sample;
 
@@ -204,6 +205,48 @@ public class AugmentationTests
         var options = new Hcsc.Core.Options.AugmentationOptions { ImageSize = 28, MultiCrop = true, LocalCropSizes = [16, 12], LocalCropMinScales = [0.1, 0.1], LocalCropMaxScales = [0.5, 0.5], BlurProbability = 0.25 };
         var views = ViewSet.Training(options, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
         views.Should().HaveCount(4).And.OnlyContain(v => v.BlurProbability == 0.25);
+    }
+
+    [Theory]
+    [InlineData(32, new[] { 27, 23, 18, 14 })]
+    [InlineData(96, new[] { 82, 69, 55, 41 })]
+    [InlineData(224, new[] { 192, 160, 128, 96 })]
+    public void Multi_crop_local_views_follow_the_global_size_with_the_reference_scale_ranges(int imageSize, int[] localSizes)
+    {
+        var options = new Hcsc.Core.Options.AugmentationOptions { ImageSize = imageSize, MultiCrop = true };
+        var views = ViewSet.Training(options, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd);
+        views.Select(v => v.Size).Should().Equal([imageSize, imageSize, .. localSizes], "192/224, 160/224, 128/224 and 96/224 of the global view");
+        views.Take(2).Should().OnlyContain(v => v.MinScale == options.GlobalCropMinScale && v.MaxScale == 1.0);
+        views.Skip(2).Select(v => (v.MinScale, v.MaxScale)).Should().Equal(
+            [(0.172, 0.86), (0.143, 0.715), (0.114, 0.571), (0.086, 0.429)], "the reference's local scales (docs/method.md)");
+
+        // The crops the local views draw cover those fractions of the image (up to the integer rounding of the box).
+        var random = new Random(2);
+        foreach (var view in views.Skip(2))
+        {
+            for (int i = 0; i < 200; i++)
+            {
+                var box = CropBox.RandomResized(400, 300, view.MinScale, view.MaxScale, random);
+                double area = box.Width * box.Height / (400.0 * 300.0);
+                area.Should().BeInRange(view.MinScale * 0.97, view.MaxScale * 1.03);
+            }
+        }
+    }
+
+    [Fact]
+    public void A_multi_crop_batch_holds_every_view_at_its_own_size_and_explicit_sizes_win()
+    {
+        var dataset = new SyntheticHierarchicalDataset(coarseClasses: 2, finePerCoarse: 2, imagesPerClass: 4, size: 32, seed: 1);
+        var options = new Hcsc.Core.Options.AugmentationOptions { ImageSize = 32, MultiCrop = true };
+        using var loader = new BatchLoader(dataset, ViewSet.Training(options, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd), batchSize: 4, workers: 2, seed: 0);
+        using (var batch = loader.TrainingEpoch(0).First())
+        {
+            batch.Views.Select(v => v.shape).Should().BeEquivalentTo(
+                new[] { 32, 32, 27, 23, 18, 14 }.Select(s => new long[] { 4, 3, s, s }), o => o.WithStrictOrdering());
+        }
+
+        options.LocalCropSizes = [20, 16, 12, 8];
+        ViewSet.Training(options, ViewTransform.ImageNetMean, ViewTransform.ImageNetStd).Skip(2).Select(v => v.Size).Should().Equal(20, 16, 12, 8);
     }
 
     private static float[] View(ViewTransform view, RgbImage image, int seed)
