@@ -166,7 +166,7 @@ public sealed class HierarchicalKMeans
                 level, report.K, report.Points, objective, report.EmptyClustersSplit, report.Seconds);
         }
 
-        var hierarchy = ClusterHierarchy.FromTensors(prototypes, assignments, concentrations, parents);
+        var hierarchy = ClusterHierarchy.FromTensors(prototypes, assignments, concentrations, parents, _temperature);
         return new HierarchicalKMeansResult(hierarchy, raw.Select(r => r.MoveToOuterDisposeScope()).ToArray(), reports);
     }
 

@@ -529,6 +529,14 @@ public sealed class HcscObjective : IDisposable
         }
 
         ThrowIfDisposed(hierarchy);
+        if (hierarchy.ConcentrationTemperature is { } tau && Math.Abs(tau - _options.Temperature) > 1e-9 * _options.Temperature)
+        {
+            throw new ArgumentException(
+                $"The hierarchy's concentrations were rescaled for τ = {tau} (the temperature given to HierarchicalKMeans), but this objective uses τ = {_options.Temperature} " +
+                "(ObjectiveOptions.Temperature); the selection probabilities assume one τ. Pass the same value to both, e.g. new HierarchicalKMeans(options.Clustering, options.Objective.Temperature).",
+                nameof(hierarchy));
+        }
+
         Guard.SameDevice(hierarchy.Levels[0].Prototypes, nameof(hierarchy) + " prototypes", query, nameof(query));
         Guard.EmbeddingSize(query, nameof(query), hierarchy.EmbeddingSize, "the hierarchy's prototypes");
         Guard.Range(batchIndices, nameof(batchIndices), hierarchy.SampleCount, $"the hierarchy covers {hierarchy.SampleCount} samples", _options.CheckIndexRangesOnDevice);

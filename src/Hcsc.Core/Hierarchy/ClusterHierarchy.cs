@@ -6,7 +6,7 @@ namespace Hcsc.Core.Hierarchy;
 /// <summary>
 /// The result of hierarchical clustering (docs/method.md §2) and the contract between Hcsc.Clustering,
 /// which produces it, and Hcsc.Losses, which consumes it. Build one from your own clustering with
-/// <see cref="FromTensors"/>; it is validated on construction: shapes, dtypes, devices, index
+/// <see cref="FromTensors(IReadOnlyList{Tensor}, IReadOnlyList{Tensor}, IReadOnlyList{Tensor}, IReadOnlyList{Tensor})"/>; it is validated on construction: shapes, dtypes, devices, index
 /// ranges, unit-norm prototypes, positive concentrations, and the tree property
 /// a_{l+1}(i) = parent_l(a_l(i)) for every sample i and level l.
 /// </summary>
@@ -16,9 +16,10 @@ public sealed class ClusterHierarchy : IDisposable
     private readonly ClusterLevel[] _levels;
     private bool _disposed;
 
-    private ClusterHierarchy(ClusterLevel[] levels)
+    private ClusterHierarchy(ClusterLevel[] levels, double? concentrationTemperature)
     {
         _levels = levels;
+        ConcentrationTemperature = concentrationTemperature;
     }
 
     /// <summary>The levels, finest first.</summary>
@@ -35,6 +36,14 @@ public sealed class ClusterHierarchy : IDisposable
 
     /// <summary>The device all tensors live on.</summary>
     public Device Device => _levels[0].Prototypes.device;
+
+    /// <summary>
+    /// τ the concentrations were rescaled to (each level's mean φ, docs/method.md §2), when the hierarchy says so
+    /// (<see cref="FromTensors(IReadOnlyList{Tensor}, IReadOnlyList{Tensor}, IReadOnlyList{Tensor}, IReadOnlyList{Tensor}, double)"/>,
+    /// as hierarchical k-means builds it); null for concentrations of unknown origin. The objective refuses a hierarchy
+    /// whose τ is not its own, since its selection probabilities assume the same τ.
+    /// </summary>
+    public double? ConcentrationTemperature { get; }
 
     /// <summary>Prototype counts per level, finest first, e.g. [3000, 2000, 1000].</summary>
     public IReadOnlyList<long> ClusterCounts => _levels.Select(l => l.ClusterCount).ToArray();
@@ -53,7 +62,14 @@ public sealed class ClusterHierarchy : IDisposable
         IReadOnlyList<Tensor> prototypes,
         IReadOnlyList<Tensor> assignments,
         IReadOnlyList<Tensor> concentrations,
-        IReadOnlyList<Tensor> parents)
+        IReadOnlyList<Tensor> parents) => Build(prototypes, assignments, concentrations, parents, concentrationTemperature: null);
+
+    private static ClusterHierarchy Build(
+        IReadOnlyList<Tensor> prototypes,
+        IReadOnlyList<Tensor> assignments,
+        IReadOnlyList<Tensor> concentrations,
+        IReadOnlyList<Tensor> parents,
+        double? concentrationTemperature)
     {
         ArgumentNullException.ThrowIfNull(prototypes);
         ArgumentNullException.ThrowIfNull(assignments);
@@ -88,7 +104,33 @@ public sealed class ClusterHierarchy : IDisposable
                 similarity is null ? null : Own(similarity));
         }
 
-        return new ClusterHierarchy(levels);
+        return new ClusterHierarchy(levels, concentrationTemperature);
+    }
+
+    /// <summary>
+    /// <see cref="FromTensors(IReadOnlyList{Tensor}, IReadOnlyList{Tensor}, IReadOnlyList{Tensor}, IReadOnlyList{Tensor})"/>
+    /// for concentrations rescaled to mean <paramref name="concentrationTemperature"/> per level (τ): the hierarchy
+    /// records it (<see cref="ConcentrationTemperature"/>) so that an objective with another τ is refused.
+    /// </summary>
+    /// <param name="prototypes">Per level, L2-normalised prototypes <c>[k_l, d]</c>, float32 or float64.</param>
+    /// <param name="assignments">Per level, the cluster of each sample <c>[N]</c>, int64 in [0, k_l).</param>
+    /// <param name="concentrations">Per level, the concentration φ of each prototype <c>[k_l]</c>, finite and &gt; 0.</param>
+    /// <param name="parents">Per level but the top, the parent of each prototype <c>[k_l]</c>, int64 in [0, k_{l+1}).</param>
+    /// <param name="concentrationTemperature">τ &gt; 0, the mean the concentrations were rescaled to.</param>
+    /// <exception cref="ArgumentException">Any check fails; the message lists every problem found.</exception>
+    public static ClusterHierarchy FromTensors(
+        IReadOnlyList<Tensor> prototypes,
+        IReadOnlyList<Tensor> assignments,
+        IReadOnlyList<Tensor> concentrations,
+        IReadOnlyList<Tensor> parents,
+        double concentrationTemperature)
+    {
+        if (!(concentrationTemperature > 0) || !double.IsFinite(concentrationTemperature))
+        {
+            throw new ArgumentOutOfRangeException(nameof(concentrationTemperature), concentrationTemperature, "τ must be finite and > 0.");
+        }
+
+        return Build(prototypes, assignments, concentrations, parents, concentrationTemperature);
     }
 
     /// <summary>Returns a copy of this hierarchy on <paramref name="device"/> (this one stays valid).</summary>
@@ -96,11 +138,12 @@ public sealed class ClusterHierarchy : IDisposable
     {
         ThrowIfDisposed();
         using var scope = NewDisposeScope();
-        var moved = FromTensors(
+        var moved = Build(
             _levels.Select(l => l.Prototypes.to(device)).ToArray(),
             _levels.Select(l => l.Assignments.to(device)).ToArray(),
             _levels.Select(l => l.Concentrations.to(device)).ToArray(),
-            _levels.Take(_levels.Length - 1).Select(l => l.Parents!.to(device)).ToArray());
+            _levels.Take(_levels.Length - 1).Select(l => l.Parents!.to(device)).ToArray(),
+            ConcentrationTemperature);
         return moved;
     }
 

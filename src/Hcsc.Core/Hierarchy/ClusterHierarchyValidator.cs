@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace Hcsc.Core.Hierarchy;
 
-/// <summary>Checks the inputs of <see cref="ClusterHierarchy.FromTensors"/> and describes every problem in plain words.</summary>
+/// <summary>Checks the inputs of <see cref="ClusterHierarchy.FromTensors(IReadOnlyList{TorchSharp.torch.Tensor}, IReadOnlyList{TorchSharp.torch.Tensor}, IReadOnlyList{TorchSharp.torch.Tensor}, IReadOnlyList{TorchSharp.torch.Tensor})"/> and describes every problem in plain words.</summary>
 internal static class ClusterHierarchyValidator
 {
     public static List<string> Validate(

@@ -19,6 +19,7 @@ public class HierarchicalKMeansTests
         var hierarchy = result.Hierarchy;
 
         hierarchy.ClusterCounts.Should().Equal(16L, 6L, 3L);
+        hierarchy.ConcentrationTemperature.Should().Be(0.2, "the hierarchy records the τ its concentrations were rescaled for");
         result.Levels.Select(l => l.K).Should().Equal(16, 6, 3);
         result.Levels.Select(l => l.Points).Should().Equal(600L, 16L, 6L);
 

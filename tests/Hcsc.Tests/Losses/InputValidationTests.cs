@@ -1,3 +1,4 @@
+using Hcsc.Core.Hierarchy;
 using Hcsc.Core.Options;
 using Hcsc.Losses;
 using TorchSharp;
@@ -9,6 +10,28 @@ namespace Hcsc.Tests.Losses;
 public class InputValidationTests
 {
     private static void Throws(Action act, string pattern) => act.Should().Throw<ArgumentException>().WithMessage(pattern);
+
+    [Fact]
+    public void A_hierarchy_rescaled_for_another_temperature_is_refused_with_both_values()
+    {
+        using var scope = NewDisposeScope();
+        using var f = new LossFixture(ScalarType.Float32);
+        var levels = f.Hierarchy.Levels;
+        using var tagged = ClusterHierarchy.FromTensors(
+            levels.Select(l => l.Prototypes).ToArray(), levels.Select(l => l.Assignments).ToArray(),
+            levels.Select(l => l.Concentrations).ToArray(), levels.Take(2).Select(l => l.Parents!).ToArray(), concentrationTemperature: 0.1);
+        tagged.ConcentrationTemperature.Should().Be(0.1);
+        f.Hierarchy.ConcentrationTemperature.Should().BeNull("a hierarchy built without τ does not claim one");
+        using var moved = tagged.To(CPU);
+        moved.ConcentrationTemperature.Should().Be(0.1, "a copy keeps it");
+
+        var g = new Generator(1);
+        using var other = new HcscObjective(new ObjectiveOptions { Temperature = 0.2 });
+        Throws(() => other.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, tagged, g), "*rescaled for τ = 0.1*this objective uses τ = 0.2*Pass the same value to both*");
+        other.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, f.Hierarchy, g).Total.isfinite().item<bool>().Should().BeTrue("unknown τ is not checked");
+        using var same = new HcscObjective(new ObjectiveOptions { Temperature = 0.1 });
+        same.Compute(f.Query, f.Key, f.Queue, f.BatchIndices, tagged, g).Total.isfinite().item<bool>().Should().BeTrue();
+    }
 
     [Fact]
     public void With_CheckUnitNorm_a_row_that_is_not_unit_norm_is_named_and_without_it_is_accepted()
