@@ -60,6 +60,14 @@ public sealed class HierarchicalKMeans
     /// <exception cref="ArgumentException">Invalid embeddings (not 2-D, d = 0, N &lt; k_0, NaN/Inf rows); nothing is computed.</exception>
     public HierarchicalKMeansResult Fit(Tensor embeddings, IProgress<ClusteringProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(embeddings);
+        if (embeddings.dim() == 2 && embeddings.shape[0] < _options.NumClusters[0])
+        {
+            throw new ArgumentException(
+                $"The finest level has k = {_options.NumClusters[0]} prototypes but there are only {embeddings.shape[0]} embeddings. Lower ClusteringOptions.NumClusters; " +
+                "ClusteringOptions.SmallData() (200 / 50 / 10) is a start for small data sets.", nameof(embeddings));
+        }
+
         EmbeddingChecks.RequirePoints(embeddings, _options.NumClusters[0], nameof(embeddings));
         return FitCore(embeddings, null, progress, cancellationToken);
     }

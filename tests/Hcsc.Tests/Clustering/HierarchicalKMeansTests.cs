@@ -106,7 +106,21 @@ public class HierarchicalKMeansTests
         FluentActions.Invoking(() => new HierarchicalKMeans(new ClusteringOptions { NumClusters = [10, 10] }, 0.2)).Should().Throw<ArgumentException>().WithMessage("*strictly decreasing*");
         FluentActions.Invoking(() => new HierarchicalKMeans(new ClusteringOptions(), double.NaN)).Should().Throw<ArgumentException>().WithMessage("*Temperature (τ) must be a finite number > 0, got NaN*");
         using var few = randn(10, 4);
-        FluentActions.Invoking(() => new HierarchicalKMeans(Options, 0.2).Fit(few)).Should().Throw<ArgumentException>().WithMessage("*at least 16 points*");
+        FluentActions.Invoking(() => new HierarchicalKMeans(Options, 0.2).Fit(few)).Should().Throw<ArgumentException>()
+            .WithMessage("The finest level has k = 16 prototypes but there are only 10 embeddings. Lower ClusteringOptions.NumClusters; ClusteringOptions.SmallData() (200 / 50 / 10)*");
+    }
+
+    [Fact]
+    public void The_small_data_preset_is_valid_and_clusters_a_few_thousand_points()
+    {
+        var small = ClusteringOptions.SmallData();
+        small.NumClusters.Should().Equal(200, 50, 10);
+        HcscOptionsValidator.Problems(small).Should().BeEmpty();
+        var (points, _) = Blobs(2000, 8, 10, 2.0, 1.0, seed: 5);
+        using var raw = ToTensor(points);
+        using var x = nn.functional.normalize(raw, dim: 1);
+        using var result = new HierarchicalKMeans(small, 0.2).Fit(x);
+        result.Hierarchy.ClusterCounts.Should().Equal(200L, 50L, 10L);
     }
 
     /// <summary>Spec §1 step 4 written out naively in double precision, with numpy's linear percentile.</summary>
