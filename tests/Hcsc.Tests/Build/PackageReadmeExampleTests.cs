@@ -50,6 +50,31 @@ public partial class PackageReadmeExampleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void The_own_encoder_guide_compiles_against_the_packages_and_its_clusters_follow_the_classes()
+    {
+        string path = Path.Combine(RepoRoot(), "docs", "own-encoder.md");
+        var blocks = CSharpBlocks(File.ReadAllText(path));
+        blocks.Should().ContainSingle($"{path} has one complete C# program");
+        var compilation = ScalarTemporaryScanner.CompileText(
+            blocks[0], PackageReferences("Hcsc.Losses", "Hcsc.Clustering", "Hcsc.Models", "Hcsc.Runtime"), OutputKind.ConsoleApplication, implicitUsings: true,
+            assemblyName: "OwnEncoderGuide");
+        using var pe = new MemoryStream();
+        var emit = compilation.Emit(pe);
+        string.Join(Environment.NewLine, emit.Diagnostics.Where(d => d.Severity >= DiagnosticSeverity.Warning && d.Id is not ("CS1701" or "CS1702")))
+            .Should().BeEmpty($"the ```csharp block of {path} must compile");
+
+        var (console, elapsed) = Run(pe.ToArray(), "own-encoder guide");
+        output.WriteLine($"own-encoder guide ran in {elapsed.TotalSeconds:F2} s:");
+        output.WriteLine(console);
+        var nmi = NmiLine().Matches(console).Select(m => double.Parse(m.Groups["nmi"].Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        nmi.Should().HaveCount(6, "six HCSC epochs after two of warm-up");
+        nmi.Should().OnlyContain(v => v > 0.5, "the clusters of the key encoder's embeddings follow the six classes");
+    }
+
+    [GeneratedRegex(@"vs the fine labels (?<nmi>[0-9.]+)")]
+    private static partial Regex NmiLine();
+
+    [Fact]
     public void Each_package_packs_its_own_README()
     {
         string props = File.ReadAllText(Path.Combine(RepoRoot(), "src", "Directory.Build.props"));
@@ -66,16 +91,16 @@ public partial class PackageReadmeExampleTests(ITestOutputHelper output)
     private static partial Regex CSharpFence();
 
     /// <summary>
-    /// What a project that references <paramref name="package"/> (and a TorchSharp backend) compiles against: the
+    /// What a project that references <paramref name="packages"/> (and a TorchSharp backend) compiles against: the
     /// framework, the package's assembly and every assembly it references transitively (Hcsc.Core, TorchSharp, its NuGet
     /// dependencies), taken from the assemblies this test runs with. Other Hcsc packages are left out.
     /// </summary>
-    private static List<MetadataReference> PackageReferences(string package)
+    private static List<MetadataReference> PackageReferences(params string[] packages)
     {
         var all = ScalarTemporaryGuardTests.References();
         string frameworkDir = Path.GetDirectoryName(typeof(object).Assembly.Location)!;
         var closure = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-        var pending = new Stack<AssemblyName>([new AssemblyName(package)]);
+        var pending = new Stack<AssemblyName>(packages.Select(p => new AssemblyName(p)));
         while (pending.TryPop(out var name))
         {
             if (name.Name is null || !closure.Add(name.Name))
@@ -99,7 +124,7 @@ public partial class PackageReadmeExampleTests(ITestOutputHelper output)
             }
         }
 
-        closure.Should().Contain(package == "Hcsc.Runtime" ? ["TorchSharp"] : ["Hcsc.Core", "TorchSharp"], "every package but Hcsc.Runtime builds on Hcsc.Core");
+        closure.Should().Contain(packages is ["Hcsc.Runtime"] ? ["TorchSharp"] : ["Hcsc.Core", "TorchSharp"], "every package but Hcsc.Runtime builds on Hcsc.Core");
         return all.Where(r =>
                 string.Equals(Path.GetDirectoryName(r.Display), frameworkDir, StringComparison.Ordinal)
                 || closure.Contains(Path.GetFileNameWithoutExtension(r.Display!)))
