@@ -14,7 +14,7 @@ for id in Hcsc.Core Hcsc.Runtime Hcsc.Clustering Hcsc.Losses Hcsc.Models Hcsc.Di
   pkg="$work/feed/$id.$version.nupkg"
   [ -f "$pkg" ] || { echo "missing package $pkg"; exit 1; }
   listing=$(unzip -l "$pkg")
-  for part in "buildTransitive/$id.targets" buildTransitive/Hcsc.TorchSharpNativeFix.targets buildTransitive/HcscTorchSharpNativeFix.cs README.md; do
+  for part in "buildTransitive/$id.targets" buildTransitive/Hcsc.TorchSharpNativeFix.targets buildTransitive/HcscTorchSharpNativeFix.cs README.md docs/method.md; do
     grep -q "$part" <<<"$listing" || { echo "$pkg lacks $part"; exit 1; }
   done
   nuspec=$(unzip -p "$pkg" "$id.nuspec")
