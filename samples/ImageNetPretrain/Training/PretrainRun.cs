@@ -306,6 +306,7 @@ public sealed class PretrainRun
             WritePlots(metrics.Path);
         }
 
+        _group.Barrier(); // rank 0's last checkpoint and metrics are on disk before any rank returns an outcome naming them
         return new PretrainOutcome(before, after, Path.Combine(_settings.ExperimentDirectory, LatestCheckpoint), metrics.Path);
     }
 
