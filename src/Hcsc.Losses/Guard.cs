@@ -29,8 +29,9 @@ internal static class Guard
         using var scope = NewDisposeScope();
         using var one = 1.0.ToScalar();
         var norms = linalg.vector_norm(rows.detach().to(ScalarType.Float64), dims: [1]);   // [B]
-        long worst = norms.sub(one).abs().argmax().item<long>();
-        double norm = norms[worst].item<double>();
+        var worstRow = norms.sub(one).abs().argmax().reshape(1);                              // [1]
+        var read = cat([worstRow.to(ScalarType.Float64), norms.index_select(0, worstRow)]).cpu().data<double>(); // one sync
+        var (worst, norm) = ((long)read[0], read[1]);
         if (!(Math.Abs(norm - 1) <= tolerance))
         {
             throw new ArgumentException(

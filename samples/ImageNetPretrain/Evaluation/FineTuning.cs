@@ -3,11 +3,10 @@ using Hcsc.Models.Optimization;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Loading;
+using Hcsc.Samples.ImageNetPretrain.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-
-using Hcsc.Samples.ImageNetPretrain.Training;
 
 namespace Hcsc.Samples.ImageNetPretrain.Evaluation;
 

@@ -1,8 +1,7 @@
 using Hcsc.Models.Optimization;
+using Hcsc.Samples.ImageNetPretrain.Training;
 using TorchSharp;
 using static TorchSharp.torch;
-
-using Hcsc.Samples.ImageNetPretrain.Training;
 
 namespace Hcsc.Samples.ImageNetPretrain.Evaluation;
 

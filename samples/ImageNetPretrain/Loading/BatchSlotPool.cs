@@ -12,7 +12,16 @@ internal sealed class BatchSlotPool(IReadOnlyList<int> sizes, bool pinned) : IDi
     private bool _disposed;
 
     /// <summary>Slots allocated so far.</summary>
-    public int Created { get; private set; }
+    public int Created
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _made.Values.Sum();
+            }
+        }
+    }
 
     /// <summary>A free slot of <paramref name="count"/> images, or a new one.</summary>
     public BatchSlot Rent(int count)
@@ -25,7 +34,6 @@ internal sealed class BatchSlotPool(IReadOnlyList<int> sizes, bool pinned) : IDi
                 return slot;
             }
 
-            Created++;
             _made[count] = _made.GetValueOrDefault(count) + 1;
         }
 
@@ -45,14 +53,7 @@ internal sealed class BatchSlotPool(IReadOnlyList<int> sizes, bool pinned) : IDi
             _made.TryGetValue(count, out int made);
             for (; made < slots; made++)
             {
-                Created++;
-                if (!_free.TryGetValue(count, out var free))
-                {
-                    free = new Stack<BatchSlot>();
-                    _free[count] = free;
-                }
-
-                free.Push(new BatchSlot(count, sizes, pinned));
+                FreeOf(count).Push(new BatchSlot(count, sizes, pinned));
             }
 
             _made[count] = made;
@@ -66,13 +67,7 @@ internal sealed class BatchSlotPool(IReadOnlyList<int> sizes, bool pinned) : IDi
         {
             if (!_disposed)
             {
-                if (!_free.TryGetValue(slot.Count, out var free))
-                {
-                    free = new Stack<BatchSlot>();
-                    _free[slot.Count] = free;
-                }
-
-                free.Push(slot);
+                FreeOf(slot.Count).Push(slot);
                 return;
             }
         }
@@ -93,5 +88,17 @@ internal sealed class BatchSlotPool(IReadOnlyList<int> sizes, bool pinned) : IDi
 
             _free.Clear();
         }
+    }
+
+    // The free slots of batches of count images (called under the lock).
+    private Stack<BatchSlot> FreeOf(int count)
+    {
+        if (!_free.TryGetValue(count, out var free))
+        {
+            free = new Stack<BatchSlot>();
+            _free[count] = free;
+        }
+
+        return free;
     }
 }

@@ -41,11 +41,12 @@ internal sealed class PretrainStep(RunState run, ICollectives group, bool shuffl
         var (q, k) = run.Model.ForwardDataParallel(images[0], images[1], run.Generators.Shuffle, group, shuffleKeysAcrossRanks); // [B, d] each
         var locals = images.Length > 2 ? run.Model.ForwardLocal(images[2..]) : null;                          // multi-crop
         var loss = run.Objective.Compute(q, k, run.Queue, indices, hierarchy, run.Generators.Masks, locals);   // InfoNCE in the warm-up
+        var (shownEpoch, shownStep) = (Numbering.Displayed(epoch), Numbering.Displayed(step));
         run.Optimizer.zero_grad();
-        Backward(loss, epoch, step);
-        AfterBackward?.Invoke(Numbering.Displayed(epoch), Numbering.Displayed(step), run.Model);
+        Backward(loss, shownEpoch, shownStep);
+        AfterBackward?.Invoke(shownEpoch, shownStep, run.Model);
         _gradients.Average(run.Model.TrainableParameters());                                                  // a NaN reaches every rank
-        double value = _ranks.Mean(run.Guard.Check(loss.Total, Numbering.Displayed(epoch), Numbering.Displayed(step)));                          // one host read a step
+        double value = _ranks.Mean(run.Guard.Check(loss.Total, shownEpoch, shownStep));                        // one host read a step
         run.Optimizer.step();
         _gradients.AverageBuffers(run.Model);                                                                  // BN statistics, as split BN
         var (keys, keyIndices) = (StridedShards.Gather(group, k), StridedShards.Gather(group, indices));      // the global batch
@@ -54,7 +55,7 @@ internal sealed class PretrainStep(RunState run, ICollectives group, bool shuffl
         return (loss, value, EmbeddingSpread.Of(q));
     }
 
-    private static void Backward(HcscLossResult loss, int epoch, int step)
+    private static void Backward(HcscLossResult loss, int shownEpoch, int shownStep)
     {
         try
         {
@@ -62,7 +63,7 @@ internal sealed class PretrainStep(RunState run, ICollectives group, bool shuffl
         }
         catch (BackwardPassException e)
         {
-            throw new InvalidOperationException($"Epoch {Numbering.Displayed(epoch)}, step {Numbering.Displayed(step)}: {e.Message}", e);
+            throw new InvalidOperationException($"Epoch {shownEpoch}, step {shownStep}: {e.Message}", e);
         }
     }
 }

@@ -125,9 +125,9 @@ public sealed class ClusterHierarchy : IDisposable
         IReadOnlyList<Tensor> parents,
         double concentrationTemperature)
     {
-        if (!(concentrationTemperature > 0) || !double.IsFinite(concentrationTemperature))
+        if (Options.HcscOptionsValidator.TemperatureProblem(concentrationTemperature) is { } problem)
         {
-            throw new ArgumentOutOfRangeException(nameof(concentrationTemperature), concentrationTemperature, "τ must be finite and > 0.");
+            throw new ArgumentOutOfRangeException(nameof(concentrationTemperature), concentrationTemperature, problem);
         }
 
         return Build(prototypes, assignments, concentrations, parents, concentrationTemperature);

@@ -52,11 +52,13 @@ public static class StridedShards
     {
         ArgumentNullException.ThrowIfNull(collectives);
         ArgumentNullException.ThrowIfNull(local);
-        using var gathered = collectives.AllGather(local);   // [n · b, …]: rank r's rows at [r · b, (r + 1) · b)
+        var gathered = collectives.AllGather(local);         // [n · b, …]: rank r's rows at [r · b, (r + 1) · b)
         if (collectives.Size == 1)
         {
-            return gathered.clone();
+            return gathered;                                  // already a copy: one rank's AllGather clones
         }
+
+        using var owned = gathered;
 
         long b = local.shape[0];
         long[] rest = local.shape[1..].ToArray();

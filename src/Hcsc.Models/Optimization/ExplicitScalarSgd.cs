@@ -133,8 +133,23 @@ public sealed class ExplicitScalarSgd : SGD
 
     // The states must still hold the views of the flat momentum: loading a state dict into an optimiser that has not
     // stepped yet gives them tensors of their own.
-    private bool FlatMomentumIsCurrent() =>
-        _flatMomentum is not null && _flat!.Parameters.Select((p, i) => ReferenceEquals(((State)_state[p.Handle]).momentum_buffer, _momentumViews[i])).All(same => same);
+    private bool FlatMomentumIsCurrent()
+    {
+        if (_flatMomentum is null)
+        {
+            return false;
+        }
+
+        for (int i = 0; i < _momentumViews.Length; i++) // a loop, not LINQ: nothing allocated per step
+        {
+            if (!ReferenceEquals(((State)_state[_flat!.Parameters[i].Handle]).momentum_buffer, _momentumViews[i]))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 
     // The flat momentum b, with its views handed to the states (which save and load them). The first step sets b = d,
     // as the per-parameter loop's clone; after a load the loaded buffers are gathered and take μ·b + (1 − τ)·d.
