@@ -72,6 +72,13 @@ public static class ClusterCommand
                     throw new ArgumentException($"--features must hold a 2-D array [N, d]; got shape ({string.Join(", ", points.shape)}).");
                 }
 
+                if (points.shape[0] < counts[0])
+                {
+                    throw new ArgumentException(
+                        $"--features holds {points.shape[0]} embeddings, fewer than the {counts[0]} clusters of the finest level (--num-cluster {string.Join(',', counts)}); " +
+                        "lower --num-cluster below the number of embeddings (for example 200,50,10 for a few thousand).");
+                }
+
                 points = points.to(target);
                 if (parse.GetValue(normalize))
                 {

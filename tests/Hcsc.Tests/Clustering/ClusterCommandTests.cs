@@ -53,7 +53,7 @@ public sealed class ClusterCommandTests : IDisposable
 
     [Theory]
     [InlineData("nan", "*NaN*first is row 7*")]
-    [InlineData("few", "*k = 12 prototypes but there are only*ClusteringOptions.SmallData()*")]
+    [InlineData("few", "*holds 5 embeddings, fewer than the 12 clusters*(--num-cluster 12,5)*lower --num-cluster*")]
     [InlineData("cube", "*2-D*")]
     [InlineData("zero-width", "*d = 0*")]
     public void Bad_input_fails_clearly_and_writes_nothing(string kind, string message)
