@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Hcsc.Core.Distributed;
 using Hcsc.Distributed.Mpi;
+using Hcsc.Models.Backbones;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using Hcsc.Samples.ImageNetPretrain.Training;
 
@@ -62,6 +63,7 @@ public static class PretrainCommand
         var experiment = new Option<string>("--exp-dir") { Description = "Experiment folder for checkpoints and metrics.jsonl", DefaultValueFactory = _ => "runs/hcsc" };
         var resume = new Option<string?>("--resume") { Description = "Checkpoint to resume from, or 'auto' for the experiment folder's latest" };
         var width = new Option<int?>("--width") { Description = "ResNet base width (64 standard; default 16 for the synthetic, Fashion-MNIST and MNIST data)" };
+        var layout = new Option<ActivationLayout>("--layout") { Description = "Activation memory layout: Auto (channels-last on the CPU, channels-first on a GPU), ChannelsFirst or ChannelsLast" };
         var smallStem = new Option<bool?>("--small-stem") { Description = "Small-image stem for 28-64 px inputs (default on for synthetic and MNIST data)" };
         var knnEvery = new Option<int>("--knn-every") { Description = "Evaluate kNN every this many epochs (0: before and after training only)" };
         var maxImages = new Option<int>("--max-images") { Description = "Use at most this many training images (0: all)" };
@@ -76,7 +78,7 @@ public static class PretrainCommand
         var cudnnBenchmark = new Option<bool>("--cudnn-benchmark") { Description = "On CUDA: cuDNN picks the fastest convolution algorithms by timing them (default true)", DefaultValueFactory = _ => true };
         var tf32 = new Option<bool>("--tf32") { Description = "On CUDA (Ampere and newer): TF32 tensor cores for float32 products and convolutions, 2-8x faster, ~1e-3 relative error (default false)" };
         var checkWeights = new Option<int>("--check-weights-every") { Description = "Debug, with --distributed mpi: verify every N steps that every rank holds the same weights (0: at the start and the end only)" };
-        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, knnEvery, maxImages, keep, strict, everySteps, retries, distributed, checkWeights, skipPreflight, cudnnBenchmark, tf32, onSignal, clusterOn })
+        foreach (var option in new Option[] { preset, config, set, dataset, data, experiment, resume, width, smallStem, layout, knnEvery, maxImages, keep, strict, everySteps, retries, distributed, checkWeights, skipPreflight, cudnnBenchmark, tf32, onSignal, clusterOn })
         {
             command.Options.Add(option);
         }
@@ -117,6 +119,7 @@ public static class PretrainCommand
                 Resume = parse.GetValue(resume),
                 Width = parse.GetValue(width) ?? (smallImages ? 16 : 64),
                 SmallStem = parse.GetValue(smallStem) ?? smallImages,
+                Layout = parse.GetValue(layout),
                 KnnEvery = parse.GetValue(knnEvery),
                 MaxImages = parse.GetValue(maxImages),
                 KeepCheckpoints = parse.GetValue(keep),

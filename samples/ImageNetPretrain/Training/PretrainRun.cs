@@ -213,6 +213,7 @@ public sealed class PretrainRun
             Arch = _options.Model.Arch,
             SmallImageStem = _settings.SmallStem,
             BaseWidth = _settings.Width,
+            Layout = _settings.Layout,
             NormLayer = NormLayer,
         }));
         model.to(device);

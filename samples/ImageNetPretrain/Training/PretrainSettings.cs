@@ -1,3 +1,4 @@
+using Hcsc.Models.Backbones;
 using Hcsc.Samples.ImageNetPretrain.Data;
 
 namespace Hcsc.Samples.ImageNetPretrain.Training;
@@ -22,6 +23,12 @@ public sealed record PretrainSettings
 
     /// <summary>Use the small-image stem (3×3 stride-1 conv, no max-pool) for 28–64 px inputs.</summary>
     public bool SmallStem { get; init; }
+
+    /// <summary>
+    /// Memory layout of the ResNets' activations (<see cref="ActivationLayout.Auto"/>: channels-last on the CPU,
+    /// channels-first on a GPU). Same mathematics; only float rounding and speed differ.
+    /// </summary>
+    public ActivationLayout Layout { get; init; }
 
     /// <summary>Evaluate kNN every this many epochs (0: only before and after training).</summary>
     public int KnnEvery { get; init; }

@@ -117,9 +117,19 @@ public sealed class ResNet : Module<Tensor, Tensor>
         }
 
         using var scope = NewDisposeScope();
-        var x = maxpool.forward(relu.forward(bn1.forward(conv1.forward(images))));
+        var x = maxpool.forward(relu.forward(bn1.forward(conv1.forward(InLayout(images)))));
         x = layer4.forward(layer3.forward(layer2.forward(layer1.forward(x))));
         return avgpool.forward(x).flatten(1).MoveToOuterDisposeScope();
+    }
+
+    // The images in Options.Layout: a channels-first tensor is copied once into channels-last memory (a permuted view of
+    // [B, H, W, C]); the convolutions then produce channels-last outputs, which the later layers keep.
+    private Tensor InLayout(Tensor images)
+    {
+        bool channelsLast = Options.Layout == ActivationLayout.ChannelsLast
+            || (Options.Layout == ActivationLayout.Auto && images.device_type == DeviceType.CPU);
+        bool isChannelsLast = images.stride(1) == 1 && images.stride(3) == images.shape[1];
+        return channelsLast && !isChannelsLast ? images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) : images;
     }
 
     /// <summary>Head of the pooled features: input [B, C, H, W] → [B, NumClasses] (or the head's output size).</summary>

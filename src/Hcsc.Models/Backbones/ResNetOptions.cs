@@ -39,6 +39,13 @@ public sealed record ResNetOptions
     /// </summary>
     public Func<long, nn.Module<Tensor, Tensor>>? NormLayer { get; init; }
 
+    /// <summary>
+    /// Memory layout of the activations (<see cref="ActivationLayout.Auto"/>: channels-last on the CPU, channels-first
+    /// elsewhere). The input is laid out so on entry to <see cref="ResNet.Features"/>; parameters and their gradients
+    /// keep PyTorch's layout, so state dicts and packed parameters are unaffected.
+    /// </summary>
+    public ActivationLayout Layout { get; init; } = ActivationLayout.Auto;
+
     /// <summary>Checks the options and returns every problem found (empty when the options are valid).</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -56,6 +63,11 @@ public sealed record ResNetOptions
         if (BaseWidth < 1)
         {
             problems.Add($"BaseWidth must be at least 1 (got {BaseWidth}).");
+        }
+
+        if (!Enum.IsDefined(Layout))
+        {
+            problems.Add($"Layout {(int)Layout} is not an ActivationLayout; use Auto, ChannelsFirst or ChannelsLast.");
         }
 
         if (NumClasses < 0)

@@ -87,6 +87,87 @@ public class ResNetTests
         act.Should().Throw<ArgumentException>()
             .WithMessage("*resnet19*")
             .And.Message.Should().Contain("BaseWidth").And.Contain("InputChannels");
+        var layout = () => ResNet.Create(new ResNetOptions { Arch = "resnet18", Layout = (ActivationLayout)7 });
+        layout.Should().Throw<ArgumentException>().WithMessage("*Layout 7*ChannelsLast*");
+    }
+
+    [Theory]
+    [InlineData("resnet18", ActivationLayout.ChannelsLast, true)]
+    [InlineData("resnet50", ActivationLayout.ChannelsLast, true)]
+    [InlineData("resnet18", ActivationLayout.Auto, true)] // the CPU
+    [InlineData("resnet18", ActivationLayout.ChannelsFirst, false)]
+    public void Every_normalisation_layer_sees_the_chosen_layout(string arch, ActivationLayout layout, bool channelsLast)
+    {
+        using var scope = NewDisposeScope();
+        var seen = new List<(long Channels, bool ChannelsLast)>();
+        using var net = ResNet.Create(new ResNetOptions
+        {
+            Arch = arch, BaseWidth = 4, SmallImageStem = true, NumClasses = 0, Layout = layout,
+            NormLayer = channels => new LayoutProbe(channels, seen),
+        });
+        using var noGrad = no_grad();
+        net.Features(randn(2, 3, 9, 9));
+        seen.Should().HaveCount(arch == "resnet18" ? 20 : 53);
+        seen.Should().OnlyContain(s => s.ChannelsLast == channelsLast, "the input is laid out once and every convolution keeps it");
+    }
+
+    [Theory]
+    [InlineData("resnet18")]
+    [InlineData("resnet50")]
+    public void Channels_last_is_as_close_to_float64_as_channels_first(string arch)
+    {
+        // Same weights, same input, training mode. The two layouts run different float32 kernels, so they differ by
+        // rounding; against the same network in float64 (channels-first), channels-last must be no further off than
+        // channels-first is: features, every parameter's gradient, and the BN running statistics.
+        using var scope = NewDisposeScope();
+        var options = new ResNetOptions { Arch = arch, BaseWidth = 8, SmallImageStem = true, NumClasses = 5 };
+        manual_seed(3);
+        using var first = ResNet.Create(options with { Layout = ActivationLayout.ChannelsFirst });
+        using var last = ResNet.Create(options with { Layout = ActivationLayout.ChannelsLast });
+        using var exact = ResNet.Create(options with { Layout = ActivationLayout.ChannelsFirst });
+        last.load_state_dict(first.state_dict());
+        exact.load_state_dict(first.state_dict());
+        exact.to(float64);
+        var x = randn(6, 3, 11, 11);
+        Dictionary<string, Tensor> Run(ResNet net, ScalarType type)
+        {
+            net.train();
+            var output = net.forward(x.to(type));
+            output.pow(2).sum().backward();
+            var values = net.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.to(float64));
+            values["output"] = output.detach().to(float64);
+            foreach (var (name, buffer) in net.named_buffers().Where(b => b.name.Contains("running_", StringComparison.Ordinal)))
+            {
+                values[name] = buffer.to(float64);
+            }
+
+            return values;
+        }
+
+        var reference = Run(exact, float64);
+        var (channelsFirst, channelsLast) = (Run(first, float32), Run(last, float32));
+        foreach (var (name, value) in reference)
+        {
+            double scale = value.abs().max().item<double>();
+            double firstError = (channelsFirst[name] - value).abs().max().item<double>();
+            double lastError = (channelsLast[name] - value).abs().max().item<double>();
+            lastError.Should().BeLessThan(Math.Max(4 * firstError, 1e-6 * scale) + 1e-12, name);
+        }
+    }
+
+    // A norm layer that records, for each call, whether its input is laid out channels-last, and passes it on.
+    private sealed class LayoutProbe : nn.Module<Tensor, Tensor>
+    {
+        private readonly long _channels;
+        private readonly List<(long, bool)> _seen;
+
+        public LayoutProbe(long channels, List<(long, bool)> seen) : base(nameof(LayoutProbe)) => (_channels, _seen) = (channels, seen);
+
+        public override Tensor forward(Tensor input)
+        {
+            _seen.Add((_channels, input.stride(1) == 1 && input.stride(3) == _channels));
+            return input.alias();
+        }
     }
 
     [Fact]
