@@ -18,6 +18,7 @@ IBenchmark[] benchmarks =
     new Hcsc.Benchmarks.Pipeline.DefaultRunSeedsBenchmark(),
     new Hcsc.Benchmarks.Pipeline.MemorySoakBenchmark(),
     new Hcsc.Benchmarks.Pipeline.EpochOverheadBenchmark(),
+    new Hcsc.Benchmarks.Pipeline.MultiCropCostBenchmark(),
     new Hcsc.Benchmarks.Experiments.FashionMnistComparison(),
     new Hcsc.Benchmarks.Experiments.PixelBaselinesBenchmark(),
     new Hcsc.Benchmarks.Distributed.ScaleOutBenchmark(),

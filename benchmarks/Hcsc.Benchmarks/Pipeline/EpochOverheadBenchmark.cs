@@ -10,7 +10,8 @@ namespace Hcsc.Benchmarks.Pipeline;
 /// steps' keys (<c>--cluster-on Keys</c>) one after the other, round after round, so that a machine's drift falls on
 /// all three alike; reports the median epoch of each (the epochs after the first HCSC clustering), the ratio of the
 /// medians to MoCo's and the median of the rounds' ratios, and splits an HCSC epoch into training steps, embedding
-/// pass and k-means (the steps' excess over MoCo's is the selection).
+/// pass and k-means (the steps' excess over MoCo's is the selection). <c>--modes</c> picks other sets, the first one
+/// the baseline: <c>--modes pass,multicrop</c> is what <c>--multi-crop</c> costs an HCSC epoch (issue 30).
 /// </summary>
 public sealed class EpochOverheadBenchmark : IBenchmark
 {
@@ -18,7 +19,21 @@ public sealed class EpochOverheadBenchmark : IBenchmark
     public string Name => "epoch-overhead";
 
     /// <inheritdoc />
-    public string Description => "MoCo vs HCSC (--cluster-on Pass and Keys) epochs alternated: medians, ratios, and the split of an HCSC epoch (--rounds 2 --epochs 6 --dataset synthetic --max-images 0 --seed 0)";
+    public string Description => $"MoCo vs HCSC (--cluster-on Pass and Keys) epochs alternated: medians, ratios, and the split of an HCSC epoch (--rounds 2 --epochs 6 --dataset synthetic --max-images 0 --seed 0 --modes {string.Join(',', DefaultModes)}); modes: {string.Join(", ", Modes.Keys)}";
+
+    private static readonly string[] DefaultModes = ["moco", "pass", "keys"];
+
+    // Each mode's name in the table and the options it adds to the run; "epochs" stands for --epochs (MoCo: all warm-up).
+    private static readonly IReadOnlyDictionary<string, (string Name, string[] Arguments)> Modes = new Dictionary<string, (string, string[])>
+    {
+        ["moco"] = ("MoCo", ["--warmup-epoch", "epochs"]),
+        ["pass"] = ("HCSC, pass", ["--warmup-epoch", "1", "--cluster-on", "Pass"]),
+        ["keys"] = ("HCSC, keys", ["--warmup-epoch", "1", "--cluster-on", "Keys"]),
+        ["multicrop"] = ("HCSC, pass, multi-crop", ["--warmup-epoch", "1", "--cluster-on", "Pass", "--multi-crop"]),
+        ["moco-multicrop"] = ("MoCo, multi-crop", ["--warmup-epoch", "epochs", "--multi-crop"]),
+        ["pass-channels-first"] = ("HCSC, pass, channels-first", ["--warmup-epoch", "1", "--cluster-on", "Pass", "--layout", "ChannelsFirst"]),
+        ["multicrop-channels-first"] = ("HCSC, pass, multi-crop, channels-first", ["--warmup-epoch", "1", "--cluster-on", "Pass", "--multi-crop", "--layout", "ChannelsFirst"]),
+    };
 
     /// <inheritdoc />
     public int Run(string[] args)
@@ -26,6 +41,7 @@ public sealed class EpochOverheadBenchmark : IBenchmark
         int rounds = 2, epochs = 6, maxImages = 0;
         long seed = 0;
         string dataset = "synthetic";
+        string[] chosen = DefaultModes;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -35,8 +51,9 @@ public sealed class EpochOverheadBenchmark : IBenchmark
                 case "--max-images": maxImages = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--seed": seed = long.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--dataset": dataset = args[++i]; break;
+                case "--modes": chosen = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
                 default:
-                    Console.Error.WriteLine($"Unknown option {args[i]}. Options: --rounds N --epochs E (>= 3) --dataset NAME --max-images N --seed S");
+                    Console.Error.WriteLine($"Unknown option {args[i]}. Options: --rounds N --epochs E (>= 3) --dataset NAME --max-images N --seed S --modes {string.Join(',', Modes.Keys)}");
                     return 2;
             }
         }
@@ -47,12 +64,14 @@ public sealed class EpochOverheadBenchmark : IBenchmark
             return 2;
         }
 
-        var modes = new (string Name, string[] Arguments)[]
+        if (chosen.Length == 0 || chosen.FirstOrDefault(m => !Modes.ContainsKey(m)) is { } unknown)
         {
-            ("MoCo", ["--warmup-epoch", epochs.ToString(CultureInfo.InvariantCulture)]),
-            ("HCSC, pass", ["--warmup-epoch", "1", "--cluster-on", "Pass"]),
-            ("HCSC, keys", ["--warmup-epoch", "1", "--cluster-on", "Keys"]),
-        };
+            Console.Error.WriteLine($"--modes takes a comma-separated list of {string.Join(", ", Modes.Keys)}.");
+            return 2;
+        }
+
+        var modes = chosen.Select(m => (Modes[m].Name, Arguments: Modes[m].Arguments.Select(a => a == "epochs" ? epochs.ToString(CultureInfo.InvariantCulture) : a).ToArray())).ToArray();
+        string baseline = modes[0].Name;
         var epochsOf = modes.ToDictionary(m => m.Name, _ => new List<EpochRecord>());
         var roundMedians = modes.ToDictionary(m => m.Name, _ => new List<double>());
         for (int round = 0; round < rounds; round++)
@@ -75,18 +94,18 @@ public sealed class EpochOverheadBenchmark : IBenchmark
             }
         }
 
-        double moco = Statistics.Median(epochsOf["MoCo"].Select(e => e.Seconds));
-        double mocoSteps = Statistics.Median(epochsOf["MoCo"].Select(e => e.Seconds - e.Clustering));
+        double baselineEpoch = Statistics.Median(epochsOf[baseline].Select(e => e.Seconds));
+        double baselineSteps = Statistics.Median(epochsOf[baseline].Select(e => e.Seconds - e.Clustering));
         Console.WriteLine();
-        Console.WriteLine("mode | median epoch (s) | / MoCo | median of the rounds' ratios | steps (s) | embedding pass (s) | k-means (s) | selection (steps − MoCo's, s)");
+        Console.WriteLine($"mode | median epoch (s) | / {baseline} | median of the rounds' ratios | steps (s) | embedding pass (s) | k-means (s) | steps − {baseline}'s (s)");
         foreach (var (name, _) in modes)
         {
             var all = epochsOf[name];
             double median = Statistics.Median(all.Select(e => e.Seconds));
-            double ratios = Statistics.Median(roundMedians[name].Zip(roundMedians["MoCo"], (a, b) => a / b));
+            double ratios = Statistics.Median(roundMedians[name].Zip(roundMedians[baseline], (a, b) => a / b));
             double steps = Statistics.Median(all.Select(e => e.Seconds - e.Clustering));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{name} | {median:F2} | {median / moco:F3} | {ratios:F3} | {steps:F2} | {Statistics.Median(all.Select(e => e.Embedding)):F2} | {Statistics.Median(all.Select(e => e.KMeans)):F2} | {steps - mocoSteps:F2}"));
+                $"{name} | {median:F2} | {median / baselineEpoch:F3} | {ratios:F3} | {steps:F2} | {Statistics.Median(all.Select(e => e.Embedding)):F2} | {Statistics.Median(all.Select(e => e.KMeans)):F2} | {steps - baselineSteps:F2}"));
         }
 
         return 0;
