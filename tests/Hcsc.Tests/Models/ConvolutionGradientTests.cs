@@ -38,13 +38,17 @@ public class ConvolutionGradientTests
         RelativeError(gw, gw64).Should().BeLessThan(1e-5, "weight gradient");
     }
 
-    [Fact]
-    public void A_small_channel_resnet_has_finite_gradients_that_match_float64()
+    // ChannelsFirst is the layout whose oneDNN kernels broke on CPUs that report no caches (issue 11): the simulation's
+    // negative control (tests/cpu-without-caches/run.sh) relies on that case. ChannelsLast is what Auto runs on a CPU.
+    [Theory]
+    [InlineData(ActivationLayout.ChannelsFirst)]
+    [InlineData(ActivationLayout.ChannelsLast)]
+    public void A_small_channel_resnet_has_finite_gradients_that_match_float64(ActivationLayout layout)
     {
         using var scope = NewDisposeScope();
         manual_seed(1);
-        using var net = ResNet.Create(new ResNetOptions { Arch = "resnet18", BaseWidth = 4, SmallImageStem = true });
-        using var net64 = ResNet.Create(new ResNetOptions { Arch = "resnet18", BaseWidth = 4, SmallImageStem = true });
+        using var net = ResNet.Create(new ResNetOptions { Arch = "resnet18", BaseWidth = 4, SmallImageStem = true, Layout = layout });
+        using var net64 = ResNet.Create(new ResNetOptions { Arch = "resnet18", BaseWidth = 4, SmallImageStem = true, Layout = layout });
         net64.load_state_dict(net.state_dict());
         net64.to(ScalarType.Float64);
         net.train();
