@@ -151,7 +151,9 @@ public class ResNetTests
             double scale = value.abs().max().item<double>();
             double firstError = (channelsFirst[name] - value).abs().max().item<double>();
             double lastError = (channelsLast[name] - value).abs().max().item<double>();
-            lastError.Should().BeLessThan(Math.Max(4 * firstError, 1e-6 * scale) + 1e-12, name);
+            // Both errors are float32 rounding through ~20-50 layers of training-mode BN: they vary with the thread count,
+            // so the bound allows 4x channels-first's error plus 2e-4 of the largest value; a layout bug is O(scale).
+            lastError.Should().BeLessThan((4 * firstError) + (2e-4 * scale) + 1e-12, name);
         }
     }
 
