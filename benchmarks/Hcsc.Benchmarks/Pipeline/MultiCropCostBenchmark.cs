@@ -4,6 +4,7 @@ using Hcsc.Core.Options;
 using Hcsc.Models;
 using Hcsc.Models.Backbones;
 using Hcsc.Samples.ImageNetPretrain.Augmentation;
+using Hcsc.Samples.ImageNetPretrain.Commands;
 using Hcsc.Samples.ImageNetPretrain.Data;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -27,7 +28,9 @@ public sealed class MultiCropCostBenchmark : IBenchmark
     /// <inheritdoc />
     public int Run(string[] args)
     {
-        int rounds = 15, threads = 2, batch = 32, size = 32, splits = 4;
+        // The built-in data's run: the synthetic-quick preset's model, batch and image size, and the sample's width for it.
+        var preset = HcscOptionsLoader.FromPreset("synthetic-quick");
+        int rounds = 15, threads = 2, batch = preset.Training.BatchSize, size = preset.Augmentation.ImageSize, splits = preset.Model.BatchNormSplits;
         int[] explicitSizes = [];
         var layout = ActivationLayout.Auto;
         for (int i = 0; i + 1 < args.Length; i += 2)
@@ -59,8 +62,8 @@ public sealed class MultiCropCostBenchmark : IBenchmark
 
         manual_seed(0);
         using var model = new HcscModel(
-            new ModelOptions { Arch = "resnet18", Dim = 64, QueueLength = 1024, BatchNormSplits = splits, EncoderMomentum = 0.99 },
-            () => ResNet.Create(new ResNetOptions { Arch = "resnet18", SmallImageStem = true, BaseWidth = 16, Layout = layout }));
+            new ModelOptions { Arch = preset.Model.Arch, Dim = preset.Model.Dim, Mlp = preset.Model.Mlp, QueueLength = preset.Model.QueueLength, BatchNormSplits = splits, EncoderMomentum = preset.Model.EncoderMomentum },
+            () => ResNet.Create(new ResNetOptions { Arch = preset.Model.Arch, SmallImageStem = true, BaseWidth = 16, Layout = layout }));
         model.train();
         using var generator = new Generator(1);
         Tensor Input(long side) => randn(batch, 3, side, side);
